@@ -1,0 +1,5 @@
+//! One module per subcommand.
+
+pub mod fingerprint;
+pub mod keygen;
+pub mod validate;

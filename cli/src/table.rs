@@ -1,0 +1,26 @@
+//! Aligned plain-text tables: what every listing command prints.
+
+use std::io::Write;
+
+/// Writes `rows` (the first is the header) with columns padded to line up;
+/// the last column is not padded.
+pub fn print<const N: usize>(out: &mut impl Write, rows: Vec<[String; N]>) -> std::io::Result<()> {
+    let mut widths = [0usize; N];
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    for row in rows {
+        let mut line = String::new();
+        for (i, cell) in row.iter().enumerate() {
+            if i + 1 == N {
+                line.push_str(cell);
+            } else {
+                line.push_str(&format!("{cell:<w$}  ", w = widths[i]));
+            }
+        }
+        writeln!(out, "{}", line.trim_end())?;
+    }
+    Ok(())
+}

@@ -1,0 +1,7 @@
+//! The node agent: long-polls the conductor for its signed assignment set,
+//! starts and stops replicas by fork + exec, health-checks them, keeps a log
+//! ring buffer per replica, measures CPU and RAM, and reports every change.
+//! Stateless: a restarted node rebuilds everything from the conductor. Not
+//! yet filled: the conductor and node issue builds it.
+
+#![forbid(unsafe_code)]

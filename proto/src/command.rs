@@ -1,0 +1,91 @@
+//! Operator commands: what a signed envelope asks the conductor to do.
+//!
+//! Commands are postcard-encoded inside the signed payload and kept verbatim
+//! in the audit log, so variants and fields are only ever appended.
+
+use crate::keys::Fingerprint;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::str::FromStr;
+
+/// Identifies one cluster; generated once when its store is created. A
+/// command signed for one cluster is refused by every other.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ClusterId(pub [u8; 16]);
+
+impl ClusterId {
+    pub fn generate() -> Result<ClusterId, getrandom::Error> {
+        let mut id = [0u8; 16];
+        getrandom::fill(&mut id)?;
+        Ok(ClusterId(id))
+    }
+}
+
+impl fmt::Display for ClusterId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&crate::hex::encode(&self.0))
+    }
+}
+
+impl fmt::Debug for ClusterId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ClusterId({self})")
+    }
+}
+
+impl FromStr for ClusterId {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<ClusterId, String> {
+        let bytes = crate::hex::decode(s)
+            .filter(|b| b.len() == 16)
+            .ok_or_else(|| format!("`{s}` is not a cluster id (32 hex digits)"))?;
+        let mut out = [0u8; 16];
+        out.copy_from_slice(&bytes);
+        Ok(ClusterId(out))
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Command {
+    /// Deploy (or update) every app of a manifest.
+    Up {
+        /// The file name, for history and messages.
+        file: String,
+        /// The manifest text.
+        manifest: String,
+    },
+    /// Stop every replica of an app and forget it.
+    Down { app: String },
+    /// Set an app's desired replica count.
+    Scale { app: String, replicas: u32 },
+    /// Read an app's log lines (workload output is guarded like a mutation).
+    Logs {
+        app: String,
+        replica: Option<String>,
+        follow: bool,
+    },
+    /// Trust another operator key.
+    AddOperatorKey { name: String, public_key: Vec<u8> },
+    /// Stop trusting an operator key.
+    RevokeOperatorKey { fingerprint: Fingerprint },
+}
+
+impl Command {
+    /// A short label for history listings: `up web.skr8tr`, `scale api 5`.
+    pub fn summary(&self) -> String {
+        match self {
+            Command::Up { file, .. } => format!("up {file}"),
+            Command::Down { app } => format!("down {app}"),
+            Command::Scale { app, replicas } => format!("scale {app} {replicas}"),
+            Command::Logs { app, replica, .. } => match replica {
+                Some(r) => format!("logs {app} --replica {r}"),
+                None => format!("logs {app}"),
+            },
+            Command::AddOperatorKey { name, public_key } => {
+                format!("key add {name} {}", Fingerprint::of(public_key))
+            }
+            Command::RevokeOperatorKey { fingerprint } => format!("key revoke {fingerprint}"),
+        }
+    }
+}

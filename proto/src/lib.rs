@@ -1,0 +1,16 @@
+//! Everything that crosses a Skr8tr process boundary, and nothing that does
+//! I/O on a socket or a database.
+//!
+//! Layout:
+//! - [`manifest`]: the `.skr8tr` parser and the typed [`manifest::AppSpec`].
+//! - [`keys`]: ML-DSA-65 key pairs, PEM key files, fingerprints.
+//! - [`command`]: operator commands and the cluster id they are bound to.
+//! - [`envelope`]: the signed-command envelope: sign, encode, verify.
+
+#![forbid(unsafe_code)]
+
+pub mod command;
+pub mod envelope;
+pub mod hex;
+pub mod keys;
+pub mod manifest;

@@ -1,0 +1,74 @@
+//! The `.skr8tr` manifest: text to checked [`AppSpec`]s.
+//!
+//! Layout:
+//! - `tree`: lines to a tree of `key value` entries (braces or indentation).
+//! - `app`, `blocks`: the tree to typed specs, key by key, with cross-checks.
+//! - `check`: unknown/repeated keys and value errors, with positions and hints.
+//! - `values`: durations, sizes, percentages, numbers, shell-like words.
+//! - `spec`: the `AppSpec` types and their documented defaults.
+//! - `error`: `Diagnostic` (`file:line:col: error: …` plus a hint).
+//!
+//! Parsing never panics and never stops at the first problem: it returns
+//! every diagnostic of the file, in order.
+
+mod app;
+mod blocks;
+mod check;
+mod error;
+mod spec;
+mod tree;
+mod values;
+
+pub use error::{Diagnostic, Diagnostics, Pos};
+pub use spec::*;
+
+/// The largest manifest accepted, from a file or from the network.
+pub const MAX_MANIFEST_BYTES: usize = 1 << 20;
+
+/// Parses a manifest already known to be text. `file` names it in messages.
+pub fn parse(file: &str, text: &str) -> Result<Vec<AppSpec>, Diagnostics> {
+    let mut sink = error::Sink::new(file);
+    if text.len() > MAX_MANIFEST_BYTES {
+        sink.error_hint(
+            Pos::new(1, 1),
+            format!(
+                "the manifest is {} bytes; the limit is {MAX_MANIFEST_BYTES}",
+                text.len()
+            ),
+            "split it into several files",
+        );
+        return Err(sink.finish().expect_err("an error was just recorded"));
+    }
+    let entries = tree::parse(text, &mut sink);
+    let apps = app::apps(&entries, &mut sink);
+    if apps.is_empty() && sink.count() == 0 {
+        sink.error_hint(
+            Pos::new(1, 1),
+            "the manifest defines no app",
+            "start with `app NAME` and indent its keys under it",
+        );
+    }
+    sink.finish()?;
+    Ok(apps)
+}
+
+/// Parses raw bytes: rejects oversized input and names the line of the first
+/// byte that is not UTF-8.
+pub fn parse_bytes(file: &str, bytes: &[u8]) -> Result<Vec<AppSpec>, Diagnostics> {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => parse(file, text),
+        Err(e) => {
+            let good = &bytes[..e.valid_up_to()];
+            let line = good.iter().filter(|b| **b == b'\n').count() + 1;
+            let line_start = good.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+            let col = String::from_utf8_lossy(&good[line_start..]).chars().count() + 1;
+            let mut sink = error::Sink::new(file);
+            sink.error_hint(
+                Pos::new(line, col),
+                "the manifest is not UTF-8 text",
+                "save the file as UTF-8",
+            );
+            Err(sink.finish().expect_err("an error was just recorded"))
+        }
+    }
+}
