@@ -217,7 +217,7 @@ impl VerifyError {
 /// Verifies an encoded envelope for `cluster` at `now_ms` (Unix milliseconds).
 pub fn verify(
     bytes: &[u8],
-    keys: &impl KeyRing,
+    keys: &(impl KeyRing + ?Sized),
     cluster: &ClusterId,
     now_ms: u64,
 ) -> Result<Verified, VerifyError> {
@@ -228,7 +228,7 @@ pub fn verify(
 /// Verifies a decoded envelope; see [`verify`].
 pub fn verify_envelope(
     env: &Envelope,
-    keys: &impl KeyRing,
+    keys: &(impl KeyRing + ?Sized),
     cluster: &ClusterId,
     now_ms: u64,
 ) -> Result<Verified, VerifyError> {
