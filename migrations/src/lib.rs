@@ -1,6 +1,296 @@
-//! Schema migrations for the conductor's store: ordered steps `vN -> vN+1`,
-//! each a tested function run by the store at open inside one transaction,
-//! with the frozen record types of every released schema and fixture
-//! databases written by each. Not yet filled: it arrives with the store.
+//! Schema migrations for the conductor's store.
+//!
+//! The store keeps its schema version in the `meta` table. At open, a
+//! database older than [`CURRENT`] is brought up to date by running every
+//! [`Step`] from its version onwards, in order, inside the one write
+//! transaction the store commits afterwards: an upgrade either completes or
+//! leaves the file as it was. A database newer than this binary is refused
+//! before anything is written.
+//!
+//! Layout:
+//! - this file: the version record, [`Step`], [`STEPS`] and the runner.
+//! - `fixtures/`: a database written by each released schema; the store's
+//!   tests open a copy of every one, so a schema change that forgets its
+//!   upgrade step fails the build's tests.
+//!
+//! How to change the schema: freeze the old record type in a module here
+//! (`v1.rs`), add a step that rewrites the affected tables, bump
+//! [`CURRENT`], write a fixture with the new schema, and keep the old ones.
 
 #![forbid(unsafe_code)]
+
+use redb::{ReadableTable, TableDefinition, WriteTransaction};
+
+/// The schema this binary writes.
+pub const CURRENT: u32 = 1;
+
+/// `meta`: small named values (schema version, cluster id, creation time).
+pub const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+/// The `meta` key of the schema version (u32, little-endian).
+pub const SCHEMA_VERSION_KEY: &str = "schema_version";
+
+/// One upgrade, from schema `from` to `from + 1`.
+pub struct Step {
+    pub from: u32,
+    /// What the step does, for logs and errors.
+    pub name: &'static str,
+    pub run: fn(&WriteTransaction) -> Result<(), MigrationError>,
+}
+
+/// Every step, in order: `STEPS[i].from == i + 1`.
+pub const STEPS: &[Step] = &[];
+
+#[derive(Debug, thiserror::Error)]
+pub enum MigrationError {
+    #[error(
+        "the database has schema version {found}, newer than this skr8tr understands \
+         ({supported}); run a newer skr8tr, or restore a backup made by this version"
+    )]
+    Newer { found: u32, supported: u32 },
+    #[error("no migration step from schema version {0}; this database cannot be upgraded")]
+    MissingStep(u32),
+    #[error("the schema version record is damaged ({0} bytes, expected 4)")]
+    BadVersion(usize),
+    #[error("migration `{step}` (schema {from} -> {}) failed: {reason}", from + 1)]
+    StepFailed {
+        step: &'static str,
+        from: u32,
+        reason: String,
+    },
+    #[error("database error during migration: {0}")]
+    Database(#[from] redb::Error),
+}
+
+impl From<redb::TableError> for MigrationError {
+    fn from(e: redb::TableError) -> Self {
+        MigrationError::Database(e.into())
+    }
+}
+
+impl From<redb::StorageError> for MigrationError {
+    fn from(e: redb::StorageError) -> Self {
+        MigrationError::Database(e.into())
+    }
+}
+
+/// The schema version recorded in `txn`, or `None` for a database that
+/// was never initialised.
+pub fn version(txn: &WriteTransaction) -> Result<Option<u32>, MigrationError> {
+    let meta = txn.open_table(META)?;
+    let Some(raw) = meta.get(SCHEMA_VERSION_KEY)? else {
+        return Ok(None);
+    };
+    let bytes: [u8; 4] = raw
+        .value()
+        .try_into()
+        .map_err(|_| MigrationError::BadVersion(raw.value().len()))?;
+    Ok(Some(u32::from_le_bytes(bytes)))
+}
+
+/// Records `version` as the schema of the database.
+pub fn set_version(txn: &WriteTransaction, version: u32) -> Result<(), MigrationError> {
+    let mut meta = txn.open_table(META)?;
+    meta.insert(SCHEMA_VERSION_KEY, version.to_le_bytes().as_slice())?;
+    Ok(())
+}
+
+/// Checks that `found` can be opened by this binary, without writing.
+pub fn check_supported(found: u32) -> Result<(), MigrationError> {
+    if found > CURRENT {
+        return Err(MigrationError::Newer {
+            found,
+            supported: CURRENT,
+        });
+    }
+    Ok(())
+}
+
+/// Brings the database in `txn` from `from` to [`CURRENT`]; returns the
+/// names of the steps run. The caller commits (or drops) `txn`.
+pub fn upgrade(txn: &WriteTransaction, from: u32) -> Result<Vec<&'static str>, MigrationError> {
+    upgrade_with(txn, from, CURRENT, STEPS)
+}
+
+/// [`upgrade`] with an explicit target and step list (tests use their own).
+pub fn upgrade_with(
+    txn: &WriteTransaction,
+    from: u32,
+    target: u32,
+    steps: &[Step],
+) -> Result<Vec<&'static str>, MigrationError> {
+    if from > target {
+        return Err(MigrationError::Newer {
+            found: from,
+            supported: target,
+        });
+    }
+    let mut ran = Vec::new();
+    for version in from..target {
+        let step = steps
+            .iter()
+            .find(|s| s.from == version)
+            .ok_or(MigrationError::MissingStep(version))?;
+        (step.run)(txn)?;
+        set_version(txn, version + 1)?;
+        ran.push(step.name);
+    }
+    Ok(ran)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use redb::{Database, ReadableDatabase};
+
+    const ITEMS: TableDefinition<&str, u64> = TableDefinition::new("items");
+
+    fn scratch(name: &str) -> (Database, std::path::PathBuf) {
+        let path = std::env::temp_dir().join(format!(
+            "skr8tr-migrations-{}-{name}.redb",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_file(&path);
+        (Database::create(&path).unwrap(), path)
+    }
+
+    fn double(txn: &WriteTransaction) -> Result<(), MigrationError> {
+        let mut t = txn.open_table(ITEMS)?;
+        let all: Vec<(String, u64)> = t
+            .iter()?
+            .map(|r| r.map(|(k, v)| (k.value().to_string(), v.value())))
+            .collect::<Result<_, _>>()?;
+        for (k, v) in all {
+            t.insert(k.as_str(), v * 2)?;
+        }
+        Ok(())
+    }
+
+    fn add_ten(txn: &WriteTransaction) -> Result<(), MigrationError> {
+        let mut t = txn.open_table(ITEMS)?;
+        let v = t.get("a")?.map(|g| g.value()).unwrap_or(0);
+        t.insert("a", v + 10)?;
+        Ok(())
+    }
+
+    fn fail(_: &WriteTransaction) -> Result<(), MigrationError> {
+        Err(MigrationError::StepFailed {
+            step: "fail",
+            from: 3,
+            reason: "deliberate".into(),
+        })
+    }
+
+    const TEST_STEPS: &[Step] = &[
+        Step {
+            from: 1,
+            name: "double",
+            run: double,
+        },
+        Step {
+            from: 2,
+            name: "add ten",
+            run: add_ten,
+        },
+        Step {
+            from: 3,
+            name: "fail",
+            run: fail,
+        },
+    ];
+
+    fn seed(db: &Database, version: u32) {
+        let txn = db.begin_write().unwrap();
+        set_version(&txn, version).unwrap();
+        txn.open_table(ITEMS).unwrap().insert("a", 1).unwrap();
+        txn.commit().unwrap();
+    }
+
+    fn read(db: &Database) -> (u32, u64) {
+        let txn = db.begin_read().unwrap();
+        let meta = txn.open_table(META).unwrap();
+        let v = u32::from_le_bytes(
+            meta.get(SCHEMA_VERSION_KEY)
+                .unwrap()
+                .unwrap()
+                .value()
+                .try_into()
+                .unwrap(),
+        );
+        let a = txn
+            .open_table(ITEMS)
+            .unwrap()
+            .get("a")
+            .unwrap()
+            .unwrap()
+            .value();
+        (v, a)
+    }
+
+    #[test]
+    fn steps_run_in_order_from_any_version() {
+        let (db, path) = scratch("order");
+        seed(&db, 1);
+        let txn = db.begin_write().unwrap();
+        assert_eq!(
+            upgrade_with(&txn, 1, 3, TEST_STEPS).unwrap(),
+            ["double", "add ten"]
+        );
+        txn.commit().unwrap();
+        // double then add ten: (1 * 2) + 10; the other order would give 22.
+        assert_eq!(read(&db), (3, 12));
+
+        seed(&db, 2);
+        let txn = db.begin_write().unwrap();
+        assert_eq!(upgrade_with(&txn, 2, 3, TEST_STEPS).unwrap(), ["add ten"]);
+        txn.commit().unwrap();
+        assert_eq!(read(&db), (3, 11));
+        drop(db);
+        let _ = std::fs::remove_file(path);
+    }
+
+    #[test]
+    fn a_failing_step_leaves_the_database_as_it_was() {
+        let (db, path) = scratch("atomic");
+        seed(&db, 1);
+        let txn = db.begin_write().unwrap();
+        let err = upgrade_with(&txn, 1, 4, TEST_STEPS).unwrap_err();
+        assert!(err.to_string().contains("deliberate"), "{err}");
+        drop(txn); // not committed: nothing of steps 1 and 2 survives
+        assert_eq!(read(&db), (1, 1));
+        drop(db);
+        let _ = std::fs::remove_file(path);
+    }
+
+    #[test]
+    fn newer_and_unknown_versions_are_refused() {
+        assert!(check_supported(CURRENT).is_ok());
+        let err = check_supported(CURRENT + 1).unwrap_err();
+        assert!(err.to_string().contains("newer than this skr8tr"), "{err}");
+        let (db, path) = scratch("missing");
+        let txn = db.begin_write().unwrap();
+        assert!(matches!(
+            upgrade_with(&txn, 1, 3, &TEST_STEPS[1..]),
+            Err(MigrationError::MissingStep(1))
+        ));
+        drop(txn);
+        drop(db);
+        let _ = std::fs::remove_file(path);
+    }
+
+    #[test]
+    fn the_real_step_list_is_complete_and_ordered() {
+        for (i, step) in STEPS.iter().enumerate() {
+            assert_eq!(
+                step.from as usize,
+                i + 1,
+                "step `{}` is out of order",
+                step.name
+            );
+        }
+        assert_eq!(
+            STEPS.len() as u32,
+            CURRENT - 1,
+            "every version below CURRENT needs a step"
+        );
+    }
+}

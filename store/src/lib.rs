@@ -1,8 +1,449 @@
 //! The conductor's durable state: one redb file holding apps, specs per
-//! generation, placements, rollouts, operator and node keys, the hash-chained
-//! audit log, seen nonces and meta (schema version, cluster id). It is the
-//! only crate that touches the database file, and its API speaks in domain
-//! operations so no caller can commit a state change without its audit
-//! entry. Not yet filled: the store issue builds it on `skr8tr-migrations`.
+//! generation, placements, rollouts, operator and node keys, the
+//! hash-chained audit log, seen nonces and meta (schema version, cluster
+//! id). It is the only crate that touches the database file. Its API speaks
+//! in domain operations — "record this signed command and its effect" — so
+//! no caller can commit a state change without its audit entry. The store
+//! never reads the clock or invents ids: callers pass both.
+//!
+//! Layout:
+//! - [`Store`] (this file): open/create, the writer thread, the public API.
+//! - `writer`: the single writer, group commit, refusal handling.
+//! - [`Tx`] (`tx`): what an effect may change, inside the audited transaction.
+//! - [`Snapshot`] (`read`): consistent read views.
+//! - `tables`: table definitions and the read API shared by both.
+//! - [`records`]: the versioned record types.
+//! - [`audit`]: the hash chain and its offline verifier.
+//! - `error`: [`OpenError`] and [`StoreError`].
+//!
+//! `store/DESIGN.md` describes the tables, the commit protocol and the
+//! invariants.
 
 #![forbid(unsafe_code)]
+
+pub mod audit;
+mod error;
+mod read;
+pub mod records;
+mod tables;
+mod tx;
+mod writer;
+
+pub use audit::{AuditEvent, AuditOutcome, AuditRecord, ChainError, ChainReport};
+pub use error::{OpenError, StoreError};
+pub use read::Snapshot;
+pub use tx::{EffectError, Refusal, Tx};
+pub use writer::Outcome;
+
+use redb::{Database, ReadableDatabase};
+use skr8tr_proto::command::ClusterId;
+use skr8tr_proto::envelope::{MAX_CLOCK_SKEW, Nonce, Verified};
+use skr8tr_proto::keys::{Fingerprint, PublicKey};
+use std::os::unix::fs::DirBuilderExt;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::mpsc::{self, Sender};
+use std::thread::JoinHandle;
+
+use writer::{AnyValue, Kind, Pending};
+
+/// The database file inside the data directory.
+pub const DB_FILE: &str = "skr8tr.redb";
+
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// redb's page cache. The default (1 GiB) would dominate the
+    /// conductor's memory; the whole store usually fits in a few MB.
+    pub cache_bytes: usize,
+    /// Most requests committed by one fsync. 1 turns group commit off.
+    pub max_batch: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            cache_bytes: 4 << 20,
+            max_batch: 128,
+        }
+    }
+}
+
+/// A signed command that passed verification, ready to be recorded.
+#[derive(Clone, Debug)]
+pub struct CommandEntry {
+    /// The envelope exactly as received.
+    pub envelope: Vec<u8>,
+    pub signer: Fingerprint,
+    pub summary: String,
+    pub nonce: Nonce,
+    /// When the nonce may be forgotten: once the envelope is too old to
+    /// pass the clock check anyway.
+    pub nonce_expires_ms: u64,
+    /// The conductor's clock (Unix ms).
+    pub time_ms: u64,
+}
+
+impl CommandEntry {
+    pub fn new(envelope: Vec<u8>, verified: &Verified, time_ms: u64) -> CommandEntry {
+        let skew = u64::try_from(MAX_CLOCK_SKEW.as_millis()).unwrap_or(u64::MAX);
+        CommandEntry {
+            envelope,
+            signer: verified.signer,
+            summary: verified.payload.command.summary(),
+            nonce: verified.payload.nonce,
+            // Twice the window: room for the conductor's clock to step back.
+            nonce_expires_ms: verified.payload.issued_at_ms.saturating_add(2 * skew),
+            time_ms,
+        }
+    }
+}
+
+/// A command refused before it could be applied (bad signature, unknown
+/// key, stale, …), to be recorded as evidence.
+#[derive(Clone, Debug)]
+pub struct RejectionEntry {
+    pub envelope: Vec<u8>,
+    pub signer: Option<Fingerprint>,
+    pub summary: String,
+    pub refusal: Refusal,
+    pub time_ms: u64,
+}
+
+pub struct Store {
+    db: Arc<Database>,
+    sender: Option<Sender<Pending>>,
+    writer: Option<JoinHandle<()>>,
+    file: PathBuf,
+    cluster: ClusterId,
+}
+
+impl Store {
+    /// Creates a new store in `dir` (made 0700 if missing) for `cluster`,
+    /// trusting `key` as its first operator key. Refuses a directory that
+    /// already holds a store.
+    pub fn create(
+        dir: &Path,
+        cluster: ClusterId,
+        key_name: &str,
+        key: &PublicKey,
+        now_ms: u64,
+        options: Options,
+    ) -> Result<Store, OpenError> {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|source| OpenError::Io {
+                file: dir.to_path_buf(),
+                source,
+            })?;
+        let file = dir.join(DB_FILE);
+        let db = open_db(dir, &file, true, &options)?;
+        let store_err = |source| OpenError::Store {
+            file: file.clone(),
+            source,
+        };
+        let txn = db.begin_write().map_err(|e| store_err(e.into()))?;
+        let schema = skr8tr_migrations::version(&txn).map_err(|source| OpenError::Schema {
+            file: file.clone(),
+            source,
+        })?;
+        if schema.is_some() {
+            let existing = Snapshot {
+                txn: db.begin_read().map_err(|e| store_err(e.into()))?,
+            }
+            .cluster_id()
+            .map(|c| c.to_string())
+            .unwrap_or_else(|_| "unknown".into());
+            return Err(OpenError::Exists {
+                dir: dir.to_path_buf(),
+                cluster: existing,
+            });
+        }
+        initialise(&txn, cluster, key_name, key, now_ms).map_err(store_err)?;
+        txn.commit().map_err(|e| store_err(e.into()))?;
+        Ok(Store::start(db, file, cluster, &options))
+    }
+
+    /// Opens the store in `dir`, upgrading an older schema in one
+    /// transaction. A newer schema, a damaged file or a directory another
+    /// process holds is refused without changing anything.
+    pub fn open(dir: &Path, options: Options) -> Result<Store, OpenError> {
+        let file = dir.join(DB_FILE);
+        match std::fs::metadata(&file) {
+            Ok(m) if m.len() > 0 => {}
+            _ => {
+                return Err(OpenError::Missing {
+                    dir: dir.to_path_buf(),
+                });
+            }
+        }
+        let db = open_db(dir, &file, false, &options)?;
+        let store_err = |source| OpenError::Store {
+            file: file.clone(),
+            source,
+        };
+        let schema_err = |source| OpenError::Schema {
+            file: file.clone(),
+            source,
+        };
+        let txn = db.begin_write().map_err(|e| store_err(e.into()))?;
+        let Some(version) = skr8tr_migrations::version(&txn).map_err(schema_err)? else {
+            return Err(OpenError::Missing {
+                dir: dir.to_path_buf(),
+            });
+        };
+        skr8tr_migrations::check_supported(version).map_err(schema_err)?;
+        if version < skr8tr_migrations::CURRENT {
+            skr8tr_migrations::upgrade(&txn, version).map_err(schema_err)?;
+            tables::create_all(&txn).map_err(store_err)?;
+            txn.commit().map_err(|e| store_err(e.into()))?;
+        } else {
+            txn.abort().map_err(|e| store_err(e.into()))?;
+        }
+        let cluster = Snapshot {
+            txn: db.begin_read().map_err(|e| store_err(e.into()))?,
+        }
+        .cluster_id()
+        .map_err(store_err)?;
+        Ok(Store::start(db, file, cluster, &options))
+    }
+
+    fn start(db: Database, file: PathBuf, cluster: ClusterId, options: &Options) -> Store {
+        let db = Arc::new(db);
+        let (sender, rx) = mpsc::channel();
+        let writer_db = db.clone();
+        let max_batch = options.max_batch.max(1);
+        let writer = std::thread::Builder::new()
+            .name("store-writer".into())
+            .spawn(move || writer::run(writer_db, rx, max_batch))
+            .ok();
+        Store {
+            db,
+            sender: writer.as_ref().map(|_| sender),
+            writer,
+            file,
+            cluster,
+        }
+    }
+
+    /// The cluster id, fixed when the store was created.
+    pub fn cluster_id(&self) -> ClusterId {
+        self.cluster
+    }
+
+    /// The database file.
+    pub fn file(&self) -> &Path {
+        &self.file
+    }
+
+    /// A consistent read view of everything committed so far.
+    pub fn snapshot(&self) -> Result<Snapshot, StoreError> {
+        Ok(Snapshot {
+            txn: self.db.begin_read()?,
+        })
+    }
+
+    /// Records a verified command and applies `effect` in the same durable
+    /// commit. A nonce seen before makes it `Rejected` (code `replayed`)
+    /// without running `effect`; a refusal from `effect` is recorded
+    /// instead of any of its changes. `effect` may run more than once (a
+    /// batch that is retried), so it must only act through `Tx`.
+    pub fn command<R: Send + 'static>(
+        &self,
+        entry: CommandEntry,
+        effect: impl FnMut(&mut Tx<'_>) -> Result<R, EffectError> + Send + 'static,
+    ) -> Result<Outcome<R>, StoreError> {
+        let time_ms = entry.time_ms;
+        let kind = Kind::Command {
+            envelope: entry.envelope,
+            signer: entry.signer,
+            summary: entry.summary,
+            nonce: entry.nonce,
+            nonce_expires_ms: entry.nonce_expires_ms,
+        };
+        self.submit(kind, time_ms, Some(erase(effect)))
+    }
+
+    /// Records a command refused before it could apply. Returns its audit
+    /// sequence number.
+    pub fn reject(&self, entry: RejectionEntry) -> Result<u64, StoreError> {
+        let kind = Kind::Rejection {
+            envelope: entry.envelope,
+            signer: entry.signer,
+            summary: entry.summary,
+            refusal: entry.refusal,
+        };
+        match self.submit::<()>(kind, entry.time_ms, None)? {
+            Outcome::Rejected { seq: Some(seq), .. } | Outcome::Accepted { seq, .. } => Ok(seq),
+            Outcome::Rejected { seq: None, .. } => Err(StoreError::WriterGone),
+        }
+    }
+
+    /// A change the conductor makes on its own (re-placing a replica, a
+    /// rollout step), recorded as a system entry in the same commit.
+    pub fn system<R: Send + 'static>(
+        &self,
+        summary: impl Into<String>,
+        time_ms: u64,
+        effect: impl FnMut(&mut Tx<'_>) -> Result<R, EffectError> + Send + 'static,
+    ) -> Result<Outcome<R>, StoreError> {
+        let kind = Kind::System {
+            summary: summary.into(),
+        };
+        self.submit(kind, time_ms, Some(erase(effect)))
+    }
+
+    fn submit<R: Send + 'static>(
+        &self,
+        kind: Kind,
+        time_ms: u64,
+        effect: Option<writer::Effect>,
+    ) -> Result<Outcome<R>, StoreError> {
+        let (tx, rx) = mpsc::sync_channel(1);
+        let pending = Pending {
+            kind,
+            time_ms,
+            effect,
+            reply: Box::new(move |result| {
+                let _ = tx.send(result);
+            }),
+        };
+        self.sender
+            .as_ref()
+            .ok_or(StoreError::WriterGone)?
+            .send(pending)
+            .map_err(|_| StoreError::WriterGone)?;
+        let outcome = rx.recv().map_err(|_| StoreError::WriterGone)??;
+        Ok(match outcome {
+            Outcome::Accepted { seq, value } => Outcome::Accepted {
+                seq,
+                value: *value.downcast::<R>().map_err(|_| StoreError::WriterGone)?,
+            },
+            Outcome::Rejected { seq, refusal } => Outcome::Rejected { seq, refusal },
+        })
+    }
+
+    /// Re-verifies the whole audit chain and every accepted signature.
+    pub fn verify_audit(&self) -> Result<ChainReport, VerifyAuditError> {
+        let records = self.snapshot()?.audit_all()?;
+        Ok(audit::verify_chain(records)?)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyAuditError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("audit log verification failed: {0}")]
+    Chain(#[from] ChainError),
+}
+
+fn erase<R: Send + 'static>(
+    mut effect: impl FnMut(&mut Tx<'_>) -> Result<R, EffectError> + Send + 'static,
+) -> writer::Effect {
+    Box::new(move |tx| effect(tx).map(|v| Box::new(v) as AnyValue))
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        // Closing the channel ends the writer after it has answered every
+        // request already sent.
+        self.sender.take();
+        if let Some(writer) = self.writer.take() {
+            let _ = writer.join();
+        }
+    }
+}
+
+/// Opens (or creates) the redb file, turning every failure — including a
+/// panic inside redb on a damaged file — into an `OpenError`.
+fn open_db(
+    dir: &Path,
+    file: &Path,
+    create: bool,
+    options: &Options,
+) -> Result<Database, OpenError> {
+    let mut builder = Database::builder();
+    builder.set_cache_size(options.cache_bytes);
+    // Verify every page's checksum at open: a damaged file is refused with
+    // an error instead of being read (the store is small, so this is cheap).
+    builder.set_check_integrity_on_open(true);
+    let attempt = catch_unwind(AssertUnwindSafe(|| {
+        if create {
+            builder.create(file)
+        } else {
+            builder.open(file)
+        }
+    }));
+    let corrupt = |reason: String| OpenError::Corrupt {
+        file: file.to_path_buf(),
+        reason,
+    };
+    match attempt {
+        Ok(Ok(db)) => Ok(db),
+        Ok(Err(redb::DatabaseError::DatabaseAlreadyOpen)) => Err(OpenError::Locked {
+            dir: dir.to_path_buf(),
+        }),
+        Ok(Err(redb::DatabaseError::Storage(redb::StorageError::Io(e))))
+            if e.kind() != std::io::ErrorKind::InvalidData =>
+        {
+            Err(OpenError::Io {
+                file: file.to_path_buf(),
+                source: e,
+            })
+        }
+        Ok(Err(e)) => Err(corrupt(e.to_string())),
+        Err(panic) => Err(corrupt(format!(
+            "the database library failed reading it ({})",
+            panic_message(&panic)
+        ))),
+    }
+}
+
+fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        s.to_string()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "no message".into()
+    }
+}
+
+/// Writes a new store's schema version, cluster id and genesis audit entry.
+fn initialise(
+    txn: &redb::WriteTransaction,
+    cluster: ClusterId,
+    key_name: &str,
+    key: &PublicKey,
+    now_ms: u64,
+) -> Result<(), StoreError> {
+    tables::create_all(txn)?;
+    skr8tr_migrations::set_version(txn, skr8tr_migrations::CURRENT).map_err(|e| {
+        StoreError::Decode {
+            table: "meta",
+            reason: e.to_string(),
+        }
+    })?;
+    txn.open_table(tables::META)?
+        .insert(tables::CLUSTER_ID_KEY, cluster.0.as_slice())?;
+    let genesis = audit::next_entry(
+        (0, [0; 32]),
+        now_ms,
+        AuditEvent::Genesis {
+            cluster,
+            key_name: key_name.to_string(),
+            public_key: key.to_bytes(),
+        },
+        AuditOutcome::Accepted,
+    );
+    tx::append_audit(txn, &genesis)?;
+    let mut t = Tx {
+        txn,
+        seq: genesis.seq,
+        time_ms: now_ms,
+    };
+    t.add_operator_key(key_name, key, None)
+}

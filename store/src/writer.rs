@@ -1,0 +1,297 @@
+//! The single writer. Every change goes through one thread that owns the
+//! write side of the database. Requests that arrive while a commit is in
+//! flight are committed together in the next transaction (group commit):
+//! one fsync acknowledges them all, each with its own audit entry.
+//!
+//! An effect may refuse after it has written something, and redb cannot
+//! roll back part of a transaction. So a batch in which any effect refuses
+//! is dropped whole and its requests are committed one by one; a refused
+//! request then gets a transaction of its own that records only the refusal
+//! (and the command's nonce, so it cannot be replayed).
+
+use redb::Database;
+use skr8tr_proto::envelope::Nonce;
+use skr8tr_proto::keys::Fingerprint;
+use std::any::Any;
+use std::sync::Arc;
+use std::sync::mpsc::Receiver;
+
+use crate::audit::{AuditEvent, AuditOutcome, next_entry};
+use crate::error::StoreError;
+use crate::tx::{self, EffectError, Refusal, Tx};
+
+pub(crate) type AnyValue = Box<dyn Any + Send>;
+pub(crate) type Effect = Box<dyn FnMut(&mut Tx<'_>) -> Result<AnyValue, EffectError> + Send>;
+pub(crate) type Reply = Box<dyn FnOnce(Result<Outcome<AnyValue>, StoreError>) + Send>;
+
+/// How many expired nonces one transaction forgets, at most.
+const NONCES_COLLECTED_PER_COMMIT: usize = 256;
+
+/// What happened to a request, once durable.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Outcome<R> {
+    /// Committed with its audit entry `seq`.
+    Accepted { seq: u64, value: R },
+    /// Not applied. `seq` is the audit entry recording the refusal; `None`
+    /// for a conductor-initiated change, whose refusals are not recorded.
+    Rejected { seq: Option<u64>, refusal: Refusal },
+}
+
+pub(crate) enum Kind {
+    Command {
+        envelope: Vec<u8>,
+        signer: Fingerprint,
+        summary: String,
+        nonce: Nonce,
+        nonce_expires_ms: u64,
+    },
+    Rejection {
+        envelope: Vec<u8>,
+        signer: Option<Fingerprint>,
+        summary: String,
+        refusal: Refusal,
+    },
+    System {
+        summary: String,
+    },
+}
+
+pub(crate) struct Pending {
+    pub kind: Kind,
+    pub time_ms: u64,
+    pub effect: Option<Effect>,
+    pub reply: Reply,
+}
+
+enum Abort {
+    Refused(Refusal),
+    Store(StoreError),
+}
+
+impl From<StoreError> for Abort {
+    fn from(e: StoreError) -> Self {
+        Abort::Store(e)
+    }
+}
+
+impl From<redb::TransactionError> for Abort {
+    fn from(e: redb::TransactionError) -> Self {
+        Abort::Store(e.into())
+    }
+}
+
+impl From<redb::CommitError> for Abort {
+    fn from(e: redb::CommitError) -> Self {
+        Abort::Store(e.into())
+    }
+}
+
+pub(crate) fn run(db: Arc<Database>, rx: Receiver<Pending>, max_batch: usize) {
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        while batch.len() < max_batch {
+            match rx.try_recv() {
+                Ok(p) => batch.push(p),
+                Err(_) => break,
+            }
+        }
+        commit_batch(&db, batch);
+    }
+}
+
+fn commit_batch(db: &Database, mut batch: Vec<Pending>) {
+    // If something refused or failed, each request is retried on its own so
+    // that one request's problem is not every request's.
+    if batch.len() > 1
+        && let Ok(outcomes) = try_together(db, &mut batch)
+    {
+        for (p, outcome) in batch.into_iter().zip(outcomes) {
+            (p.reply)(Ok(outcome));
+        }
+        return;
+    }
+    for p in batch {
+        commit_alone(db, p);
+    }
+}
+
+fn try_together(db: &Database, batch: &mut [Pending]) -> Result<Vec<Outcome<AnyValue>>, Abort> {
+    let txn = db.begin_write()?;
+    let mut head = Tx::head(&txn)?;
+    let mut outcomes = Vec::with_capacity(batch.len());
+    let mut latest = 0;
+    for p in batch.iter_mut() {
+        latest = latest.max(p.time_ms);
+        outcomes.push(apply(&txn, &mut head, p)?);
+    }
+    tx::collect_nonces(&txn, latest, NONCES_COLLECTED_PER_COMMIT)?;
+    txn.commit()?;
+    Ok(outcomes)
+}
+
+fn commit_alone(db: &Database, mut p: Pending) {
+    let result = (|| {
+        let txn = db.begin_write()?;
+        let mut head = Tx::head(&txn)?;
+        match apply(&txn, &mut head, &mut p) {
+            Ok(outcome) => {
+                tx::collect_nonces(&txn, p.time_ms, NONCES_COLLECTED_PER_COMMIT)?;
+                txn.commit()?;
+                Ok(outcome)
+            }
+            Err(Abort::Store(e)) => Err(e),
+            Err(Abort::Refused(refusal)) => {
+                txn.abort()?;
+                record_refusal(db, &p, refusal)
+            }
+        }
+    })();
+    (p.reply)(result);
+}
+
+/// After an effect refused: a fresh transaction with only the refusal.
+fn record_refusal(
+    db: &Database,
+    p: &Pending,
+    refusal: Refusal,
+) -> Result<Outcome<AnyValue>, StoreError> {
+    let Kind::Command {
+        envelope,
+        signer,
+        summary,
+        nonce,
+        nonce_expires_ms,
+    } = &p.kind
+    else {
+        // The conductor changed its mind about its own change: nothing to record.
+        return Ok(Outcome::Rejected { seq: None, refusal });
+    };
+    let txn = db.begin_write()?;
+    let head = Tx::head(&txn)?;
+    tx::remember_nonce(&txn, nonce, *nonce_expires_ms)?;
+    let entry = next_entry(
+        head,
+        p.time_ms,
+        AuditEvent::Command {
+            envelope: envelope.clone(),
+            signer: Some(*signer),
+            summary: summary.clone(),
+        },
+        rejected(&refusal),
+    );
+    tx::append_audit(&txn, &entry)?;
+    txn.commit()?;
+    Ok(Outcome::Rejected {
+        seq: Some(entry.seq),
+        refusal,
+    })
+}
+
+fn rejected(r: &Refusal) -> AuditOutcome {
+    AuditOutcome::Rejected {
+        code: r.code.clone(),
+        message: r.message.clone(),
+    }
+}
+
+/// Applies one request inside `txn` and appends its audit entry.
+fn apply(
+    txn: &redb::WriteTransaction,
+    head: &mut (u64, [u8; 32]),
+    p: &mut Pending,
+) -> Result<Outcome<AnyValue>, Abort> {
+    let seq = head.0 + 1;
+    let (event, outcome, value) = match &p.kind {
+        Kind::Command {
+            envelope,
+            signer,
+            summary,
+            nonce,
+            nonce_expires_ms,
+        } => {
+            let event = AuditEvent::Command {
+                envelope: envelope.clone(),
+                signer: Some(*signer),
+                summary: summary.clone(),
+            };
+            let mut tx = Tx {
+                txn,
+                seq,
+                time_ms: p.time_ms,
+            };
+            if tx.nonce_seen(nonce)? {
+                let refusal = Refusal::new(
+                    "replayed",
+                    format!(
+                        "this signed command (nonce {nonce}) was already received; sign a new one"
+                    ),
+                );
+                (event, rejected(&refusal), Err(refusal))
+            } else {
+                let value = run_effect(&mut p.effect, &mut tx)?;
+                tx::remember_nonce(txn, nonce, *nonce_expires_ms)?;
+                (event, AuditOutcome::Accepted, Ok(value))
+            }
+        }
+        Kind::Rejection {
+            envelope,
+            signer,
+            summary,
+            refusal,
+        } => (
+            AuditEvent::Command {
+                envelope: envelope.clone(),
+                signer: *signer,
+                summary: summary.clone(),
+            },
+            rejected(refusal),
+            Err(refusal.clone()),
+        ),
+        Kind::System { summary } => {
+            let mut tx = Tx {
+                txn,
+                seq,
+                time_ms: p.time_ms,
+            };
+            let value = run_effect(&mut p.effect, &mut tx)?;
+            (
+                AuditEvent::System {
+                    summary: summary.clone(),
+                },
+                AuditOutcome::Accepted,
+                Ok(value),
+            )
+        }
+    };
+    let entry = next_entry(*head, p.time_ms, event, outcome);
+    tx::append_audit(txn, &entry)?;
+    *head = (entry.seq, entry.hash);
+    Ok(match value {
+        Ok(value) => Outcome::Accepted { seq, value },
+        Err(refusal) => Outcome::Rejected {
+            seq: Some(seq),
+            refusal,
+        },
+    })
+}
+
+fn run_effect(effect: &mut Option<Effect>, tx: &mut Tx<'_>) -> Result<AnyValue, Abort> {
+    match effect {
+        Some(f) => f(tx).map_err(|e| match e {
+            EffectError::Refused(r) => Abort::Refused(r),
+            EffectError::Store(s) => Abort::Store(s),
+        }),
+        None => Ok(Box::new(())),
+    }
+}
+
+impl Tx<'_> {
+    fn head(txn: &redb::WriteTransaction) -> Result<(u64, [u8; 32]), StoreError> {
+        Tx {
+            txn,
+            seq: 0,
+            time_ms: 0,
+        }
+        .audit_head()
+    }
+}
