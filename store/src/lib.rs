@@ -386,8 +386,13 @@ fn open_db(
         Ok(Err(redb::DatabaseError::DatabaseAlreadyOpen)) => Err(OpenError::Locked {
             dir: dir.to_path_buf(),
         }),
+        // InvalidData: not a redb file; UnexpectedEof: a file cut short.
+        // Both are damage, not I/O trouble the operator could retry.
         Ok(Err(redb::DatabaseError::Storage(redb::StorageError::Io(e))))
-            if e.kind() != std::io::ErrorKind::InvalidData =>
+            if !matches!(
+                e.kind(),
+                std::io::ErrorKind::InvalidData | std::io::ErrorKind::UnexpectedEof
+            ) =>
         {
             Err(OpenError::Io {
                 file: file.to_path_buf(),

@@ -1,0 +1,155 @@
+//! Writes the fixture database of the current schema:
+//! `cargo run -p skr8tr-store --example write_fixture -- migrations/fixtures/v1.redb`
+//!
+//! Run it once per released schema and check the file in; never regenerate
+//! an old one. `store/tests/fixtures.rs` opens a copy of every fixture and
+//! checks what this program wrote, so a schema change must upgrade it.
+
+use skr8tr_proto::command::{ClusterId, Command};
+use skr8tr_proto::envelope::{self, Envelope, Nonce, Payload};
+use skr8tr_proto::keys::SecretKey;
+use skr8tr_proto::manifest;
+use skr8tr_store::records::*;
+use skr8tr_store::*;
+use std::path::PathBuf;
+
+const T0: u64 = 1_790_000_000_000;
+
+fn main() {
+    let out = PathBuf::from(
+        std::env::args()
+            .nth(1)
+            .expect("usage: write_fixture OUT.redb"),
+    );
+    let dir = std::env::temp_dir().join(format!("skr8tr-fixture-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let admin = SecretKey::from_seed(&[0x11; 32]);
+    let bob = SecretKey::from_seed(&[0x22; 32]);
+    let cluster = ClusterId([0xf1; 16]);
+    let store = Store::create(
+        &dir,
+        cluster,
+        "fixture-admin",
+        &admin.public(),
+        T0,
+        Options::default(),
+    )
+    .expect("create");
+
+    let entry = |key: &SecretKey, command: Command, t: u64, nonce: u8| {
+        let payload = Payload {
+            command,
+            cluster,
+            issued_at_ms: t,
+            nonce: Nonce([nonce; 16]),
+        };
+        let bytes = Envelope::sign_payload(key, &payload)
+            .expect("sign")
+            .to_bytes();
+        let ring = [key.public()];
+        let verified = envelope::verify(&bytes, &ring[..], &cluster, t).expect("verify");
+        CommandEntry::new(bytes, &verified, t)
+    };
+
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../examples/api.skr8tr"
+    ))
+    .expect("examples/api.skr8tr");
+    let spec = manifest::parse("api.skr8tr", &text)
+        .expect("example parses")
+        .remove(0);
+    let up = Command::Up {
+        file: "api.skr8tr".into(),
+        manifest: text.clone(),
+    };
+    store
+        .command(entry(&admin, up, T0 + 1_000, 1), move |tx| {
+            tx.put_app(
+                "api-server",
+                &AppRecord {
+                    generation: 1,
+                    previous_generation: None,
+                    replicas: 3,
+                    status: AppStatus::Active,
+                },
+            )?;
+            tx.put_spec(
+                "api-server",
+                1,
+                &SpecRecord {
+                    spec: spec.clone(),
+                    file: "api.skr8tr".into(),
+                    manifest: text.clone(),
+                    hash: [7; 32],
+                },
+            )?;
+            for i in 0..3u32 {
+                tx.put_placement(
+                    &format!("api-server/1/{i}"),
+                    &PlacementRecord {
+                        app: "api-server".into(),
+                        generation: 1,
+                        index: i,
+                        node: format!("node-{}", i % 2),
+                        port: Some(8080),
+                        desired: Desired::Run,
+                    },
+                )?;
+            }
+            tx.put_rollout(
+                "api-server",
+                &RolloutRecord {
+                    from_generation: 1,
+                    to_generation: 2,
+                    step: 1,
+                    phase: RolloutPhase::Draining,
+                    started_at_ms: T0 + 1_000,
+                    step_deadline_ms: T0 + 31_000,
+                    reason: None,
+                },
+            )?;
+            Ok(())
+        })
+        .expect("up");
+    let bob_pub = bob.public();
+    let add = Command::AddOperatorKey {
+        name: "bob".into(),
+        public_key: bob.public().to_bytes(),
+    };
+    let admin_fp = admin.public().fingerprint();
+    store
+        .command(entry(&admin, add, T0 + 2_000, 2), move |tx| {
+            Ok(tx.add_operator_key("bob", &bob_pub, Some(admin_fp))?)
+        })
+        .expect("add key");
+    let node = SecretKey::from_seed(&[0x33; 32]).public();
+    store
+        .system("node node-0 admitted", T0 + 3_000, move |tx| {
+            Ok(tx.admit_node("node-0", &node, None)?)
+        })
+        .expect("admit");
+    store
+        .reject(RejectionEntry {
+            envelope: vec![1, 2, 3],
+            signer: None,
+            summary: "unreadable".into(),
+            refusal: Refusal::new("malformed", "not a signed command"),
+            time_ms: T0 + 4_000,
+        })
+        .expect("reject");
+    let revoke = Command::RevokeOperatorKey {
+        fingerprint: bob.public().fingerprint(),
+    };
+    let bob_fp = bob.public().fingerprint();
+    store
+        .command(entry(&admin, revoke, T0 + 5_000, 3), move |tx| {
+            tx.revoke_operator_key(&bob_fp)?;
+            Ok(())
+        })
+        .expect("revoke");
+    drop(store);
+    std::fs::copy(dir.join(DB_FILE), &out).expect("copy fixture");
+    let _ = std::fs::remove_dir_all(&dir);
+    println!("wrote {}", out.display());
+}

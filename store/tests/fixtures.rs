@@ -1,0 +1,127 @@
+//! Databases written by released schemas open with this binary and read
+//! back as written; a database from the future is refused untouched.
+
+mod util;
+
+use redb::{ReadableDatabase, ReadableTableMetadata};
+use skr8tr_proto::command::ClusterId;
+use skr8tr_proto::keys::SecretKey;
+use skr8tr_store::records::*;
+use skr8tr_store::*;
+use std::path::Path;
+use util::*;
+
+fn fixture(name: &str) -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../migrations/fixtures")
+        .join(name)
+}
+
+/// A copy of a fixture in a scratch data directory (fixtures are never opened in place).
+fn copy_fixture(name: &str, scratch: &Scratch) {
+    std::fs::create_dir_all(scratch.path()).unwrap();
+    std::fs::copy(fixture(name), scratch.path().join(DB_FILE)).unwrap();
+}
+
+#[test]
+fn schema_v1_fixture_opens_and_reads_back() {
+    let scratch = Scratch::new("fixture-v1");
+    copy_fixture("v1.redb", &scratch);
+    let store = Store::open(scratch.path(), Options::default()).unwrap();
+    assert_eq!(store.cluster_id(), ClusterId([0xf1; 16]));
+    let snap = store.snapshot().unwrap();
+
+    let app = snap.app("api-server").unwrap().unwrap();
+    assert_eq!(
+        (app.generation, app.replicas, app.status),
+        (1, 3, AppStatus::Active)
+    );
+    let spec = snap.spec("api-server", 1).unwrap().unwrap();
+    assert_eq!(spec.spec.name, "api-server");
+    assert_eq!(spec.spec.exec.as_deref(), Some("/usr/local/bin/myapi"));
+    assert_eq!(spec.spec.scale.as_ref().map(|s| s.max), Some(8));
+    assert!(spec.manifest.contains("cpu-above 80"));
+    assert_eq!(snap.placements_of("api-server").unwrap().len(), 3);
+    assert_eq!(
+        snap.placement("api-server/1/2").unwrap().unwrap().port,
+        Some(8080)
+    );
+    let rollout = snap.rollout("api-server").unwrap().unwrap();
+    assert_eq!((rollout.step, rollout.phase), (1, RolloutPhase::Draining));
+
+    let admin = SecretKey::from_seed(&[0x11; 32]).public().fingerprint();
+    let bob = SecretKey::from_seed(&[0x22; 32]).public().fingerprint();
+    let keys = snap.operator_keys().unwrap();
+    assert_eq!(keys.len(), 2);
+    let bob_record = snap.operator_key(&bob).unwrap().unwrap();
+    assert_eq!(bob_record.added_by, Some(admin));
+    assert_eq!(bob_record.revoked_seq, Some(6));
+    assert!(snap.node_key("node-0").unwrap().is_some());
+
+    let log = snap.audit_all().unwrap();
+    let summaries: Vec<String> = log.iter().map(|r| r.summary()).collect();
+    assert_eq!(summaries[1], "up api.skr8tr");
+    assert_eq!(summaries[3], "node node-0 admitted");
+    assert_eq!(summaries[4], "unreadable");
+    drop(snap);
+    let report = store.verify_audit().unwrap();
+    assert_eq!(
+        (report.entries, report.signatures_verified, report.rejected),
+        (6, 3, 1)
+    );
+}
+
+#[test]
+fn every_fixture_is_tested() {
+    let mut names: Vec<String> = std::fs::read_dir(fixture(""))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    // A new schema adds its fixture here and a test above.
+    assert_eq!(names, ["v1.redb"]);
+    assert_eq!(
+        skr8tr_migrations::CURRENT,
+        1,
+        "a schema change needs a fixture and a test"
+    );
+}
+
+fn raw_version(file: &Path) -> (u32, u64) {
+    let db = redb::Database::open(file).unwrap();
+    let txn = db.begin_read().unwrap();
+    let meta = txn.open_table(skr8tr_migrations::META).unwrap();
+    let v = meta
+        .get(skr8tr_migrations::SCHEMA_VERSION_KEY)
+        .unwrap()
+        .unwrap();
+    let version = u32::from_le_bytes(v.value().try_into().unwrap());
+    let audit: redb::TableDefinition<u64, &[u8]> = redb::TableDefinition::new("audit");
+    let entries = txn.open_table(audit).unwrap().len().unwrap();
+    (version, entries)
+}
+
+#[test]
+fn a_database_from_a_newer_skr8tr_is_refused_and_left_alone() {
+    let scratch = Scratch::new("newer");
+    drop(create(scratch.path()));
+    let file = scratch.path().join(DB_FILE);
+    {
+        let db = redb::Database::open(&file).unwrap();
+        let txn = db.begin_write().unwrap();
+        skr8tr_migrations::set_version(&txn, skr8tr_migrations::CURRENT + 1).unwrap();
+        txn.commit().unwrap();
+    }
+    let before = raw_version(&file);
+    let err = Store::open(scratch.path(), Options::default())
+        .err()
+        .unwrap();
+    assert!(matches!(err, OpenError::Schema { .. }), "{err}");
+    let text = err.to_string();
+    assert!(
+        text.contains("newer than this skr8tr understands"),
+        "{text}"
+    );
+    assert!(text.contains(&file.display().to_string()), "{text}");
+    assert_eq!(raw_version(&file), before, "nothing was changed");
+}
