@@ -6,6 +6,7 @@
 //! - [`keys`]: ML-DSA-65 key pairs, PEM key files, fingerprints.
 //! - [`command`]: operator commands and the cluster id they are bound to.
 //! - [`envelope`]: the signed-command envelope: sign, encode, verify.
+//! - [`wire`]: conductor/node/CLI messages; conductor-signed assignments.
 
 #![forbid(unsafe_code)]
 
@@ -14,3 +15,4 @@ pub mod envelope;
 pub mod hex;
 pub mod keys;
 pub mod manifest;
+pub mod wire;

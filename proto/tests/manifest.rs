@@ -615,3 +615,37 @@ fn specs_round_trip_through_postcard() {
     let back: AppSpec = postcard::from_bytes(&postcard::to_allocvec(web).unwrap()).unwrap();
     assert_eq!(back.secrets[0].1.expose(), "s3cr3t-value");
 }
+
+#[test]
+fn quotes_protect_semicolons_and_hashes_in_one_line_blocks() {
+    let text = "app q\n  exec /x\n  env { MSG \"a; b\"; B 'c;d' }\n  secret { PASS \"abc #def\" }\n  args \"x # y\" # z\n  build { run echo 'a; b'; out o }\n";
+    let apps = parse_ok("q", text);
+    assert_eq!(apps[0].env, vars(&[("MSG", "a; b"), ("B", "c;d")]));
+    assert_eq!(exposed(&apps[0]), [("PASS", "abc #def")]);
+    assert_eq!(apps[0].args, ["x # y"]);
+    let build = apps[0].build.as_ref().expect("build");
+    assert_eq!(build.run, ["echo 'a; b'"]);
+    // An apostrophe is not a quote that runs to the end of the line.
+    let apps = parse_ok("q", "app q\n  exec /x\n  env { A don't; B 1 } # c\n");
+    assert_eq!(apps[0].env, vars(&[("A", "don't"), ("B", "1")]));
+}
+
+#[test]
+fn scale_without_replicas_starts_at_its_min() {
+    let apps = parse_ok("s", "app s\n  exec /x\n  scale { min 2; max 8 }\n");
+    assert_eq!(apps[0].replicas, 2);
+    let apps = parse_ok(
+        "s",
+        "app s\n  exec /x\n  replicas 5\n  scale { min 2; max 8 }\n",
+    );
+    assert_eq!(apps[0].replicas, 5);
+}
+
+#[test]
+fn a_leading_byte_order_mark_is_skipped() {
+    let text = "\u{feff}app a\n  exec /x\n";
+    let expected = [defaults("a", "/x", 1)];
+    assert_eq!(parse_ok("bom", text), expected);
+    let from_bytes = skr8tr_proto::manifest::parse_bytes("bom", text.as_bytes());
+    assert_eq!(from_bytes.expect("parses"), expected);
+}

@@ -28,6 +28,8 @@ const CASES: &[Case] = &[
         3, 3, "unknown key `banana`", Some("known keys here: type, exec")),
     ("duplicate key in app", b"app a\n  exec /x\n  port 1\n  port 2\n",
         4, 3, "`port` is set twice in app `a` (first on line 3)", Some("keep one")),
+    ("alias repeats its key", b"app a\n  exec /x\n  cpu 1\n  cpus 2\n",
+        4, 3, "`cpus` repeats `cpu` (line 3)", Some("keep one")),
     ("duplicate key in block", b"app a\n  exec /x\n  health { check tcp; check tcp }\n",
         3, 23, "`check` is set twice in the `health` block", None),
     ("key outside app", b"exec /x\napp a\n  exec /x\n",
@@ -45,6 +47,10 @@ const CASES: &[Case] = &[
         1, 1, "app `a` has no `exec`", Some("`exec /path/to/binary`")),
     ("exec and serve", b"app a\n  exec /x\n  serve { static public }\n",
         3, 3, "app `a` names its program twice: `exec` (line 2) and `serve`", None),
+    ("program named twice, later first in key order", b"app a\n  type vm\n  vm { hypervisor qemu; kernel /k; rootfs /r }\n  exec /x\n",
+        4, 3, "app `a` names its program twice: `vm` (line 3) and `exec`", None),
+    ("one-line app block", b"app a { exec /x; port 80 }\n",
+        1, 7, "an app block cannot be written on one line; put each key on its own line", None),
     ("exec with arguments", b"app a\n  exec /x y\n",
         2, 8, "`exec` takes one program path, not `/x y`", Some("`args --flag value`")),
     ("duplicate app name", b"app a\n  exec /x\napp a\n  exec /y\n",
@@ -69,6 +75,8 @@ const CASES: &[Case] = &[
         3, 12, "`replicas` is 0: out of range (1 to 1000)", Some("skr8tr down")),
     ("replicas 1001", b"app a\n  exec /x\n  replicas 1001\n",
         3, 12, "1001 is out of range", Some("from 1 to 1000")),
+    ("replicas 1001 names the real range", b"app a\n  exec /x\n  replicas 1001\n",
+        3, 12, "`replicas`: 1001 is out of range (1 to 1000)", None),
     ("port 0", b"app a\n  exec /x\n  port 0\n",
         3, 8, "`port`: 0 is out of range (1 to 65535)", Some("or `auto`")),
     ("port 70000", b"app a\n  exec /x\n  port 70000\n",
@@ -124,6 +132,8 @@ const CASES: &[Case] = &[
         1, 3, "unexpected indentation", None),
     ("indentation matching no block", b"app a\n  exec /x\n  health\n    check tcp\n   port 80\n",
         5, 4, "indentation of 3 spaces lines up with no block above", Some("by 2 spaces")),
+    ("dedent between an app's lines and the top", b"app a\n    exec /x\n  port 1\n",
+        3, 3, "indentation of 2 spaces lines up with no block above", Some("indent this line by 4 spaces")),
     ("nested indentation in env", b"app a\n  exec /x\n  env\n    A 1\n      B 2\n",
         5, 7, "unexpected indentation", None),
     // Types
@@ -160,15 +170,27 @@ const CASES: &[Case] = &[
         3, 28, "101 is out of range (1 to 100)", Some("`70%`")),
     ("replicas outside scale range", b"app a\n  exec /x\n  replicas 5\n  scale { max 3 }\n",
         3, 12, "starts 5 replicas, outside its scale range 1..3", None),
+    ("one replica outside scale range", b"app a\n  exec /x\n  replicas 1\n  scale { min 2; max 8 }\n",
+        3, 12, "app `a` starts 1 replica, outside its scale range 2..8", None),
     // Environment
     ("env PORT", b"app a\n  exec /x\n  env {\n    PORT 80\n  }\n",
         4, 5, "`PORT` is set by the node", Some("`port`")),
+    ("volume env PORT", b"app a\n  exec /x\n  volume { path /d; env PORT }\n",
+        3, 25, "`PORT` is set by the node", Some("`port`")),
+    ("env value missing", b"app a\n  exec /x\n  env { A }\n",
+        3, 10, "`A` needs a value", Some("for example `A value`, or `A \"\"` for an empty value")),
     ("invalid env name", b"app a\n  exec /x\n  env {\n    1X 80\n  }\n",
         4, 5, "`1X` is not a valid environment variable name", None),
     ("duplicate env var", b"app a\n  exec /x\n  env {\n    A 1\n    A 2\n  }\n",
         5, 5, "`A` is set twice in this `env` block (first on line 4)", None),
     ("same var in env and secret", b"app a\n  exec /x\n  env { A 1 }\n  secret { A 2 }\n",
-        4, 3, "`A` is set by both `env` and `secret` in app `a`", None),
+        4, 12, "`A` is set by both `env` and `secret` in app `a` (first on line 3)", None),
+    ("same var in secret then env", b"app a\n  exec /x\n  secret { D 1 }\n  env { D 1 }\n",
+        4, 9, "`D` is set by both `secret` and `env` in app `a` (first on line 3)", None),
+    ("same var in env and a volume", b"app a\n  exec /x\n  env { D 1 }\n  volume { path /a; env D }\n  volume { path /b }\n",
+        4, 25, "`D` is set by both `env` and `volume` in app `a` (first on line 3)", None),
+    ("same var in two volumes", b"app a\n  exec /x\n  volume { path /a; env D }\n  volume { path /b; env D }\n",
+        4, 25, "`D` is set by two `volume` blocks in app `a` (first on line 3)", None),
     ("text after a quoted value", b"app a\n  exec /x\n  env { K \"a\" b }\n",
         3, 11, "the value of `K` has text after its closing quote", None),
     ("unclosed quote in a secret", b"app a\n  exec /x\n  secret { K \"abc }\n",
@@ -186,6 +208,14 @@ const CASES: &[Case] = &[
         3, 22, "`healthz` is not a path: it must start with `/`", None),
     ("check status 99", b"app a\n  exec /x\n  health { check GET /h 99 }\n",
         3, 25, "status 99 is out of range (100 to 599)", None),
+    ("check status not a number", b"app a\n  exec /x\n  health { check GET /x abc }\n",
+        3, 25, "`check`: status `abc` is not a whole number", None),
+    ("check path inside the method", b"app a\n  exec /x\n  health { check GET E }\n",
+        3, 22, "`E` is not a path", None),
+    ("check status after non-ASCII path", "app a\n  exec /x\n  health { check GET /\u{fc} 99 }\n".as_bytes(),
+        3, 25, "status 99 is out of range", None),
+    ("check with extra words", b"app a\n  exec /x\n  health { check GET /x 200 extra }\n",
+        3, 29, "the check has extra words at the end", None),
     ("check method POST", b"app a\n  exec /x\n  health { check POST /h }\n",
         3, 18, "`POST` is not a check (GET, HEAD or tcp)", None),
     ("retries 0", b"app a\n  exec /x\n  health { check tcp; retries 0 }\n",
@@ -206,6 +236,8 @@ const CASES: &[Case] = &[
         2, 10, "the manifest is not UTF-8 text", None),
     ("non-UTF-8 first byte", b"\xff",
         1, 1, "the manifest is not UTF-8 text", None),
+    ("byte-order mark, then a bad name", b"\xef\xbb\xbfapp A\n  exec /x\n",
+        1, 5, "`A` is not a valid app name", None),
 ];
 
 fn first_error(name: &str, manifest: &[u8]) -> Result<Diagnostic, String> {
@@ -288,4 +320,118 @@ fn oversized_input_is_refused_before_parsing() {
         assert_eq!(d.message, expected);
         assert!(d.hint.as_deref().is_some_and(|h| h.contains("split")));
     }
+}
+
+/// Every diagnostic of `text` as `(line, column, message)`.
+fn all_errors(text: &str) -> Vec<(u32, u32, String)> {
+    match parse("all", text) {
+        Ok(apps) => panic!("accepted: {apps:?}"),
+        Err(d) => d
+            .iter()
+            .map(|d| (d.pos.line, d.pos.col, d.message.clone()))
+            .collect(),
+    }
+}
+
+fn assert_errors(text: &str, expected: &[(u32, u32, &str)]) {
+    let found = all_errors(text);
+    let matches = found.len() == expected.len()
+        && found
+            .iter()
+            .zip(expected)
+            .all(|(f, e)| (f.0, f.1) == (e.0, e.1) && f.2.contains(e.2));
+    assert!(
+        matches,
+        "{text:?}\nexpected {expected:?}\nfound    {found:?}"
+    );
+}
+
+#[test]
+fn columns_after_a_tab_count_characters() {
+    // A tab indents like two spaces, but an editor shows it as one column.
+    assert_errors(
+        "app a\n\texec /x\n\tport 0\n\tportt 1\n",
+        &[
+            (2, 1, "tab in indentation"),
+            (3, 1, "tab in indentation"),
+            (3, 7, "`port`: 0 is out of range"),
+            (4, 1, "tab in indentation"),
+            (4, 2, "unknown key `portt`"),
+        ],
+    );
+    // A `{` block opened on a tab-indented line still closes where it should.
+    assert_errors(
+        "app a {\n\texec /x\n\thealth {\n\t  check tcp\n\t}\n\tport 0\n}\n",
+        &[
+            (2, 1, "tab in indentation"),
+            (3, 1, "tab in indentation"),
+            (4, 1, "tab in indentation"),
+            (5, 1, "tab in indentation"),
+            (6, 1, "tab in indentation"),
+            (6, 7, "`port`: 0 is out of range"),
+        ],
+    );
+}
+
+#[test]
+fn a_misaligned_line_stays_in_its_app() {
+    // No knock-on "outside any app block": the line belongs to `app a`.
+    assert_errors(
+        "app a\n    exec /x\n  port 1\n",
+        &[(3, 3, "indentation of 2 spaces lines up with no block above")],
+    );
+    assert_errors(
+        "app a\n  exec /x\n port 0\n",
+        &[
+            (3, 2, "indentation of 1 spaces lines up with no block above"),
+            (3, 7, "`port`: 0 is out of range"),
+        ],
+    );
+}
+
+#[test]
+fn one_line_app_is_one_clear_error() {
+    assert_errors(
+        "app a { exec /x; port 80 }\napp b\n  exec /x\n",
+        &[(1, 7, "an app block cannot be written on one line")],
+    );
+}
+
+#[test]
+fn app_bodies_are_checked_after_a_bad_or_repeated_name() {
+    assert_errors(
+        "app Bad\n  exec /x\n  port 0\n",
+        &[
+            (1, 5, "`Bad` is not a valid app name"),
+            (3, 8, "`port`: 0 is out of range"),
+        ],
+    );
+    assert_errors(
+        "app a\n  exec /x\napp a\n  exec /y\n  port 0\n",
+        &[
+            (3, 5, "app `a` is defined twice"),
+            (5, 8, "`port`: 0 is out of range"),
+        ],
+    );
+    assert_errors(
+        "app\n  exec /x\n  port 0\n",
+        &[
+            (1, 4, "`app` needs a name"),
+            (3, 8, "`port`: 0 is out of range"),
+        ],
+    );
+}
+
+#[test]
+fn the_diagnostic_cap_keeps_the_first_by_position() {
+    // The tree pass reports the tabs before the app pass reports line 3.
+    let text = format!("app a\n  exec /x\n  port 0\n{}", "\t#\n".repeat(150));
+    let found = all_errors(&text);
+    assert_eq!(found.len(), 100);
+    assert_eq!(found[0].0, 3, "{:?}", found[0]);
+    assert!(
+        found[0].2.contains("`port`: 0 is out of range"),
+        "{found:?}"
+    );
+    assert!(found[1..].iter().all(|f| f.2 == "tab in indentation"));
 }

@@ -3,6 +3,7 @@
 
 use super::blocks;
 use super::check::{Checker, Keys};
+use super::cross;
 use super::error::Sink;
 use super::spec::*;
 use super::tree::Entry;
@@ -31,23 +32,51 @@ pub(crate) fn apps(entries: &[Entry], sink: &mut Sink) -> Vec<AppSpec> {
             outside_app(e, sink);
             continue;
         }
-        let name = app_name(e, sink);
-        if let Some(name) = &name {
-            if let Some(first) = names.get(name) {
+        if one_line(e, sink) {
+            continue;
+        }
+        let mut name = app_name(e, sink);
+        if let Some(n) = &name {
+            if let Some(first) = names.get(n) {
                 sink.error_hint(
                     e.value_at,
-                    format!("app `{name}` is defined twice (first on line {first})"),
+                    format!("app `{n}` is defined twice (first on line {first})"),
                     "give each app its own name, or merge the two blocks",
                 );
-                continue;
+                name = None;
+            } else {
+                names.insert(n.clone(), e.key_at.line);
             }
-            names.insert(name.clone(), e.key_at.line);
         }
-        if let Some(spec) = app(e, name, sink) {
+        // The body is checked under a bad or repeated name too, so one run
+        // shows every error; only a good name yields a spec.
+        let shown = match &name {
+            Some(n) => n.as_str(),
+            None if e.value.is_empty() => "(unnamed)",
+            None => e.value.as_str(),
+        };
+        if let Some(spec) = app(e, shown, sink)
+            && name.is_some()
+        {
             out.push(spec);
         }
     }
     out
+}
+
+/// `app a { exec /x; port 80 }`: one-line blocks are for the small blocks
+/// inside an app. Says so once, rather than reporting the whole line as a
+/// bad name and the app as empty; true when it did.
+fn one_line(e: &Entry, sink: &mut Sink) -> bool {
+    let Some(brace) = e.value.find('{').filter(|_| e.block.is_none()) else {
+        return false;
+    };
+    sink.error_hint(
+        e.value_at.right(e.value[..brace].chars().count()),
+        "an app block cannot be written on one line; put each key on its own line",
+        "end the line after `{` and indent each key on its own line below it",
+    );
+    true
 }
 
 fn outside_app(e: &Entry, sink: &mut Sink) {
@@ -113,7 +142,8 @@ fn app_name(e: &Entry, sink: &mut Sink) -> Option<String> {
     Some(name.to_string())
 }
 
-fn app(e: &Entry, name: Option<String>, sink: &mut Sink) -> Option<AppSpec> {
+/// One app, named `name` in messages; `None` if it has any error.
+fn app(e: &Entry, name: &str, sink: &mut Sink) -> Option<AppSpec> {
     let errors_before = sink.count();
     let Some(block) = &e.block else {
         sink.error_hint(
@@ -123,14 +153,13 @@ fn app(e: &Entry, name: Option<String>, sink: &mut Sink) -> Option<AppSpec> {
         );
         return None;
     };
-    let name = name?;
     let mut c = Checker { sink };
     let keys = Keys {
         place: format!("app `{name}`"),
         ..APP_KEYS
     };
     let mut spec = AppSpec {
-        name: name.clone(),
+        name: name.to_string(),
         kind: AppKind::Service,
         exec: None,
         args: Vec::new(),
@@ -155,6 +184,8 @@ fn app(e: &Entry, name: Option<String>, sink: &mut Sink) -> Option<AppSpec> {
     let mut at: HashMap<&'static str, &Entry> = HashMap::new();
     let mut failed = false;
     let mut serve_port = None;
+    // Environment variables in file order, with where each is named.
+    let mut vars: Vec<cross::Defined> = Vec::new();
     for (key, entry) in c.known(&block.entries, &keys) {
         at.insert(key, entry);
         let ok = match key {
@@ -218,12 +249,25 @@ fn app(e: &Entry, name: Option<String>, sink: &mut Sink) -> Option<AppSpec> {
             "scale" => blocks::scale(&mut c, entry)
                 .map(|s| spec.scale = Some(s))
                 .is_some(),
-            "env" => blocks::vars(&mut c, entry).map(|v| spec.env = v).is_some(),
+            "env" => blocks::vars(&mut c, entry)
+                .map(|v| spec.env = cross::named(v, "env", &mut vars))
+                .is_some(),
             "secret" => blocks::vars(&mut c, entry)
-                .map(|v| spec.secrets = v.into_iter().map(|(k, v)| (k, Secret::new(v))).collect())
+                .map(|v| {
+                    let pairs = cross::named(v, "secret", &mut vars);
+                    spec.secrets = pairs
+                        .into_iter()
+                        .map(|(k, v)| (k, Secret::new(v)))
+                        .collect();
+                })
                 .is_some(),
             "volume" => blocks::volume(&mut c, entry)
-                .map(|v| spec.volumes.push(v))
+                .map(|(v, env_at)| {
+                    if let (Some(name), Some(at)) = (&v.env, env_at) {
+                        vars.push((name.clone(), "volume", at));
+                    }
+                    spec.volumes.push(v);
+                })
                 .is_some(),
             "build" => blocks::build(&mut c, entry)
                 .map(|b| spec.build = Some(b))
@@ -244,6 +288,12 @@ fn app(e: &Entry, name: Option<String>, sink: &mut Sink) -> Option<AppSpec> {
     if !at.contains_key("restart") && spec.kind == AppKind::Job {
         spec.restart = Restart::Never;
     }
+    // An autoscaled app starts at the bottom of its range unless told.
+    if let Some(scale) = &spec.scale
+        && !at.contains_key("replicas")
+    {
+        spec.replicas = scale.min;
+    }
     if let Some((p, serve)) = serve_port {
         match at.get("port") {
             Some(port) => c.sink.error_hint(
@@ -257,8 +307,8 @@ fn app(e: &Entry, name: Option<String>, sink: &mut Sink) -> Option<AppSpec> {
             None => spec.port = p,
         }
     }
-    cross_checks(&mut c, e, &spec, &at);
-    cross_env(&mut c, &spec, &at);
+    cross::checks(&mut c, e, &spec, &at);
+    cross::env(&mut c, &spec.name, &vars);
     if failed || c.sink.count() > errors_before {
         // The spec is only returned when this app is clean; the caller
         // still collects errors from the other apps.
@@ -295,11 +345,16 @@ fn port(text: &str) -> Result<Port, values::ValueError> {
 }
 
 fn replicas(c: &mut Checker<'_>, e: &Entry) -> Option<u32> {
+    let max = u64::from(MAX_REPLICAS);
     let n = c.parsed(e, "replicas 3", |t| {
-        values::number(t, 0, u64::from(MAX_REPLICAS)).map_err(|mut err| {
-            err.hint = Some(format!("write a count from 1 to {MAX_REPLICAS}"));
-            err
-        })
+        // 0 gets through to its own message below; any other error is
+        // reported against the real range, from 1.
+        values::number(t, 0, max)
+            .or_else(|_| values::number(t, 1, max))
+            .map_err(|mut err| {
+                err.hint = Some(format!("write a count from 1 to {MAX_REPLICAS}"));
+                err
+            })
     })?;
     if n == 0 {
         c.sink.error_hint(
@@ -310,114 +365,4 @@ fn replicas(c: &mut Checker<'_>, e: &Entry) -> Option<u32> {
         return None;
     }
     u32::try_from(n).ok()
-}
-
-/// Checks between keys: where the program comes from, and what each type allows.
-fn cross_checks(c: &mut Checker<'_>, app: &Entry, spec: &AppSpec, at: &HashMap<&str, &Entry>) {
-    let name = &spec.name;
-    let sources: Vec<&&Entry> = ["exec", "serve", "vm"]
-        .iter()
-        .filter_map(|k| at.get(k))
-        .collect();
-    match sources.as_slice() {
-        [] => c.sink.error_hint(
-            app.key_at,
-            format!("app `{name}` has no `exec`"),
-            "add `exec /path/to/binary` (or a `serve` block for static files, or a `vm` block)",
-        ),
-        [_] => {}
-        [first, second, ..] => c.sink.error_hint(
-            second.key_at,
-            format!(
-                "app `{name}` names its program twice: `{}` (line {}) and `{}`",
-                first.key, first.key_at.line, second.key
-            ),
-            "an app runs one program: keep `exec`, `serve` or `vm`, not several",
-        ),
-    }
-    let kind_at = at.get("type").map(|e| e.key_at).unwrap_or(app.key_at);
-    match (spec.kind, at.get("vm")) {
-        (AppKind::Vm, None) if at.contains_key("type") => c.sink.error_hint(
-            kind_at,
-            format!("app `{name}` is `type vm` but has no `vm` block"),
-            "describe the machine: `vm { hypervisor firecracker; kernel /path; rootfs /path }`",
-        ),
-        (kind, Some(vm)) if kind != AppKind::Vm => c.sink.error_hint(
-            vm.key_at,
-            format!("app `{name}` has a `vm` block but is `type {kind}`"),
-            "add `type vm`",
-        ),
-        _ => {}
-    }
-    if let Some(serve) = at.get("serve")
-        && spec.kind != AppKind::Service
-    {
-        c.sink.error_hint(
-            serve.key_at,
-            format!(
-                "`serve` runs a static file server, but app `{name}` is `type {}`",
-                spec.kind
-            ),
-            "remove `type`, or set `type service`",
-        );
-    }
-    if spec.kind == AppKind::Job {
-        if let Some(r) = at.get("restart")
-            && spec.restart == Restart::Always
-        {
-            c.sink.error_hint(
-                r.value_at,
-                format!("job `{name}` cannot `restart always`: a job runs to completion"),
-                "use `restart on-failure` or `restart never`",
-            );
-        }
-        if let Some(s) = at.get("scale") {
-            c.sink.error_hint(
-                s.key_at,
-                format!("job `{name}` cannot have a `scale` block"),
-                "scaling applies to services; set `replicas` for parallel jobs",
-            );
-        }
-    }
-    if let Some(scale) = &spec.scale
-        && !(scale.min..=scale.max).contains(&spec.replicas)
-    {
-        let pos = at
-            .get("replicas")
-            .map(|e| e.value_at)
-            .unwrap_or_else(|| at.get("scale").map(|e| e.key_at).unwrap_or(app.key_at));
-        c.sink.error_hint(
-            pos,
-            format!(
-                "app `{name}` starts {} replicas, outside its scale range {}..{}",
-                spec.replicas, scale.min, scale.max
-            ),
-            "set `replicas` between `scale { min }` and `scale { max }`",
-        );
-    }
-}
-
-/// An environment variable may be set once, by `env`, `secret` or a volume.
-fn cross_env(c: &mut Checker<'_>, spec: &AppSpec, at: &HashMap<&str, &Entry>) {
-    let mut seen: HashMap<&str, &str> = HashMap::new();
-    let env = spec.env.iter().map(|(k, _)| (k.as_str(), "env"));
-    let secrets = spec.secrets.iter().map(|(k, _)| (k.as_str(), "secret"));
-    let volumes = spec
-        .volumes
-        .iter()
-        .filter_map(|v| v.env.as_deref())
-        .map(|k| (k, "volume"));
-    for (name, from) in env.chain(secrets).chain(volumes) {
-        if let Some(first) = seen.insert(name, from) {
-            let pos = at.get(from).map(|e| e.key_at).unwrap_or_default();
-            c.sink.error_hint(
-                pos,
-                format!(
-                    "`{name}` is set by both `{first}` and `{from}` in app `{}`",
-                    spec.name
-                ),
-                "set each variable in one place",
-            );
-        }
-    }
 }

@@ -2,6 +2,7 @@
 //! `build`, `serve` and `vm`.
 
 use super::check::{Checker, Keys};
+use super::error::Pos;
 use super::spec::*;
 use super::tree::Entry;
 use super::values::{self, ValueError};
@@ -96,10 +97,13 @@ fn probe(text: &str) -> Result<Check, ValueError> {
         message,
         hint: Some(hint.into()),
     };
-    let words: Vec<&str> = text.split_whitespace().collect();
-    let method = match words[0].to_ascii_uppercase().as_str() {
+    let words = spans(text);
+    let Some(&(_, first)) = words.first() else {
+        return Err(err(0, "the check is empty".into()));
+    };
+    let method = match first.to_ascii_uppercase().as_str() {
         "TCP" if words.len() == 1 => return Ok(Check::Tcp),
-        "TCP" => return Err(err(0, "`check tcp` takes nothing after it".into())),
+        "TCP" => return Err(err(words[1].0, "`check tcp` takes nothing after it".into())),
         "GET" => HttpMethod::Get,
         "HEAD" => HttpMethod::Head,
         other => {
@@ -109,36 +113,57 @@ fn probe(text: &str) -> Result<Check, ValueError> {
             ));
         }
     };
-    let path_at = text
-        .find(words.get(1).copied().unwrap_or(""))
-        .unwrap_or(text.len());
     let path = match words.get(1) {
-        Some(p) if p.starts_with('/') => p.to_string(),
-        Some(p) => {
+        Some((_, p)) if p.starts_with('/') => p.to_string(),
+        Some((at, p)) => {
             return Err(err(
-                path_at,
+                *at,
                 format!("`{p}` is not a path: it must start with `/`"),
             ));
         }
-        None => return Err(err(text.len(), "the HTTP check needs a path".into())),
+        None => {
+            let end = text.chars().count();
+            return Err(err(end, "the HTTP check needs a path".into()));
+        }
     };
     let status = match words.get(2) {
         None => 200,
-        Some(s) => {
-            let at = path_at + path.len() + text[path_at + path.len()..].find(s).unwrap_or(0);
+        Some((at, s)) => {
             let n = values::number(s, 100, 599)
-                .map_err(|e| err(at, format!("status {}", e.message.trim_start_matches('`'))))?;
+                .map_err(|e| err(*at, format!("status {}", e.message)))?;
             u16::try_from(n).unwrap_or(200)
         }
     };
-    if words.len() > 3 {
-        return Err(err(0, "the check has extra words at the end".into()));
+    if let Some((at, _)) = words.get(3) {
+        return Err(err(*at, "the check has extra words at the end".into()));
     }
     Ok(Check::Http {
         method,
         path,
         status,
     })
+}
+
+/// The blank-separated words of `text`, each with its character offset
+/// (`ValueError::offset` counts characters, not bytes).
+fn spans(text: &str) -> Vec<(usize, &str)> {
+    let mut out = Vec::new();
+    // Byte and character offsets of the word being read.
+    let mut start = None;
+    for (chars, (i, c)) in text.char_indices().enumerate() {
+        match (c.is_whitespace(), start) {
+            (true, Some((from, at))) => {
+                out.push((at, &text[from..i]));
+                start = None;
+            }
+            (false, None) => start = Some((i, chars)),
+            _ => {}
+        }
+    }
+    if let Some((from, at)) = start {
+        out.push((at, &text[from..]));
+    }
+    out
 }
 
 pub(crate) fn scale(c: &mut Checker<'_>, e: &Entry) -> Option<Scale> {
@@ -204,9 +229,17 @@ pub(crate) fn scale(c: &mut Checker<'_>, e: &Entry) -> Option<Scale> {
     })
 }
 
+/// One `NAME value` line of an `env` or `secret` block.
+pub(crate) struct Var {
+    pub name: String,
+    pub value: String,
+    /// Where the name is written, to report a variable also set elsewhere.
+    pub at: Pos,
+}
+
 /// `env` and `secret` blocks: `NAME value` lines. A value may be quoted to
 /// keep blanks or be empty (`NAME ""`); otherwise it is taken as written.
-pub(crate) fn vars(c: &mut Checker<'_>, e: &Entry) -> Option<Vec<(String, String)>> {
+pub(crate) fn vars(c: &mut Checker<'_>, e: &Entry) -> Option<Vec<Var>> {
     let example = format!("{} {{ RUST_LOG info }}", e.key);
     let entries = c.block(e, &example)?;
     let mut out = Vec::new();
@@ -223,11 +256,7 @@ pub(crate) fn vars(c: &mut Checker<'_>, e: &Entry) -> Option<Vec<(String, String
             continue;
         }
         if v.key == "PORT" {
-            c.sink.error_hint(
-                v.key_at,
-                "`PORT` is set by the node to the replica's port",
-                "set the app's `port` instead, and read `$PORT` in the program",
-            );
+            c.sink.error_hint(v.key_at, PORT_TAKEN, PORT_HINT);
             ok = false;
             continue;
         }
@@ -243,14 +272,21 @@ pub(crate) fn vars(c: &mut Checker<'_>, e: &Entry) -> Option<Vec<(String, String
             ok = false;
             continue;
         }
-        let value_example = format!("{} value", v.key);
-        let Some(raw) = c.value(
-            v,
-            &format!("{value_example}` (or `{} \"\"` for empty", v.key),
-        ) else {
+        // Not `c.value`: its hint has room for one example, and the empty
+        // value deserves its own. Literal blocks hold no sub-blocks.
+        if v.value.is_empty() {
+            c.sink.error_hint(
+                v.value_at,
+                format!("`{}` needs a value", v.key),
+                format!(
+                    "for example `{0} value`, or `{0} \"\"` for an empty value",
+                    v.key
+                ),
+            );
             ok = false;
             continue;
-        };
+        }
+        let raw = v.value.as_str();
         let value = if raw.starts_with(['"', '\'']) {
             match values::words(raw) {
                 Ok(w) if w.len() == 1 => w.into_iter().next().unwrap_or_default(),
@@ -272,10 +308,18 @@ pub(crate) fn vars(c: &mut Checker<'_>, e: &Entry) -> Option<Vec<(String, String
         } else {
             raw.to_string()
         };
-        out.push((v.key.clone(), value));
+        out.push(Var {
+            name: v.key.clone(),
+            value,
+            at: v.key_at,
+        });
     }
     ok.then_some(out)
 }
+
+/// `PORT` is the one variable the node sets for every replica.
+const PORT_TAKEN: &str = "`PORT` is set by the node to the replica's port";
+const PORT_HINT: &str = "set the app's `port` instead, and read `$PORT` in the program";
 
 fn is_env_name(s: &str) -> bool {
     let mut chars = s.chars();
@@ -304,7 +348,13 @@ fn path(text: &str, absolute: bool) -> Result<String, ValueError> {
 }
 
 fn env_name(text: &str) -> Result<String, ValueError> {
-    if is_env_name(text) {
+    if text == "PORT" {
+        Err(ValueError {
+            offset: 0,
+            message: PORT_TAKEN.into(),
+            hint: Some(PORT_HINT.into()),
+        })
+    } else if is_env_name(text) {
         Ok(text.to_string())
     } else {
         Err(ValueError {
@@ -315,7 +365,8 @@ fn env_name(text: &str) -> Result<String, ValueError> {
     }
 }
 
-pub(crate) fn volume(c: &mut Checker<'_>, e: &Entry) -> Option<Volume> {
+/// Returns the volume and where its `env` variable is named, if it has one.
+pub(crate) fn volume(c: &mut Checker<'_>, e: &Entry) -> Option<(Volume, Option<Pos>)> {
     let entries = c.block(e, "volume { path /var/lib/myapp; env DATA_DIR }")?;
     let known = keys("volume", &["path", "env"], &[]);
     let mut dir = None;
@@ -328,7 +379,7 @@ pub(crate) fn volume(c: &mut Checker<'_>, e: &Entry) -> Option<Volume> {
                 .map(|p| dir = Some(p)),
             "env" => c
                 .parsed(entry, "env DATA_DIR", env_name)
-                .map(|n| env = Some(n)),
+                .map(|n| env = Some((n, entry.value_at))),
             _ => unreachable!("the volume keys are all handled"),
         };
         ok &= done.is_some();
@@ -336,7 +387,8 @@ pub(crate) fn volume(c: &mut Checker<'_>, e: &Entry) -> Option<Volume> {
     if ok && dir.is_none() {
         missing(c, e, "path", "path /var/lib/myapp");
     }
-    Some(Volume { path: dir?, env }).filter(|_| ok)
+    let (env, env_at) = env.unzip();
+    Some((Volume { path: dir?, env }, env_at)).filter(|_| ok)
 }
 
 pub(crate) fn build(c: &mut Checker<'_>, e: &Entry) -> Option<Build> {
@@ -510,6 +562,16 @@ mod tests {
         assert_eq!(e.offset, 7);
         assert!(probe("POST /x").is_err());
         assert!(probe("tcp 80").is_err());
-        assert!(probe("GET /a 200 x").is_err());
+        assert_eq!(probe("GET /a 200 x").unwrap_err().offset, 11);
+        // Offsets are per word and in characters.
+        assert_eq!(probe("GET E").unwrap_err().offset, 4);
+        let e = probe("GET /ü 99").unwrap_err();
+        assert_eq!(
+            (e.offset, e.message.as_str()),
+            (7, "status 99 is out of range (100 to 599)")
+        );
+        let e = probe("GET /x abc").unwrap_err();
+        assert_eq!(e.message, "status `abc` is not a whole number");
+        assert_eq!(probe("GET").unwrap_err().offset, 3);
     }
 }

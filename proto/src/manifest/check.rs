@@ -1,7 +1,7 @@
 //! Helpers shared by the second pass: value errors with positions, unknown
 //! and repeated keys, and "this key wants a block / a value" checks.
 
-use super::error::{Pos, Sink, nearest};
+use super::error::{Sink, nearest};
 use super::tree::Entry;
 use super::values::ValueError;
 use std::collections::HashMap;
@@ -30,7 +30,8 @@ impl Checker<'_> {
         entries: &'e [Entry],
         keys: &Keys,
     ) -> Vec<(&'static str, &'e Entry)> {
-        let mut seen: HashMap<&'static str, Pos> = HashMap::new();
+        // Canonical key to the first entry that set it.
+        let mut seen: HashMap<&'static str, &Entry> = HashMap::new();
         let mut out = Vec::new();
         for e in entries {
             if e.key.is_empty() {
@@ -53,21 +54,32 @@ impl Checker<'_> {
             };
             if !keys.repeatable.contains(&key) {
                 if let Some(first) = seen.get(key) {
-                    self.sink.error_hint(
-                        e.key_at,
-                        format!(
-                            "`{key}` is set twice in {} (first on line {})",
-                            keys.place, first.line
-                        ),
-                        "keep one of them",
-                    );
+                    self.repeated(e, first, keys);
                     continue;
                 }
-                seen.insert(key, e.key_at);
+                seen.insert(key, e);
             }
             out.push((key, e));
         }
         out
+    }
+
+    /// `e` sets the same key as `first`, maybe under another name (`cpus`
+    /// after `cpu`): the message names what was written.
+    fn repeated(&mut self, e: &Entry, first: &Entry, keys: &Keys) {
+        let line = first.key_at.line;
+        let message = if e.key == first.key {
+            format!(
+                "`{}` is set twice in {} (first on line {line})",
+                e.key, keys.place
+            )
+        } else {
+            format!(
+                "`{}` repeats `{}` (line {line}) in {}: they are the same key",
+                e.key, first.key, keys.place
+            )
+        };
+        self.sink.error_hint(e.key_at, message, "keep one of them");
     }
 
     fn unknown(&mut self, e: &Entry, keys: &Keys) {

@@ -117,9 +117,10 @@ impl Sink {
 
     fn push(&mut self, pos: Pos, message: String, hint: Option<String>) {
         self.total += 1;
-        // Cap the list: a binary file fed to the parser would otherwise
-        // produce one error per line.
-        if self.found.len() < MAX_DIAGNOSTICS {
+        // Bound memory: a binary file fed to the parser would otherwise
+        // produce one error per line. The passes do not report in file
+        // order, so keep far more than are shown and cut after sorting.
+        if self.found.len() < MAX_COLLECTED {
             self.found.push(Diagnostic {
                 file: self.file.clone(),
                 pos,
@@ -138,7 +139,9 @@ impl Sink {
         if self.found.is_empty() {
             Ok(())
         } else {
+            // Stable: two errors at one position keep the order found.
             self.found.sort_by_key(|d| d.pos);
+            self.found.truncate(MAX_DIAGNOSTICS);
             Err(Diagnostics(self.found))
         }
     }
@@ -146,6 +149,9 @@ impl Sink {
 
 /// More errors than this in one file are not worth reading.
 const MAX_DIAGNOSTICS: usize = 100;
+/// How many are kept before sorting: the first [`MAX_DIAGNOSTICS`] by
+/// position are among them unless one pass alone reports more than this.
+const MAX_COLLECTED: usize = 1000;
 
 /// The known word closest to `word`, if it is close enough to be a typo.
 pub(crate) fn nearest<'a>(word: &str, known: &[&'a str]) -> Option<&'a str> {

@@ -2,7 +2,8 @@
 //!
 //! Layout:
 //! - `tree`: lines to a tree of `key value` entries (braces or indentation).
-//! - `app`, `blocks`: the tree to typed specs, key by key, with cross-checks.
+//! - `app`, `blocks`: the tree to typed specs, key by key.
+//! - `cross`: checks between keys of one app (program source, scale, env).
 //! - `check`: unknown/repeated keys and value errors, with positions and hints.
 //! - `values`: durations, sizes, percentages, numbers, shell-like words.
 //! - `spec`: the `AppSpec` types and their documented defaults.
@@ -14,6 +15,7 @@
 mod app;
 mod blocks;
 mod check;
+mod cross;
 mod error;
 mod spec;
 mod tree;
@@ -39,6 +41,9 @@ pub fn parse(file: &str, text: &str) -> Result<Vec<AppSpec>, Diagnostics> {
         );
         return Err(sink.finish().expect_err("an error was just recorded"));
     }
+    // Some editors start UTF-8 files with a byte-order mark; it is not
+    // part of the first key, and editors do not count it as a column.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let entries = tree::parse(text, &mut sink);
     let apps = app::apps(&entries, &mut sink);
     if apps.is_empty() && sink.count() == 0 {
@@ -61,7 +66,12 @@ pub fn parse_bytes(file: &str, bytes: &[u8]) -> Result<Vec<AppSpec>, Diagnostics
             let good = &bytes[..e.valid_up_to()];
             let line = good.iter().filter(|b| **b == b'\n').count() + 1;
             let line_start = good.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
-            let col = String::from_utf8_lossy(&good[line_start..]).chars().count() + 1;
+            let mut before = &good[line_start..];
+            if line_start == 0 {
+                // Not a column, as in `parse`.
+                before = before.strip_prefix(b"\xef\xbb\xbf").unwrap_or(before);
+            }
+            let col = String::from_utf8_lossy(before).chars().count() + 1;
             let mut sink = error::Sink::new(file);
             sink.error_hint(
                 Pos::new(line, col),

@@ -7,7 +7,9 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::time::Duration;
 
-/// Default `replicas`.
+/// Default `replicas` of an app without a `scale` block. With one, an
+/// unwritten `replicas` defaults to `scale { min }` instead, so the app
+/// starts inside its range.
 pub const DEFAULT_REPLICAS: u32 = 1;
 /// Most replicas one app may ask for.
 pub const MAX_REPLICAS: u32 = 1000;
@@ -45,7 +47,8 @@ pub struct AppSpec {
     pub args: Vec<String>,
     /// `port`, default `auto` (the node picks one from its range).
     pub port: Port,
-    /// `replicas`, default 1, from 1 to 1000.
+    /// `replicas`, from 1 to 1000; default 1, or `scale { min }` when the
+    /// app has a `scale` block.
     pub replicas: u32,
     /// `ram` in bytes; `None` means no reservation.
     pub ram: Option<u64>,

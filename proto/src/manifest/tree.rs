@@ -4,6 +4,7 @@
 //! that `env` and `secret` blocks hold literal `NAME value` lines.
 
 use super::error::{Pos, Sink};
+use std::str::CharIndices;
 
 #[derive(Debug, Clone)]
 pub(crate) struct Entry {
@@ -24,6 +25,10 @@ pub(crate) struct Block {
 /// blocks are recognised inside them.
 const LITERAL_BLOCKS: [&str; 2] = ["env", "secret"];
 
+/// The key of the top-level blocks: an indented line that starts with it
+/// was meant to start a block, not to continue the one above.
+const TOP_KEY: &str = "app";
+
 struct Frame {
     /// `None` for the file itself.
     owner: Option<Entry>,
@@ -31,16 +36,23 @@ struct Frame {
     literal: bool,
     /// The indentation of this frame's lines, once the first one is seen.
     base: Option<usize>,
-    /// The indentation of the line that opened the frame.
+    /// The indentation of the line that opened the frame (a width, like
+    /// `base`, not the owner's column: a tab counts two).
     owner_indent: usize,
     open_at: Pos,
     entries: Vec<Entry>,
 }
 
 impl Frame {
-    fn open(owner: Entry, brace: bool, base: Option<usize>, open_at: Pos) -> Frame {
+    fn open(
+        owner: Entry,
+        owner_indent: usize,
+        brace: bool,
+        base: Option<usize>,
+        open_at: Pos,
+    ) -> Frame {
         Frame {
-            owner_indent: owner.key_at.col as usize - 1,
+            owner_indent,
             literal: LITERAL_BLOCKS.contains(&owner.key.as_str()),
             owner: Some(owner),
             brace,
@@ -49,6 +61,18 @@ impl Frame {
             entries: Vec::new(),
         }
     }
+}
+
+/// What closing blocks for a less-indented line did.
+#[derive(PartialEq, Eq)]
+enum Dedent {
+    /// The line did not end any block.
+    None,
+    /// It ended at least one block.
+    Closed,
+    /// It ends a top-level block but is still indented: it belongs to that
+    /// block, misaligned, which stays open.
+    Misaligned,
 }
 
 pub(crate) fn parse(text: &str, sink: &mut Sink) -> Vec<Entry> {
@@ -65,10 +89,11 @@ pub(crate) fn parse(text: &str, sink: &mut Sink) -> Vec<Entry> {
     for (idx, raw) in text.split('\n').enumerate() {
         let line_no = idx + 1;
         let raw = raw.strip_suffix('\r').unwrap_or(raw);
-        let Some((indent, content)) = measure(raw, line_no, sink) else {
+        let Some((indent, lead, content)) = measure(raw, line_no, sink) else {
             continue;
         };
-        let at = Pos::new(line_no, indent + 1);
+        // `indent` decides structure; positions count characters.
+        let at = Pos::new(line_no, lead + 1);
 
         if content == "}" {
             while stack.len() > 1 && !top(&stack).brace {
@@ -86,47 +111,22 @@ pub(crate) fn parse(text: &str, sink: &mut Sink) -> Vec<Entry> {
             continue;
         }
 
-        let mut dedented = false;
-        while stack.len() > 1 {
-            let frame = top(&stack);
-            let below_base = frame.base.is_some_and(|b| indent < b);
-            // A `{` block whose lines were indented, followed by a line back at
-            // the opener's level: the `}` was forgotten. Say so once and close
-            // it, rather than reading the rest of the file as its contents.
-            let forgotten_brace = frame.brace
-                && frame.base.is_some_and(|b| b > frame.owner_indent)
-                && indent <= frame.owner_indent;
-            if frame.brace && !forgotten_brace || !frame.brace && !below_base {
-                break;
-            }
-            if forgotten_brace {
-                let key = frame.owner.as_ref().map(|o| o.key.as_str()).unwrap_or("");
-                sink.error_hint(
-                    frame.open_at,
-                    format!("the `{{` of `{key}` is never closed"),
-                    format!("add a line with `}}` before line {line_no}"),
-                );
-            }
-            close(&mut stack);
-            dedented = true;
-        }
+        let app_line = content.split([' ', '\t']).next() == Some(TOP_KEY);
+        let dedent = dedent(&mut stack, indent, app_line, line_no, sink);
         let frame = top_mut(&mut stack);
         match frame.base {
             None => frame.base = Some(indent),
             Some(b) if indent == b => {}
+            Some(b) if dedent == Dedent::Misaligned => misaligned(at, indent, b, sink),
             Some(b) if indent > b => {
                 let can_own = !frame.literal
-                    && !dedented
+                    && dedent == Dedent::None
                     && frame.entries.last().is_some_and(|e| e.block.is_none());
                 if can_own {
                     let owner = frame.entries.pop().expect("checked by can_own");
-                    stack.push(Frame::open(owner, false, Some(indent), at));
-                } else if dedented {
-                    sink.error_hint(
-                        at,
-                        format!("indentation of {indent} spaces lines up with no block above"),
-                        format!("indent this line by {b} spaces, like the lines it belongs with"),
-                    );
+                    stack.push(Frame::open(owner, b, false, Some(indent), at));
+                } else if dedent == Dedent::Closed {
+                    misaligned(at, indent, b, sink);
                 } else {
                     sink.error_hint(
                         at,
@@ -145,7 +145,7 @@ pub(crate) fn parse(text: &str, sink: &mut Sink) -> Vec<Entry> {
         let literal = top(&stack).literal;
         let (entry, opens) = split_line(content, at, literal, sink);
         match opens {
-            Some(brace_at) => stack.push(Frame::open(entry, true, None, brace_at)),
+            Some(brace_at) => stack.push(Frame::open(entry, indent, true, None, brace_at)),
             None => top_mut(&mut stack).entries.push(entry),
         }
     }
@@ -163,6 +163,58 @@ pub(crate) fn parse(text: &str, sink: &mut Sink) -> Vec<Entry> {
         close(&mut stack);
     }
     stack.pop().map(|f| f.entries).unwrap_or_default()
+}
+
+/// Closes the blocks that a line indented by `indent` ends; `app_line`
+/// when the line starts with `app`.
+fn dedent(
+    stack: &mut Vec<Frame>,
+    indent: usize,
+    app_line: bool,
+    line_no: usize,
+    sink: &mut Sink,
+) -> Dedent {
+    let mut done = Dedent::None;
+    while stack.len() > 1 {
+        let frame = top(stack);
+        let below_base = frame.base.is_some_and(|b| indent < b);
+        // A `{` block whose lines were indented, followed by a line back at
+        // the opener's level: the `}` was forgotten. Say so once and close
+        // it, rather than reading the rest of the file as its contents.
+        let forgotten_brace = frame.brace
+            && frame.base.is_some_and(|b| b > frame.owner_indent)
+            && indent <= frame.owner_indent;
+        if frame.brace && !forgotten_brace || !frame.brace && !below_base {
+            break;
+        }
+        // Only `app` lines sit at the top level, unindented: another
+        // indented line is still part of this app, just misaligned. Keeping
+        // it here avoids a second, wrong "outside any app block" error.
+        if !frame.brace && stack.len() == 2 && indent > 0 && !app_line {
+            return Dedent::Misaligned;
+        }
+        if forgotten_brace {
+            let key = frame.owner.as_ref().map(|o| o.key.as_str()).unwrap_or("");
+            sink.error_hint(
+                frame.open_at,
+                format!("the `{{` of `{key}` is never closed"),
+                format!("add a line with `}}` before line {line_no}"),
+            );
+        }
+        close(stack);
+        done = Dedent::Closed;
+    }
+    done
+}
+
+/// A line between two indentation levels, kept in the block whose lines are
+/// indented by `base`.
+fn misaligned(at: Pos, indent: usize, base: usize, sink: &mut Sink) {
+    sink.error_hint(
+        at,
+        format!("indentation of {indent} spaces lines up with no block above"),
+        format!("indent this line by {base} spaces, like the lines it belongs with"),
+    );
 }
 
 fn top(stack: &[Frame]) -> &Frame {
@@ -188,10 +240,12 @@ fn close(stack: &mut Vec<Frame>) {
     }
 }
 
-/// Returns the indentation and the content without comment and trailing
-/// blanks, or `None` for a blank or comment line.
-fn measure<'a>(raw: &'a str, line_no: usize, sink: &mut Sink) -> Option<(usize, &'a str)> {
+/// Returns the indentation width (a tab counts two), the number of leading
+/// blank characters (for columns) and the content without comment and
+/// trailing blanks; `None` for a blank or comment line.
+fn measure<'a>(raw: &'a str, line_no: usize, sink: &mut Sink) -> Option<(usize, usize, &'a str)> {
     let mut indent = 0;
+    let mut lead = 0;
     for (col, c) in raw.chars().enumerate() {
         match c {
             ' ' => indent += 1,
@@ -205,43 +259,82 @@ fn measure<'a>(raw: &'a str, line_no: usize, sink: &mut Sink) -> Option<(usize, 
             }
             _ => break,
         }
+        lead += 1;
     }
     let rest = raw.trim_start_matches([' ', '\t']);
     let content = strip_comment(rest).trim_end();
     if content.is_empty() {
         None
     } else {
-        Some((indent, content))
+        Some((indent, lead, content))
     }
 }
 
 /// Cuts a `#` comment that starts a line or follows a blank, outside quotes.
-/// If quotes are unbalanced the first such `#` wins, quotes or not.
 fn strip_comment(s: &str) -> &str {
-    let mut quote = None;
-    let mut escaped = false;
-    let mut prev_blank = true;
-    let mut naive = None;
-    for (i, c) in s.char_indices() {
-        if c == '#' && prev_blank {
-            naive.get_or_insert(i);
-            if quote.is_none() {
-                return &s[..i];
+    let comment = unquoted(s, &['#']).into_iter().find(|&at| {
+        s[..at]
+            .chars()
+            .next_back()
+            .is_none_or(|p| p == ' ' || p == '\t')
+    });
+    comment.map_or(s, |at| &s[..at])
+}
+
+/// Byte offsets of the `wanted` characters of `s` that lie outside quotes.
+/// Quotes are read as `values::words` reads them: `'…'` literal, `"…"` with
+/// backslash escapes, and outside quotes a backslash makes the next
+/// character literal. A quote never closed on the line is an ordinary
+/// character, so an apostrophe (`don't`) does not hide the rest of a line.
+fn unquoted(s: &str, wanted: &[char]) -> Vec<usize> {
+    let mut found = Vec::new();
+    // Once a kind of quote is found unclosed, no later one closes either;
+    // not searching again keeps this linear.
+    let mut unclosed: Vec<char> = Vec::new();
+    let mut it = s.char_indices();
+    while let Some((at, c)) = it.next() {
+        match c {
+            '\\' => {
+                it.next();
             }
-        }
-        match (quote, c) {
-            _ if escaped => escaped = false,
-            (Some('"') | None, '\\') => escaped = true,
-            (None, '"' | '\'') => quote = Some(c),
-            (Some(q), _) if c == q => quote = None,
+            '"' | '\'' if !unclosed.contains(&c) => {
+                let mut ahead = it.clone();
+                if skip_quoted(&mut ahead, c) {
+                    it = ahead;
+                } else {
+                    unclosed.push(c);
+                }
+            }
+            _ if wanted.contains(&c) => found.push(at),
             _ => {}
         }
-        prev_blank = c == ' ' || c == '\t';
     }
-    match (quote, naive) {
-        (Some(_), Some(i)) => &s[..i],
-        _ => s,
+    found
+}
+
+/// Moves `it` past the quote that closes a `quote` just read; false if the
+/// line has none.
+fn skip_quoted(it: &mut CharIndices<'_>, quote: char) -> bool {
+    while let Some((_, c)) = it.next() {
+        if c == quote {
+            return true;
+        }
+        if c == '\\' && quote == '"' {
+            it.next();
+        }
     }
+    false
+}
+
+/// `s` cut at each `sep` outside quotes.
+fn split_unquoted(s: &str, sep: char) -> Vec<&str> {
+    let mut start = 0;
+    let mut pieces = Vec::new();
+    for end in unquoted(s, &[sep]).into_iter().chain([s.len()]) {
+        pieces.push(&s[start..end]);
+        start = end + sep.len_utf8();
+    }
+    pieces
 }
 
 /// Splits a line into its key and value; reports whether it opens a `{` block.
@@ -285,7 +378,7 @@ fn split_line(content: &str, at: Pos, literal: bool, sink: &mut Sink) -> (Entry,
         let open_at = value_at;
         let mut entries = Vec::new();
         let mut offset = 1; // past the `{`
-        for piece in inner.split(';') {
+        for piece in split_unquoted(inner, ';') {
             let trimmed = piece.trim_start();
             let piece_at = open_at.right(offset + chars(&piece[..piece.len() - trimmed.len()]));
             offset += chars(piece) + 1;
@@ -293,7 +386,7 @@ fn split_line(content: &str, at: Pos, literal: bool, sink: &mut Sink) -> (Entry,
             if trimmed.is_empty() {
                 continue;
             }
-            if trimmed.contains(['{', '}']) {
+            if !unquoted(trimmed, &['{', '}']).is_empty() {
                 sink.error_hint(
                     piece_at,
                     "blocks inside a one-line block",
@@ -372,6 +465,47 @@ mod tests {
         assert_eq!(strip_comment("KEY don't # note"), "KEY don't ");
         assert_eq!(strip_comment("KEY a#b"), "KEY a#b");
         assert_eq!(strip_comment("# all"), "");
+        // A quote that closes protects its `#`; an apostrophe does not.
+        assert_eq!(strip_comment("\"a #b\" # it's"), "\"a #b\" ");
+        assert_eq!(strip_comment("a \\# b"), "a \\# b");
+    }
+
+    #[test]
+    fn one_line_blocks_split_outside_quotes() {
+        assert_eq!(
+            split_unquoted(" A \"x; y\"; B 'p;q'; C", ';'),
+            [" A \"x; y\"", " B 'p;q'", " C"]
+        );
+        assert_eq!(split_unquoted("A don't; B 1", ';'), ["A don't", " B 1"]);
+        assert_eq!(split_unquoted("A \\; b", ';'), ["A \\; b"]);
+        assert_eq!(split_unquoted("", ';'), [""]);
+        assert!(unquoted("J \"{}\"", &['{', '}']).is_empty());
+    }
+
+    #[test]
+    fn tabs_indent_two_but_count_one_column() {
+        let (t, _) = tree("app a {\n\texec /x\n\thealth {\n\t  check tcp\n\t}\n\tport 1\n}\n");
+        let app = &t[0].block.as_ref().unwrap().entries;
+        assert_eq!(keys(app), ["exec", "health", "port"]);
+        assert_eq!(app[2].key_at, Pos { line: 6, col: 2 });
+        assert_eq!(app[2].value_at, Pos { line: 6, col: 7 });
+    }
+
+    #[test]
+    fn a_misaligned_line_stays_in_its_app_unless_it_starts_one() {
+        let (t, e) = tree("app a\n    exec /x\n  port 1\n");
+        assert_eq!(keys(&t), ["app"]);
+        assert_eq!(
+            keys(&t[0].block.as_ref().unwrap().entries),
+            ["exec", "port"]
+        );
+        assert!(e[0].contains("indent this line by 4 spaces"), "{e:?}");
+        let (t, e) = tree("app a\n  exec /x\n app b\n  exec /y\n");
+        assert_eq!(keys(&t), ["app", "app"]);
+        assert!(
+            e[0].starts_with("t:3:2:") && e[0].contains("by 0 spaces"),
+            "{e:?}"
+        );
     }
 
     #[test]
