@@ -6,6 +6,7 @@
 
 #![forbid(unsafe_code)]
 
+mod api;
 mod cmd;
 mod table;
 
@@ -20,6 +21,20 @@ use std::process::ExitCode;
     about = "A small orchestrator for bare processes"
 )]
 struct Cli {
+    /// The conductor's API
+    #[arg(
+        long,
+        global = true,
+        env = "SKR8TR_CONDUCTOR",
+        default_value = "http://127.0.0.1:7771"
+    )]
+    conductor: String,
+    /// Operator secret key that signs commands [default: ~/.skr8tr/signing.sec]
+    #[arg(long, global = true, env = "SKR8TR_KEY", value_name = "FILE")]
+    key: Option<PathBuf>,
+    /// Print JSON instead of tables
+    #[arg(long, global = true)]
+    json: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -32,6 +47,24 @@ enum Command {
     Validate(cmd::validate::Args),
     /// Print the fingerprint of a public or secret key file.
     Fingerprint(cmd::fingerprint::Args),
+    /// Deploy (or update) the apps of a manifest.
+    Up(cmd::up::Args),
+    /// Stop an app's replicas and forget it.
+    Down(cmd::simple::DownArgs),
+    /// Set an app's replica count.
+    Scale(cmd::simple::ScaleArgs),
+    /// Apps: desired, running and ready replicas.
+    Status,
+    /// Nodes: address, state, load.
+    Nodes,
+    /// Replicas: where each runs and how it is.
+    Ps(cmd::ps::Args),
+    /// The audit log: who did what, when, and the outcome.
+    History(cmd::history::Args),
+    /// Check that the conductor answers.
+    Ping,
+    /// Run the conductor (the control plane).
+    Conductor(cmd::conductor::Args),
 }
 
 /// Exit code when the command ran but found problems (invalid manifest,
@@ -40,10 +73,24 @@ const FAILURE: u8 = 1;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let ctx = api::Ctx {
+        conductor: cli.conductor,
+        key: cli.key,
+        json: cli.json,
+    };
     let result = match cli.command {
         Command::Keygen(args) => cmd::keygen::run(args),
         Command::Validate(args) => cmd::validate::run(args),
         Command::Fingerprint(args) => cmd::fingerprint::run(args),
+        Command::Up(args) => cmd::up::run(&ctx, args),
+        Command::Down(args) => cmd::simple::down(&ctx, args),
+        Command::Scale(args) => cmd::simple::scale(&ctx, args),
+        Command::Status => cmd::status::run(&ctx),
+        Command::Nodes => cmd::nodes::run(&ctx),
+        Command::Ps(args) => cmd::ps::run(&ctx, args),
+        Command::History(args) => cmd::history::run(&ctx, args),
+        Command::Ping => cmd::ping::run(&ctx),
+        Command::Conductor(args) => cmd::conductor::run(args),
     };
     match result {
         Ok(code) => code,
@@ -71,4 +118,45 @@ pub fn home_dir() -> anyhow::Result<PathBuf> {
             anyhow::bail!("HOME is not set; pass the directory explicitly (for example --out DIR)")
         }
     }
+}
+
+/// Daemons log to stderr, `info` and up.
+pub fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_max_level(tracing::Level::INFO)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_target(false)
+        .try_init();
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+/// `500ms`, `5s`, `2m` for duration flags.
+pub fn duration(text: &str) -> Result<std::time::Duration, String> {
+    let digits = text.chars().take_while(char::is_ascii_digit).count();
+    let (n, unit) = text.split_at(digits);
+    let n: u64 = n
+        .parse()
+        .map_err(|_| format!("`{text}` is not a duration like 500ms, 5s or 2m"))?;
+    let ms = match unit {
+        "ms" => n,
+        "s" => n * 1000,
+        "m" => n * 60_000,
+        _ => return Err(format!("`{text}` is not a duration like 500ms, 5s or 2m")),
+    };
+    Ok(std::time::Duration::from_millis(ms))
 }

@@ -1,7 +1,136 @@
-//! The control plane and the only stateful process: an HTTP API (axum) that
-//! verifies signed operator commands, commits them with their audit entry,
-//! and drives the scheduler, reconciler, rollout engine, autoscaler and
-//! service registry from desired state (the store) and observed state (node
-//! reports). Not yet filled: the conductor and node issue builds it.
+//! The control plane and the only stateful process. It verifies signed
+//! operator commands and commits each with its audit entry before
+//! answering; merges desired state (the store) with observed state (node
+//! reports, rebuilt after every restart); schedules replicas; and hands
+//! each node its conductor-signed assignment set.
+//!
+//! Layout:
+//! - this file: [`open`] (store, conductor key, first operator key) and [`run`].
+//! - `state`: [`Conductor`] — shared state, key ring, change signals.
+//! - `api/`: the HTTP API (axum), one file per resource.
+//! - `commands`: what each operator command does, inside its commit.
+//! - `scheduler`: pure placement decisions.
+//! - `reconciler`: runs the scheduler on every change and commits its plan.
+//! - `desired`: desired state from a snapshot or a transaction; assignments.
+//!
+//! Paths: command: CLI → `POST /v1/commands` → verify → `Store::command`
+//! (effect + audit, fsync) → reply. Sync: node long-polls
+//! `/v1/nodes/{n}/assignments` → signed set; node posts reports → observed
+//! state → reconciler → placements committed → long-polls wake.
 
 #![forbid(unsafe_code)]
+
+pub mod api;
+pub mod commands;
+pub mod desired;
+pub mod reconciler;
+pub mod scheduler;
+pub mod state;
+
+pub use state::{Conductor, Config};
+
+use skr8tr_proto::command::ClusterId;
+use skr8tr_proto::keys::{self, KeyFileError, SecretKey};
+use skr8tr_store::{OpenError, Options, Store, StoreError};
+use std::future::Future;
+use std::path::Path;
+use std::sync::Arc;
+
+/// The conductor's own key, which nodes pin: `DATA/conductor.sec` and `.pub`.
+pub const CONDUCTOR_SECRET_FILE: &str = "conductor.sec";
+pub const CONDUCTOR_PUBLIC_FILE: &str = "conductor.pub";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(
+        "{dir} has no cluster yet and no operator key was given; create a key with \
+         `skr8tr keygen`, then start with `--init-key ~/.skr8tr/signing.pub`"
+    )]
+    NoOperatorKey { dir: String },
+    #[error(transparent)]
+    Store(#[from] OpenError),
+    #[error(transparent)]
+    Read(#[from] StoreError),
+    #[error(transparent)]
+    Key(#[from] KeyFileError),
+    #[error("cannot create the cluster id: {0}")]
+    Random(String),
+}
+
+pub fn now_ms() -> u64 {
+    skr8tr_proto::envelope::unix_ms(std::time::SystemTime::now())
+}
+
+/// Opens (or, with `init_key`, creates) the cluster in `config.data_dir`.
+pub fn open(config: Config, init_key: Option<&Path>) -> Result<Conductor, StartError> {
+    let dir = config.data_dir.clone();
+    let now = now_ms();
+    let store = match Store::open(&dir, Options::default()) {
+        Ok(store) => {
+            if let Some(path) = init_key {
+                let key = keys::read_public_key(path)?;
+                if store
+                    .snapshot()?
+                    .operator_key(&key.fingerprint())?
+                    .is_none()
+                {
+                    tracing::warn!(
+                        "--init-key {} ignored: the cluster already exists; add keys with a signed `skr8tr key add`",
+                        path.display()
+                    );
+                }
+            }
+            store
+        }
+        Err(OpenError::Missing { .. }) => {
+            let Some(path) = init_key else {
+                return Err(StartError::NoOperatorKey {
+                    dir: dir.display().to_string(),
+                });
+            };
+            let key = keys::read_public_key(path)?;
+            let cluster = ClusterId::generate().map_err(|e| StartError::Random(e.to_string()))?;
+            let name = path
+                .file_stem()
+                .map_or("operator".into(), |s| s.to_string_lossy().into_owned());
+            let store = Store::create(&dir, cluster, &name, &key, now, Options::default())?;
+            tracing::info!(cluster = %cluster, key = %key.fingerprint(), "created cluster");
+            store
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let key = conductor_key(&dir)?;
+    Ok(Conductor::new(store, key, config, now)?)
+}
+
+/// Loads the conductor's signing key, creating it on first start.
+fn conductor_key(dir: &Path) -> Result<SecretKey, StartError> {
+    let path = dir.join(CONDUCTOR_SECRET_FILE);
+    if path.exists() {
+        return Ok(keys::read_secret_key(&path)?);
+    }
+    let key = SecretKey::generate().map_err(|e| StartError::Random(e.to_string()))?;
+    keys::write_key_files(
+        dir,
+        CONDUCTOR_SECRET_FILE,
+        CONDUCTOR_PUBLIC_FILE,
+        &key,
+        false,
+    )?;
+    tracing::info!(key = %key.public().fingerprint(), "created the conductor key; nodes pin {}", dir.join(CONDUCTOR_PUBLIC_FILE).display());
+    Ok(key)
+}
+
+/// Serves the API on `listener` and runs the reconciler until `shutdown`.
+pub async fn run(
+    conductor: Arc<Conductor>,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let reconciler = tokio::spawn(reconciler::run(conductor.clone()));
+    let result = axum::serve(listener, api::router(conductor))
+        .with_graceful_shutdown(shutdown)
+        .await;
+    reconciler.abort();
+    result
+}

@@ -4,4 +4,10 @@
 //! Stateless: a restarted node rebuilds everything from the conductor. Not
 //! yet filled: the conductor and node issue builds it.
 
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
+
+pub mod health;
+pub mod http;
+pub mod logs;
+pub mod process;
+pub mod supervisor;

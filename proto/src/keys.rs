@@ -258,8 +258,19 @@ pub fn write_key_pair(
     key: &SecretKey,
     force: bool,
 ) -> Result<(PathBuf, PathBuf), KeyFileError> {
-    let secret_path = dir.join(SECRET_KEY_FILE);
-    let public_path = dir.join(PUBLIC_KEY_FILE);
+    write_key_files(dir, SECRET_KEY_FILE, PUBLIC_KEY_FILE, key, force)
+}
+
+/// [`write_key_pair`] with other file names (the conductor's own key).
+pub fn write_key_files(
+    dir: &Path,
+    secret_name: &str,
+    public_name: &str,
+    key: &SecretKey,
+    force: bool,
+) -> Result<(PathBuf, PathBuf), KeyFileError> {
+    let secret_path = dir.join(secret_name);
+    let public_path = dir.join(public_name);
     if !force {
         for path in [&secret_path, &public_path] {
             if path.exists() {

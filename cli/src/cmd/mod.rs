@@ -1,5 +1,13 @@
 //! One module per subcommand.
 
+pub mod conductor;
 pub mod fingerprint;
+pub mod history;
 pub mod keygen;
+pub mod nodes;
+pub mod ping;
+pub mod ps;
+pub mod simple;
+pub mod status;
+pub mod up;
 pub mod validate;

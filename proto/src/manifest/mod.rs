@@ -8,6 +8,7 @@
 //! - `values`: durations, sizes, percentages, numbers, shell-like words.
 //! - `spec`: the `AppSpec` types and their documented defaults.
 //! - `error`: `Diagnostic` (`file:line:col: error: …` plus a hint).
+//! - [`secrets`]: secret values out of signed text, salted digests in.
 //!
 //! Parsing never panics and never stops at the first problem: it returns
 //! every diagnostic of the file, in order.
@@ -17,6 +18,7 @@ mod blocks;
 mod check;
 mod cross;
 mod error;
+pub mod secrets;
 mod spec;
 mod tree;
 mod values;

@@ -1,0 +1,101 @@
+//! Talking to the conductor: reads, and signed commands (ping for the
+//! cluster id, sign with the operator key, post, decode the reply).
+
+use anyhow::{Context, bail};
+use serde::de::DeserializeOwned;
+use skr8tr_node::http::Client;
+use skr8tr_proto::command::Command;
+use skr8tr_proto::envelope::Envelope;
+use skr8tr_proto::keys::{self, SecretKey};
+use skr8tr_proto::wire::{self, CommandReply, CommandRequest, ErrorReply, PingReply, SecretValue};
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
+
+/// What every operator command needs: where the conductor is, which key
+/// signs, how to print.
+pub struct Ctx {
+    pub conductor: String,
+    pub key: Option<PathBuf>,
+    pub json: bool,
+}
+
+impl Ctx {
+    /// Runs `f` on a single-threaded runtime: the CLI makes a handful of
+    /// requests and exits.
+    pub fn block_on<T>(&self, f: impl Future<Output = anyhow::Result<T>>) -> anyhow::Result<T> {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("cannot start the async runtime")?
+            .block_on(f)
+    }
+
+    pub fn client(&self) -> anyhow::Result<Client> {
+        Ok(Client::new(&self.conductor)?)
+    }
+
+    pub fn secret_key(&self) -> anyhow::Result<SecretKey> {
+        let path = match &self.key {
+            Some(p) => p.clone(),
+            None => crate::home_dir()?.join(keys::SECRET_KEY_FILE),
+        };
+        if !path.exists() {
+            bail!(
+                "no operator key at {}; create one with `skr8tr keygen`, or pass --key FILE (SKR8TR_KEY)",
+                path.display()
+            );
+        }
+        Ok(keys::read_secret_key(&path)?)
+    }
+}
+
+const READ_TIMEOUT: Duration = Duration::from_secs(15);
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// GETs `path` and decodes the answer, or turns an error reply into a message.
+pub async fn get<T: DeserializeOwned>(client: &Client, path: &str) -> anyhow::Result<T> {
+    let (status, body) = client.get(path, READ_TIMEOUT).await?;
+    if !status.is_success() {
+        let reason =
+            wire::decode::<ErrorReply>(&body).map_or_else(|_| status.to_string(), |e| e.message);
+        bail!("the conductor refused: {reason}");
+    }
+    wire::decode(&body).map_err(|e| anyhow::anyhow!("unreadable answer from the conductor: {e}"))
+}
+
+/// Signs `command` for this cluster and sends it; returns the reply, which
+/// says whether it was accepted. Only transport failures are `Err`.
+pub async fn send(
+    ctx: &Ctx,
+    command: Command,
+    secrets: Vec<SecretValue>,
+) -> anyhow::Result<CommandReply> {
+    let key = ctx.secret_key()?;
+    let client = ctx.client()?;
+    let ping: PingReply = get(&client, "/v1/ping").await?;
+    let envelope = Envelope::sign(&key, command, ping.cluster, SystemTime::now())?.to_bytes();
+    let request = CommandRequest { envelope, secrets };
+    let (_, body) = client
+        .post("/v1/commands", wire::encode(&request), COMMAND_TIMEOUT)
+        .await
+        .context(
+            "the command may or may not have been recorded; check `skr8tr history` before retrying",
+        )?;
+    wire::decode::<CommandReply>(&body)
+        .map_err(|e| anyhow::anyhow!("unreadable answer from the conductor: {e}"))
+}
+
+/// Prints a command's reply; `Err` (exit 1) if it was refused.
+pub fn finish(ctx: &Ctx, reply: CommandReply) -> anyhow::Result<std::process::ExitCode> {
+    if ctx.json {
+        println!("{}", serde_json::to_string_pretty(&reply)?);
+    }
+    if !reply.accepted {
+        let code = reply.code.unwrap_or_default();
+        bail!("refused ({code}): {}", reply.message);
+    }
+    if !ctx.json {
+        println!("{}", reply.message);
+    }
+    Ok(std::process::ExitCode::SUCCESS)
+}

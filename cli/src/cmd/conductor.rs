@@ -1,0 +1,52 @@
+//! `skr8tr conductor --data DIR [--listen ADDR] [--init-key PUB]`: the
+//! control plane daemon.
+
+use anyhow::Context;
+use skr8tr_conductor::Config;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Where the cluster's state lives (created with --init-key)
+    #[arg(long, value_name = "DIR")]
+    data: PathBuf,
+    /// Address of the HTTP API
+    #[arg(long, default_value = "127.0.0.1:7771")]
+    listen: SocketAddr,
+    /// The first operator public key, when creating the cluster
+    #[arg(long, value_name = "PUB")]
+    init_key: Option<PathBuf>,
+    /// A node silent this long is lost and its replicas move
+    #[arg(long, default_value = "5s", value_parser = crate::duration)]
+    lost_after: Duration,
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    crate::init_tracing();
+    let mut config = Config::new(args.data.clone());
+    config.lost_after = args.lost_after;
+    config.resync_timeout = args.lost_after;
+    let conductor = Arc::new(skr8tr_conductor::open(config, args.init_key.as_deref())?);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(args.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", args.listen))?;
+        tracing::info!(
+            listen = %listener.local_addr()?,
+            cluster = %conductor.cluster,
+            key = %conductor.key.public().fingerprint(),
+            "conductor ready"
+        );
+        skr8tr_conductor::run(conductor, listener, crate::shutdown_signal()).await?;
+        anyhow::Ok(())
+    })?;
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,43 @@
+//! `skr8tr nodes`: every node the conductor has heard from.
+
+use crate::api::{self, Ctx};
+use skr8tr_proto::wire::NodeView;
+use std::process::ExitCode;
+
+pub fn run(ctx: &Ctx) -> anyhow::Result<ExitCode> {
+    let nodes: Vec<NodeView> =
+        ctx.block_on(async { api::get(&ctx.client()?, "/v1/nodes").await })?;
+    if ctx.json {
+        println!("{}", serde_json::to_string_pretty(&nodes)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut rows = vec![
+        [
+            "NODE",
+            "ADDRESS",
+            "STATE",
+            "REPLICAS",
+            "CPU",
+            "RAM",
+            "LAST REPORT",
+        ]
+        .map(String::from),
+    ];
+    for n in nodes {
+        rows.push([
+            n.name,
+            n.address,
+            if n.alive { "ready" } else { "lost" }.to_string(),
+            n.replicas.to_string(),
+            format!(
+                "{:.1}/{:.1}",
+                n.cpu_used_millis as f64 / 1000.0,
+                n.cpu_millis as f64 / 1000.0
+            ),
+            format!("{}/{} MiB", n.ram_used_bytes >> 20, n.ram_bytes >> 20),
+            format!("{:.1}s ago", n.last_report_ms_ago as f64 / 1000.0),
+        ]);
+    }
+    crate::table::print(&mut std::io::stdout().lock(), rows)?;
+    Ok(ExitCode::SUCCESS)
+}

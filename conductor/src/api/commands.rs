@@ -1,0 +1,138 @@
+//! `POST /v1/commands`: verify, then record and apply in one durable commit,
+//! then answer. Refusals are recorded too, before the answer.
+
+use super::{body, error::status_for};
+use crate::commands;
+use crate::state::Conductor;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::Response;
+use skr8tr_proto::command::Command;
+use skr8tr_proto::envelope::{self, Envelope, VerifyError};
+use skr8tr_proto::wire::{CommandReply, CommandRequest};
+use skr8tr_store::{CommandEntry, Outcome, Refusal, RejectionEntry};
+use std::sync::Arc;
+
+pub async fn command(State(c): State<Arc<Conductor>>, bytes: Bytes) -> Response {
+    let now = crate::now_ms();
+    let request: CommandRequest = match skr8tr_proto::wire::decode(&bytes) {
+        Ok(r) => r,
+        Err(e) => {
+            let refusal = Refusal::new("malformed", format!("not a command request: {e}"));
+            return reject(&c, bytes.to_vec(), None, "unreadable".into(), refusal, now).await;
+        }
+    };
+    let verified = {
+        let ring = c.keyring();
+        envelope::verify(&request.envelope, &*ring, &c.cluster, now)
+    };
+    let verified = match verified {
+        Ok(v) => v,
+        Err(e) => return refuse_unverified(&c, request.envelope, e, now).await,
+    };
+    let is_key_change = matches!(
+        verified.payload.command,
+        Command::AddOperatorKey { .. } | Command::RevokeOperatorKey { .. }
+    );
+    let effect = commands::prepare(&verified.payload.command, verified.signer, &request.secrets);
+    let entry = CommandEntry::new(request.envelope, &verified, now);
+    let store = c.store.clone();
+    let outcome = tokio::task::spawn_blocking(move || match effect {
+        Ok(effect) => store.command(entry, effect),
+        Err(refusal) => store.command(entry, move |_| Err(refusal.clone().into())),
+    })
+    .await;
+    match outcome {
+        Ok(Ok(Outcome::Accepted { seq, value })) => {
+            if is_key_change && let Err(e) = c.reload_keys() {
+                tracing::error!("reloading operator keys: {e}");
+            }
+            c.bump();
+            tracing::info!(seq, signer = %verified.signer, "{}", verified.payload.command.summary());
+            body(
+                StatusCode::OK,
+                &CommandReply {
+                    seq: Some(seq),
+                    accepted: true,
+                    code: None,
+                    message: value,
+                },
+            )
+        }
+        Ok(Ok(Outcome::Rejected { seq, refusal })) => {
+            tracing::info!(code = %refusal.code, "refused: {}", refusal.message);
+            refused(seq, refusal)
+        }
+        Ok(Err(e)) => unavailable(e),
+        Err(e) => unavailable(e),
+    }
+}
+
+async fn refuse_unverified(
+    c: &Arc<Conductor>,
+    envelope: Vec<u8>,
+    e: VerifyError,
+    now: u64,
+) -> Response {
+    // Name the signer and the command if the framing can be read, so the
+    // history says who tried what — without trusting any of it.
+    let decoded = Envelope::from_bytes(&envelope).ok();
+    let signer = decoded.as_ref().map(|d| d.signer);
+    let summary = decoded
+        .and_then(|d| d.payload_unverified().ok())
+        .map_or_else(|| "unreadable".to_string(), |p| p.command.summary());
+    let refusal = Refusal::new(e.code(), e.to_string());
+    reject(c, envelope, signer, summary, refusal, now).await
+}
+
+async fn reject(
+    c: &Arc<Conductor>,
+    envelope: Vec<u8>,
+    signer: Option<skr8tr_proto::keys::Fingerprint>,
+    summary: String,
+    refusal: Refusal,
+    now: u64,
+) -> Response {
+    tracing::warn!(code = %refusal.code, "rejected command: {}", refusal.message);
+    let store = c.store.clone();
+    let entry = RejectionEntry {
+        envelope,
+        signer,
+        summary,
+        refusal: refusal.clone(),
+        time_ms: now,
+    };
+    match tokio::task::spawn_blocking(move || store.reject(entry)).await {
+        Ok(Ok(seq)) => refused(Some(seq), refusal),
+        Ok(Err(e)) => unavailable(e),
+        Err(e) => unavailable(e),
+    }
+}
+
+fn refused(seq: Option<u64>, refusal: Refusal) -> Response {
+    body(
+        status_for(&refusal.code),
+        &CommandReply {
+            seq,
+            accepted: false,
+            code: Some(refusal.code),
+            message: refusal.message,
+        },
+    )
+}
+
+fn unavailable(e: impl std::fmt::Display) -> Response {
+    tracing::error!("store failure: {e}");
+    body(
+        StatusCode::SERVICE_UNAVAILABLE,
+        &CommandReply {
+            seq: None,
+            accepted: false,
+            code: Some("unavailable".into()),
+            message: format!(
+                "the command may or may not have been recorded ({e}); check `skr8tr history` before retrying"
+            ),
+        },
+    )
+}

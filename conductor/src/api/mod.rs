@@ -1,0 +1,49 @@
+//! The HTTP API (axum). Bodies are postcard (`application/x-skr8tr`).
+//!
+//! - `commands.rs`: `POST /v1/commands` — signed operator commands.
+//! - `nodes.rs`: `GET /v1/nodes/{name}/assignments` (long-poll),
+//!   `POST /v1/nodes/{name}/report`.
+//! - `reads.rs`: `GET /v1/ping`, `/v1/status`, `/v1/nodes`,
+//!   `/v1/replicas`, `/v1/history`.
+//! - `error.rs`: `ApiError`, the one place that maps failures to statuses.
+
+mod commands;
+mod error;
+mod nodes;
+mod reads;
+
+use crate::state::Conductor;
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::Serialize;
+use skr8tr_proto::wire::{CONTENT_TYPE, MAX_BODY_BYTES};
+use std::sync::Arc;
+
+pub use error::ApiError;
+
+pub fn router(c: Arc<Conductor>) -> Router {
+    Router::new()
+        .route("/v1/ping", get(reads::ping))
+        .route("/v1/status", get(reads::status))
+        .route("/v1/nodes", get(reads::nodes))
+        .route("/v1/replicas", get(reads::replicas))
+        .route("/v1/history", get(reads::history))
+        .route("/v1/commands", post(commands::command))
+        .route("/v1/nodes/{name}/assignments", get(nodes::assignments))
+        .route("/v1/nodes/{name}/report", post(nodes::report))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(c)
+}
+
+/// A postcard body with our content type.
+pub fn body<T: Serialize>(status: StatusCode, value: &T) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, CONTENT_TYPE)],
+        skr8tr_proto::wire::encode(value),
+    )
+        .into_response()
+}

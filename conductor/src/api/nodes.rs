@@ -1,0 +1,122 @@
+//! The node sync endpoints: assignments (long-poll, conductor-signed) and
+//! reports.
+
+use super::{ApiError, body};
+use crate::desired;
+use crate::state::{Conductor, NodeSeen};
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use skr8tr_proto::wire::{self, NodeReport, ReportAck, SignedAssignments};
+use std::sync::Arc;
+
+#[derive(serde::Deserialize)]
+pub struct Since {
+    version: Option<u64>,
+}
+
+/// Node names appear in replica placements and URLs: keep them simple.
+pub fn check_name(name: &str) -> Result<(), ApiError> {
+    let ok = !name.is_empty()
+        && name.len() <= 63
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.');
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            "bad-request",
+            format!("`{name}` is not a valid node name (1-63 of a-z, 0-9, `-`, `_`, `.`)"),
+        ))
+    }
+}
+
+/// Answers as soon as the node's assignments differ from `version`, or
+/// after the long-poll window with the current ones.
+pub async fn assignments(
+    State(c): State<Arc<Conductor>>,
+    Path(name): Path<String>,
+    Query(since): Query<Since>,
+) -> Result<Response, ApiError> {
+    check_name(&name)?;
+    let mut changes = c.changed.subscribe();
+    let deadline = tokio::time::Instant::now() + c.config.long_poll;
+    loop {
+        changes.borrow_and_update();
+        let snap = c.store.snapshot().map_err(ApiError::internal)?;
+        let current = desired::assignments(&snap, c.cluster, &name).map_err(ApiError::internal)?;
+        drop(snap);
+        if since.version != Some(current.version) || tokio::time::Instant::now() >= deadline {
+            let signed = sign_cached(&c, &name, &current)?;
+            return Ok(body(StatusCode::OK, &*signed));
+        }
+        tokio::select! {
+            _ = changes.changed() => {}
+            _ = tokio::time::sleep_until(deadline) => {}
+        }
+    }
+}
+
+/// Signing costs milliseconds; a node re-polling the same version gets the
+/// signature made the first time.
+fn sign_cached(
+    c: &Conductor,
+    node: &str,
+    a: &wire::Assignments,
+) -> Result<Arc<SignedAssignments>, ApiError> {
+    if let Some((v, signed)) = c.signed_cache().get(node)
+        && *v == a.version
+    {
+        return Ok(signed.clone());
+    }
+    let signed = Arc::new(SignedAssignments::sign(&c.key, a).map_err(ApiError::internal)?);
+    c.signed_cache()
+        .insert(node.to_string(), (a.version, signed.clone()));
+    Ok(signed)
+}
+
+pub async fn report(
+    State(c): State<Arc<Conductor>>,
+    Path(name): Path<String>,
+    bytes: Bytes,
+) -> Result<Response, ApiError> {
+    check_name(&name)?;
+    let report: NodeReport = wire::decode(&bytes)
+        .map_err(|e| ApiError::new("bad-request", format!("not a node report: {e}")))?;
+    if report.node != name {
+        return Err(ApiError::new(
+            "bad-request",
+            format!("report from `{}` posted for node `{name}`", report.node),
+        ));
+    }
+    let now = crate::now_ms();
+    let first = {
+        let mut nodes = c.nodes();
+        let previous = nodes.insert(
+            name.clone(),
+            NodeSeen {
+                report,
+                last_ms: now,
+            },
+        );
+        match previous {
+            None => true,
+            Some(p) => !c.is_alive(&p, now) || p.report.boot_id != nodes[&name].report.boot_id,
+        }
+    };
+    if first {
+        tracing::info!(node = %name, "node joined");
+    }
+    // A new node is schedulable at once; any report may change readiness.
+    c.wake.notify_one();
+    let snap = c.store.snapshot().map_err(ApiError::internal)?;
+    let current = desired::assignments(&snap, c.cluster, &name).map_err(ApiError::internal)?;
+    Ok(body(
+        StatusCode::OK,
+        &ReportAck {
+            assignments_version: current.version,
+        },
+    ))
+}

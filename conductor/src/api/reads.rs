@@ -1,0 +1,241 @@
+//! Read endpoints: desired state from a store snapshot merged with what
+//! nodes reported. Unsigned: they reveal no workload output.
+
+use super::{ApiError, body};
+use crate::state::Conductor;
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use skr8tr_proto::wire::*;
+use skr8tr_store::records::AppStatus;
+use skr8tr_store::{AuditEvent, AuditOutcome};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+pub async fn ping(State(c): State<Arc<Conductor>>) -> Response {
+    body(
+        StatusCode::OK,
+        &PingReply {
+            cluster: c.cluster,
+            conductor_key: c.key.public().fingerprint(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            resyncing: c.resyncing(),
+        },
+    )
+}
+
+/// Every replica a node reported, by replica id, with the node's address.
+fn observed(c: &Conductor, now: u64) -> HashMap<String, (String, String, ReplicaReport)> {
+    let mut out = HashMap::new();
+    for (name, seen) in c.nodes().iter() {
+        if !c.is_alive(seen, now) {
+            continue;
+        }
+        for r in &seen.report.replicas {
+            out.insert(
+                r.replica.clone(),
+                (name.clone(), seen.report.address.clone(), r.clone()),
+            );
+        }
+    }
+    out
+}
+
+pub async fn status(State(c): State<Arc<Conductor>>) -> Result<Response, ApiError> {
+    let now = crate::now_ms();
+    let snap = c.store.snapshot().map_err(ApiError::internal)?;
+    let seen = observed(&c, now);
+    let pending = c.pending().clone();
+    let mut apps = Vec::new();
+    for (name, app) in snap.apps().map_err(ApiError::internal)? {
+        let kind = snap
+            .spec(&name, app.generation)
+            .map_err(ApiError::internal)?
+            .map_or("?".into(), |s| s.spec.kind.to_string());
+        let placements = snap.placements_of(&name).map_err(ApiError::internal)?;
+        let current: Vec<_> = placements
+            .iter()
+            .filter(|(_, p)| p.generation == app.generation)
+            .collect();
+        let states: Vec<ReplicaState> = current
+            .iter()
+            .filter_map(|(id, p)| {
+                seen.get(id)
+                    .filter(|(n, _, _)| *n == p.node)
+                    .map(|(_, _, r)| r.state)
+            })
+            .collect();
+        apps.push(AppView {
+            name: name.clone(),
+            kind,
+            generation: app.generation,
+            desired: if app.status == AppStatus::Active {
+                app.replicas
+            } else {
+                0
+            },
+            placed: current.len() as u32,
+            running: states
+                .iter()
+                .filter(|s| !matches!(s, ReplicaState::Exited { .. } | ReplicaState::Backoff))
+                .count() as u32,
+            ready: states.iter().filter(|s| **s == ReplicaState::Ready).count() as u32,
+            pending: pending.get(&name).cloned(),
+        });
+    }
+    let nodes = c.nodes();
+    let alive = nodes.values().filter(|n| c.is_alive(n, now)).count() as u32;
+    Ok(body(
+        StatusCode::OK,
+        &StatusReply {
+            cluster: c.cluster,
+            resyncing: c.resyncing(),
+            nodes_alive: alive,
+            nodes_lost: nodes.len() as u32 - alive,
+            apps,
+        },
+    ))
+}
+
+pub async fn nodes(State(c): State<Arc<Conductor>>) -> Result<Response, ApiError> {
+    let now = crate::now_ms();
+    let placements = c
+        .store
+        .snapshot()
+        .and_then(|s| s.placements())
+        .map_err(ApiError::internal)?;
+    let views: Vec<NodeView> = c
+        .nodes()
+        .iter()
+        .map(|(name, seen)| {
+            let r = &seen.report.resources;
+            NodeView {
+                name: name.clone(),
+                address: seen.report.address.clone(),
+                alive: c.is_alive(seen, now),
+                replicas: placements.iter().filter(|(_, p)| p.node == *name).count() as u32,
+                cpu_millis: r.cpu_millis,
+                ram_bytes: r.ram_bytes,
+                cpu_used_millis: r.cpu_used_millis,
+                ram_used_bytes: r.ram_used_bytes,
+                last_report_ms_ago: now.saturating_sub(seen.last_ms),
+            }
+        })
+        .collect();
+    Ok(body(StatusCode::OK, &views))
+}
+
+#[derive(serde::Deserialize)]
+pub struct AppFilter {
+    app: Option<String>,
+    limit: Option<usize>,
+}
+
+pub async fn replicas(
+    State(c): State<Arc<Conductor>>,
+    Query(f): Query<AppFilter>,
+) -> Result<Response, ApiError> {
+    let now = crate::now_ms();
+    let snap = c.store.snapshot().map_err(ApiError::internal)?;
+    let placements = match &f.app {
+        Some(app) => snap.placements_of(app),
+        None => snap.placements(),
+    }
+    .map_err(ApiError::internal)?;
+    let seen = observed(&c, now);
+    let addresses: HashMap<String, String> = c
+        .nodes()
+        .iter()
+        .map(|(n, s)| (n.clone(), s.report.address.clone()))
+        .collect();
+    let views: Vec<ReplicaView> = placements
+        .into_iter()
+        .map(|(id, p)| {
+            let report = seen
+                .get(&id)
+                .filter(|(n, _, _)| *n == p.node)
+                .map(|(_, _, r)| r);
+            ReplicaView {
+                address: addresses.get(&p.node).cloned().unwrap_or_default(),
+                port: report.and_then(|r| r.port).or(p.port),
+                state: report.map(|r| r.state),
+                pid: report.and_then(|r| r.pid),
+                restarts: report.map_or(0, |r| r.restarts),
+                replica: id,
+                app: p.app,
+                generation: p.generation,
+                node: p.node,
+            }
+        })
+        .collect();
+    Ok(body(StatusCode::OK, &views))
+}
+
+pub async fn history(
+    State(c): State<Arc<Conductor>>,
+    Query(f): Query<AppFilter>,
+) -> Result<Response, ApiError> {
+    let limit = f.limit.unwrap_or(50).min(10_000);
+    let snap = c.store.snapshot().map_err(ApiError::internal)?;
+    let records = match &f.app {
+        // Filtering needs the whole log; it is bounded by the limit after.
+        Some(_) => snap.audit_all(),
+        None => snap.audit_tail(limit),
+    }
+    .map_err(ApiError::internal)?;
+    let mentions = |summary: &str, app: &str| {
+        summary
+            .split(|ch: char| ch.is_whitespace() || ch == '/' || ch == ':' || ch == ';')
+            .any(|w| w == app)
+    };
+    let mut entries: Vec<HistoryEntry> = records
+        .into_iter()
+        .filter(|r| {
+            f.app
+                .as_deref()
+                .is_none_or(|app| mentions(&r.summary(), app) || is_up_of(r, app))
+        })
+        .map(|r| {
+            let (code, message) = match &r.outcome {
+                AuditOutcome::Accepted => (None, None),
+                AuditOutcome::Rejected { code, message } => {
+                    (Some(code.clone()), Some(message.clone()))
+                }
+            };
+            HistoryEntry {
+                seq: r.seq,
+                time_ms: r.time_ms,
+                actor: r.actor(),
+                summary: r.summary(),
+                accepted: r.is_accepted(),
+                code,
+                message,
+            }
+        })
+        .collect();
+    if entries.len() > limit {
+        entries.drain(..entries.len() - limit);
+    }
+    Ok(body(StatusCode::OK, &entries))
+}
+
+/// Whether an `up` entry deployed `app` (its summary names only the file).
+fn is_up_of(r: &skr8tr_store::AuditRecord, app: &str) -> bool {
+    let AuditEvent::Command { .. } = &r.event else {
+        return false;
+    };
+    let Some(env) = skr8tr_store::audit::envelope_of(r) else {
+        return false;
+    };
+    let Ok(payload) = env.payload_unverified() else {
+        return false;
+    };
+    match payload.command {
+        skr8tr_proto::command::Command::Up { manifest, .. } => manifest.lines().any(|l| {
+            l.trim_start()
+                .strip_prefix("app ")
+                .is_some_and(|n| n.trim().trim_end_matches('{').trim() == app)
+        }),
+        _ => false,
+    }
+}

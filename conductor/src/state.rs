@@ -1,0 +1,165 @@
+//! The conductor's shared state: the store (desired state), what nodes
+//! reported (observed state, rebuilt after every restart), the operator
+//! key ring, and the signals that wake long-polls and the reconciler.
+//! Locks are `std::sync::Mutex`: nothing awaits while holding one.
+
+use skr8tr_proto::command::ClusterId;
+use skr8tr_proto::envelope::{KeyRing, KeyStatus};
+use skr8tr_proto::keys::{Fingerprint, PublicKey, SecretKey};
+use skr8tr_proto::wire::{NodeReport, SignedAssignments};
+use skr8tr_store::{Store, StoreError};
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+use tokio::sync::{Notify, watch};
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub data_dir: PathBuf,
+    /// A node silent this long is lost and its replicas are placed elsewhere.
+    pub lost_after: Duration,
+    /// After a start, scheduling waits until every node that holds
+    /// placements reported, or this long.
+    pub resync_timeout: Duration,
+    /// How long an assignments long-poll waits for a change.
+    pub long_poll: Duration,
+}
+
+impl Config {
+    pub fn new(data_dir: PathBuf) -> Config {
+        Config {
+            data_dir,
+            lost_after: Duration::from_secs(5),
+            resync_timeout: Duration::from_secs(5),
+            long_poll: Duration::from_secs(25),
+        }
+    }
+}
+
+/// A node as last reported.
+#[derive(Clone, Debug)]
+pub struct NodeSeen {
+    pub report: NodeReport,
+    pub last_ms: u64,
+}
+
+pub struct Conductor {
+    pub store: Arc<Store>,
+    pub key: SecretKey,
+    pub cluster: ClusterId,
+    pub config: Config,
+    pub started_ms: u64,
+    nodes: Mutex<BTreeMap<String, NodeSeen>>,
+    keyring: Mutex<OperatorKeys>,
+    /// Bumped after every commit that may change some node's assignments.
+    pub changed: watch::Sender<u64>,
+    /// Wakes the reconciler early.
+    pub wake: Notify,
+    resyncing: AtomicBool,
+    pending: Mutex<BTreeMap<String, String>>,
+    signed: Mutex<HashMap<String, (u64, Arc<SignedAssignments>)>>,
+}
+
+impl Conductor {
+    pub fn new(
+        store: Store,
+        key: SecretKey,
+        config: Config,
+        started_ms: u64,
+    ) -> Result<Conductor, StoreError> {
+        let cluster = store.cluster_id();
+        let keyring = OperatorKeys::load(&store)?;
+        Ok(Conductor {
+            store: Arc::new(store),
+            key,
+            cluster,
+            config,
+            started_ms,
+            nodes: Mutex::new(BTreeMap::new()),
+            keyring: Mutex::new(keyring),
+            changed: watch::channel(0).0,
+            wake: Notify::new(),
+            resyncing: AtomicBool::new(true),
+            pending: Mutex::new(BTreeMap::new()),
+            signed: Mutex::new(HashMap::new()),
+        })
+    }
+
+    pub fn nodes(&self) -> MutexGuard<'_, BTreeMap<String, NodeSeen>> {
+        lock(&self.nodes)
+    }
+
+    pub fn keyring(&self) -> MutexGuard<'_, OperatorKeys> {
+        lock(&self.keyring)
+    }
+
+    pub fn reload_keys(&self) -> Result<(), StoreError> {
+        let fresh = OperatorKeys::load(&self.store)?;
+        *lock(&self.keyring) = fresh;
+        Ok(())
+    }
+
+    pub fn resyncing(&self) -> bool {
+        self.resyncing.load(Ordering::Acquire)
+    }
+
+    pub fn end_resync(&self) {
+        self.resyncing.store(false, Ordering::Release);
+    }
+
+    pub fn pending(&self) -> MutexGuard<'_, BTreeMap<String, String>> {
+        lock(&self.pending)
+    }
+
+    pub fn signed_cache(&self) -> MutexGuard<'_, HashMap<String, (u64, Arc<SignedAssignments>)>> {
+        lock(&self.signed)
+    }
+
+    /// Tells long-polls and the reconciler that desired state changed.
+    pub fn bump(&self) {
+        self.changed.send_modify(|v| *v = v.wrapping_add(1));
+        self.wake.notify_one();
+    }
+
+    pub fn is_alive(&self, seen: &NodeSeen, now_ms: u64) -> bool {
+        now_ms.saturating_sub(seen.last_ms) <= self.config.lost_after.as_millis() as u64
+    }
+}
+
+/// A poisoned lock means a panic elsewhere; the data is still the last
+/// consistent value written under it (no await or partial update inside).
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Operator keys decoded once (decoding costs as much as a verification).
+#[derive(Default)]
+pub struct OperatorKeys(HashMap<Fingerprint, (PublicKey, bool)>);
+
+impl OperatorKeys {
+    pub fn load(store: &Store) -> Result<OperatorKeys, StoreError> {
+        let mut keys = HashMap::new();
+        for (fp, record) in store.snapshot()?.operator_keys()? {
+            if let Ok(key) = PublicKey::from_bytes(&record.public_key) {
+                keys.insert(fp, (key, record.revoked_seq.is_some()));
+            }
+        }
+        Ok(OperatorKeys(keys))
+    }
+
+    pub fn active(&self) -> usize {
+        self.0.values().filter(|(_, revoked)| !revoked).count()
+    }
+}
+
+impl KeyRing for OperatorKeys {
+    fn lookup(&self, fp: &Fingerprint) -> KeyStatus<'_> {
+        match self.0.get(fp) {
+            Some((_, true)) => KeyStatus::Revoked,
+            Some((key, false)) => KeyStatus::Active(key),
+            None => KeyStatus::Unknown,
+        }
+    }
+}
