@@ -6,10 +6,17 @@
 //! - `bin/store-writer.rs`: opens a store and commits signed commands from
 //!   several threads, printing each acknowledgement; the crash test kills it.
 //! - `bin/store-bench.rs`: the store benchmark behind `bench/store`.
-//! - [`workload`]: shared helpers for those programs and the tests.
+//! - `bin/workload.rs`: `skr8tr-workload`, the replica the cluster tests
+//!   run (identity on `/`, `/healthz`, crash/fail/job flags).
+//! - [`harness`]: a real cluster (conductor and nodes as `skr8tr`
+//!   processes) with wait-for-condition helpers.
+//! - [`workload`]: the store programs' command and checks.
 //! - `tests/store_crash.rs`: SIGKILL the writer at random moments, reopen,
 //!   check every acknowledged write and the audit chain.
+//! - `tests/cluster.rs`: deploy, spread, heal, security and conductor
+//!   restart with real processes.
 
 #![forbid(unsafe_code)]
 
+pub mod harness;
 pub mod workload;

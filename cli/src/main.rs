@@ -65,6 +65,8 @@ enum Command {
     Ping,
     /// Run the conductor (the control plane).
     Conductor(cmd::conductor::Args),
+    /// Run a node agent.
+    Node(cmd::node::Args),
 }
 
 /// Exit code when the command ran but found problems (invalid manifest,
@@ -91,6 +93,7 @@ fn main() -> ExitCode {
         Command::History(args) => cmd::history::run(&ctx, args),
         Command::Ping => cmd::ping::run(&ctx),
         Command::Conductor(args) => cmd::conductor::run(args),
+        Command::Node(args) => cmd::node::run(ctx.conductor.clone(), args),
     };
     match result {
         Ok(code) => code,

@@ -57,15 +57,31 @@ impl Client {
         &self.base
     }
 
-    pub async fn get(&self, path: &str, timeout: Duration) -> Result<(StatusCode, Bytes), HttpError> {
+    pub async fn get(
+        &self,
+        path: &str,
+        timeout: Duration,
+    ) -> Result<(StatusCode, Bytes), HttpError> {
         self.send(Method::GET, path, Bytes::new(), timeout).await
     }
 
-    pub async fn post(&self, path: &str, body: Vec<u8>, timeout: Duration) -> Result<(StatusCode, Bytes), HttpError> {
-        self.send(Method::POST, path, Bytes::from(body), timeout).await
+    pub async fn post(
+        &self,
+        path: &str,
+        body: Vec<u8>,
+        timeout: Duration,
+    ) -> Result<(StatusCode, Bytes), HttpError> {
+        self.send(Method::POST, path, Bytes::from(body), timeout)
+            .await
     }
 
-    async fn send(&self, method: Method, path: &str, body: Bytes, timeout: Duration) -> Result<(StatusCode, Bytes), HttpError> {
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Bytes,
+        timeout: Duration,
+    ) -> Result<(StatusCode, Bytes), HttpError> {
         let url = format!("{}{path}", self.base);
         let request = Request::builder()
             .method(method)
@@ -74,10 +90,14 @@ impl Client {
             .body(Full::new(body))
             .map_err(|_| HttpError::BadUrl(url.clone()))?;
         let exchange = async {
-            let response = self.inner.request(request).await.map_err(|e| HttpError::Unreachable {
-                url: self.base.clone(),
-                reason: root_cause(&e),
-            })?;
+            let response =
+                self.inner
+                    .request(request)
+                    .await
+                    .map_err(|e| HttpError::Unreachable {
+                        url: self.base.clone(),
+                        reason: root_cause(&e),
+                    })?;
             let status = response.status();
             let bytes = Limited::new(response.into_body(), 2 * MAX_BODY_BYTES)
                 .collect()

@@ -27,6 +27,7 @@ pub struct Sync {
     pub version: AtomicU64,
     /// Wakes the poller when a report ack shows a newer version.
     pub repoll: Notify,
+    pub logs_port: Option<u16>,
 }
 
 const POLL_TIMEOUT: Duration = Duration::from_secs(35);
@@ -42,24 +43,34 @@ impl Sync {
                 r = self.client.get(&path, POLL_TIMEOUT) => r,
                 _ = self.repoll.notified() => continue,
             };
-            match result.map_err(|e| e.to_string()).and_then(|(status, body)| {
-                if !status.is_success() {
-                    return Err(format!("conductor answered {status}"));
-                }
-                let signed: SignedAssignments = wire::decode(&body)?;
-                signed.open(&self.conductor_key, &self.name).map_err(|e| e.to_string())
-            }) {
+            match result
+                .map_err(|e| e.to_string())
+                .and_then(|(status, body)| {
+                    if !status.is_success() {
+                        return Err(format!("conductor answered {status}"));
+                    }
+                    let signed: SignedAssignments = wire::decode(&body)?;
+                    signed
+                        .open(&self.conductor_key, &self.name)
+                        .map_err(|e| e.to_string())
+                }) {
                 Ok(assignments) => {
                     backoff = Duration::from_millis(100);
                     if assignments.version != have {
-                        tracing::info!(version = assignments.version, replicas = assignments.replicas.len(), "new assignments");
+                        tracing::info!(
+                            version = assignments.version,
+                            replicas = assignments.replicas.len(),
+                            "new assignments"
+                        );
                         self.supervisor.converge(&assignments.replicas);
                         self.version.store(assignments.version, Ordering::Release);
                         self.changed.notify_one();
                     }
                 }
                 Err(e) => {
-                    tracing::warn!("assignments: {e}; keeping the current replicas, retrying in {backoff:?}");
+                    tracing::warn!(
+                        "assignments: {e}; keeping the current replicas, retrying in {backoff:?}"
+                    );
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(2));
                 }
@@ -72,7 +83,11 @@ impl Sync {
         loop {
             let report = self.snapshot();
             let path = format!("/v1/nodes/{}/report", self.name);
-            match self.client.post(&path, wire::encode(&report), Duration::from_secs(5)).await {
+            match self
+                .client
+                .post(&path, wire::encode(&report), Duration::from_secs(5))
+                .await
+            {
                 Ok((status, body)) if status.is_success() => {
                     if let Ok(ack) = wire::decode::<ReportAck>(&body)
                         && ack.assignments_version != self.version.load(Ordering::Acquire)
@@ -81,7 +96,8 @@ impl Sync {
                     }
                 }
                 Ok((status, body)) => {
-                    let reason = wire::decode::<wire::ErrorReply>(&body).map_or(status.to_string(), |e| e.message);
+                    let reason = wire::decode::<wire::ErrorReply>(&body)
+                        .map_or(status.to_string(), |e| e.message);
                     tracing::warn!("report refused: {reason}");
                 }
                 Err(e) => tracing::warn!("report: {e}"),
@@ -105,6 +121,7 @@ impl Sync {
             assignments_version: self.version.load(Ordering::Acquire),
             resources,
             replicas,
+            logs_port: self.logs_port,
         }
     }
 }

@@ -92,6 +92,8 @@ pub struct NodeReport {
     pub assignments_version: u64,
     pub resources: Resources,
     pub replicas: Vec<ReplicaReport>,
+    /// Port of the node's log endpoint (conductor-signed requests only).
+    pub logs_port: Option<u16>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -270,6 +272,76 @@ pub struct HistoryEntry {
 pub struct ErrorReply {
     pub code: String,
     pub message: String,
+}
+
+/// Domain separation for the conductor's log requests to nodes.
+pub const LOGS_CONTEXT: &[u8] = b"skr8tr/logs/v1";
+
+/// The conductor asks a node for a replica's output. Nodes serve only
+/// requests signed by the conductor key they pin, and only fresh ones.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogRequest {
+    pub node: String,
+    pub replica: String,
+    /// At most this many lines (the latest).
+    pub limit: u32,
+    /// Only lines after this sequence number (for following).
+    pub after_seq: Option<u64>,
+    pub issued_at_ms: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignedLogRequest {
+    pub payload: Vec<u8>,
+    pub signature: Vec<u8>,
+}
+
+impl SignedLogRequest {
+    pub fn sign(key: &SecretKey, request: &LogRequest) -> Result<SignedLogRequest, KeyError> {
+        let payload = encode(request);
+        let signature = key.sign(&payload, LOGS_CONTEXT)?;
+        Ok(SignedLogRequest { payload, signature })
+    }
+
+    /// The request, if the pinned conductor key signed it for `node` within
+    /// the clock window around `now_ms`.
+    pub fn open(
+        &self,
+        conductor: &PublicKey,
+        node: &str,
+        now_ms: u64,
+    ) -> Result<LogRequest, String> {
+        if !conductor.verify(&self.payload, LOGS_CONTEXT, &self.signature) {
+            return Err("not signed by the pinned conductor key".into());
+        }
+        let r: LogRequest = decode(&self.payload)?;
+        if r.node != node {
+            return Err(format!("addressed to node `{}`", r.node));
+        }
+        let skew = crate::envelope::MAX_CLOCK_SKEW.as_millis() as u64;
+        if r.issued_at_ms.abs_diff(now_ms) > skew {
+            return Err("stale or future request".into());
+        }
+        Ok(r)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogLine {
+    pub seq: u64,
+    pub at_ms: u64,
+    pub stderr: bool,
+    pub text: String,
+}
+
+/// Lines of one replica (node to conductor, conductor to CLI).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplicaLog {
+    pub replica: String,
+    pub node: String,
+    pub lines: Vec<LogLine>,
+    /// Why no lines could be read, if so.
+    pub error: Option<String>,
 }
 
 /// Decodes exactly one `T` from a body: trailing bytes are an error.

@@ -1,0 +1,306 @@
+//! A real cluster on this machine for tests and benchmarks: the `skr8tr`
+//! binary as conductor and nodes, each in its own process, an operator key,
+//! and helpers that wait for conditions with deadlines instead of sleeping.
+//! Every process is killed when the `Cluster` is dropped (replicas die with
+//! their node agent).
+
+use skr8tr_node::http::Client;
+use skr8tr_proto::wire::{self, PingReply, ReplicaState, ReplicaView};
+use std::collections::BTreeMap;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct Cluster {
+    pub dir: PathBuf,
+    pub url: String,
+    pub port: u16,
+    conductor: Option<Child>,
+    nodes: BTreeMap<String, Child>,
+    next_range: u16,
+    pub lost_after: &'static str,
+}
+
+/// The `skr8tr` binary, built next to this crate's binaries.
+pub fn skr8tr_bin() -> PathBuf {
+    let here = std::env::current_exe().expect("test binary path");
+    let mut dir = here.parent().expect("deps dir").to_path_buf();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    let bin = dir.join("skr8tr");
+    assert!(
+        bin.exists(),
+        "{} is missing: build it first with `cargo build -p skr8tr` (cargo test --workspace does)",
+        bin.display()
+    );
+    bin
+}
+
+/// The test workload binary (`chaos-tests/src/bin/workload.rs`).
+pub fn workload_bin() -> PathBuf {
+    skr8tr_bin().with_file_name("skr8tr-workload")
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port on 127.0.0.1")
+}
+
+/// Each cluster of this process gets its own 1000 ports for its nodes, so
+/// clusters of tests running in parallel never hand out the same port.
+fn next_port_block() -> u16 {
+    use std::sync::atomic::{AtomicU16, Ordering};
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed) % 30;
+    20000 + n * 1000
+}
+
+/// Polls `f` until it returns `Some`, or panics after `timeout` saying what
+/// was awaited.
+pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            start.elapsed() < timeout,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+impl Cluster {
+    /// Makes an operator key and starts a conductor on a free port.
+    pub fn start(name: &str) -> Cluster {
+        let dir =
+            std::env::temp_dir().join(format!("skr8tr-cluster-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("cluster dir");
+        let port = free_port();
+        let mut c = Cluster {
+            url: format!("http://127.0.0.1:{port}"),
+            dir,
+            port,
+            conductor: None,
+            nodes: BTreeMap::new(),
+            next_range: next_port_block(),
+            lost_after: "2s",
+        };
+        let out = c.skr8tr(&["keygen"]);
+        assert!(
+            out.status.success(),
+            "keygen: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        c.start_conductor();
+        c
+    }
+
+    pub fn home(&self) -> PathBuf {
+        self.dir.join("home")
+    }
+
+    pub fn data(&self) -> PathBuf {
+        self.dir.join("conductor")
+    }
+
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(skr8tr_bin());
+        cmd.args(args)
+            .env("HOME", self.home())
+            .env("SKR8TR_CONDUCTOR", &self.url)
+            .env_remove("SKR8TR_KEY");
+        cmd
+    }
+
+    /// Runs an operator command to completion.
+    pub fn skr8tr(&self, args: &[&str]) -> Output {
+        self.command(args).output().expect("run skr8tr")
+    }
+
+    /// Runs an operator command and returns its stdout; panics on failure.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.skr8tr(args);
+        assert!(
+            out.status.success(),
+            "skr8tr {args:?} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    pub fn start_conductor(&mut self) {
+        let log = std::fs::File::create(self.dir.join("conductor.log")).expect("log file");
+        let pub_key = self.home().join(".skr8tr/signing.pub");
+        let child = self
+            .command(&[
+                "conductor",
+                "--data",
+                &self.data().display().to_string(),
+                "--listen",
+                &format!("127.0.0.1:{}", self.port),
+                "--init-key",
+                &pub_key.display().to_string(),
+                "--lost-after",
+                self.lost_after,
+            ])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start conductor");
+        self.conductor = Some(child);
+        let client = self.client();
+        wait_for("the conductor to answer", Duration::from_secs(30), || {
+            block_on(client.get("/v1/ping", Duration::from_secs(2)))
+                .ok()
+                .filter(|(s, _)| s.is_success())
+        });
+    }
+
+    /// SIGKILL: no shutdown path runs.
+    pub fn kill_conductor(&mut self) -> u32 {
+        let mut c = self.conductor.take().expect("a running conductor");
+        let pid = c.id();
+        let _ = c.kill();
+        let _ = c.wait();
+        pid
+    }
+
+    pub fn conductor_pid(&self) -> Option<u32> {
+        self.conductor.as_ref().map(Child::id)
+    }
+
+    pub fn start_node(&mut self, name: &str) {
+        let range = format!("{}-{}", self.next_range, self.next_range + 199);
+        self.next_range += 200;
+        let log =
+            std::fs::File::create(self.dir.join(format!("node-{name}.log"))).expect("log file");
+        let child = self
+            .command(&[
+                "node",
+                "--conductor-key",
+                &self.data().join("conductor.pub").display().to_string(),
+                "--name",
+                name,
+                "--port-range",
+                &range,
+                "--data",
+                &self.dir.join(format!("node-{name}")).display().to_string(),
+            ])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start node");
+        self.nodes.insert(name.to_string(), child);
+    }
+
+    pub fn node_pid(&self, name: &str) -> Option<u32> {
+        self.nodes.get(name).map(Child::id)
+    }
+
+    /// SIGKILL a node agent (its replicas die with it).
+    pub fn kill_node(&mut self, name: &str) {
+        if let Some(mut c) = self.nodes.remove(name) {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn client(&self) -> Client {
+        Client::new(&self.url).expect("conductor URL")
+    }
+
+    pub fn ping(&self) -> Option<PingReply> {
+        let (status, body) =
+            block_on(self.client().get("/v1/ping", Duration::from_secs(2))).ok()?;
+        status
+            .is_success()
+            .then(|| wire::decode(&body).ok())
+            .flatten()
+    }
+
+    pub fn replicas(&self, app: &str) -> Vec<ReplicaView> {
+        block_on(
+            self.client()
+                .get(&format!("/v1/replicas?app={app}"), Duration::from_secs(5)),
+        )
+        .ok()
+        .and_then(|(_, body)| wire::decode(&body).ok())
+        .unwrap_or_default()
+    }
+
+    /// Waits until `app` has exactly `n` replicas, all ready.
+    pub fn wait_ready(&self, app: &str, n: usize, timeout: Duration) -> Vec<ReplicaView> {
+        wait_for(&format!("{n} ready replicas of {app}"), timeout, || {
+            let r = self.replicas(app);
+            (r.len() == n && r.iter().all(|r| r.state == Some(ReplicaState::Ready))).then_some(r)
+        })
+    }
+
+    /// Writes a manifest into the cluster directory; `{workload}` is
+    /// replaced by the test workload's path.
+    pub fn manifest(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.dir.join(name);
+        let text = text.replace("{workload}", &workload_bin().display().to_string());
+        std::fs::write(&path, text).expect("write manifest");
+        path
+    }
+
+    pub fn log(&self, name: &str) -> String {
+        std::fs::read_to_string(self.dir.join(name)).unwrap_or_default()
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let names: Vec<String> = self.nodes.keys().cloned().collect();
+        for n in names {
+            self.kill_node(&n);
+        }
+        if self.conductor.is_some() {
+            self.kill_conductor();
+        }
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        } else {
+            eprintln!("cluster files kept for inspection: {}", self.dir.display());
+        }
+    }
+}
+
+/// GET `http://addr/path` with the project's HTTP client; status and body.
+pub fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
+    let client = Client::new(&format!("http://{addr}")).ok()?;
+    let (status, body) = block_on(client.get(path, Duration::from_secs(2))).ok()?;
+    Some((status.as_u16(), String::from_utf8_lossy(&body).into_owned()))
+}
+
+/// Runs a future on a throwaway current-thread runtime (tests are sync).
+pub fn block_on<F: Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(f)
+}
+
+/// Whether a process exists.
+pub fn alive(pid: u32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+        && std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .map(|s| {
+                !s.rsplit(')')
+                    .next()
+                    .unwrap_or("")
+                    .trim_start()
+                    .starts_with('Z')
+            })
+            .unwrap_or(false)
+}

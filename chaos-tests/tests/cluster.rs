@@ -1,0 +1,277 @@
+//! Issue 4's behaviour with real processes on 127.0.0.1: a conductor, node
+//! agents and the test workload, driven through the `skr8tr` CLI.
+
+use skr8tr_chaos_tests::harness::{self, Cluster, alive, http_get, wait_for};
+use skr8tr_proto::command::{ClusterId, Command};
+use skr8tr_proto::envelope::Envelope;
+use skr8tr_proto::keys::SecretKey;
+use skr8tr_proto::wire::{self, CommandReply, CommandRequest, HistoryEntry, ReplicaState};
+use std::collections::BTreeSet;
+use std::time::{Duration, SystemTime};
+
+const WAIT: Duration = Duration::from_secs(60);
+
+const WEB: &str = "app web
+  exec {workload}
+  args --version v1
+  replicas 3
+  health {
+    check GET /healthz 200
+    interval 1s
+    timeout 500ms
+    retries 2
+  }
+";
+
+fn deploy_web(c: &Cluster) {
+    let m = c.manifest("web.skr8tr", WEB);
+    let out = c.ok(&["up", m.to_str().unwrap()]);
+    assert!(
+        out.contains("web: created, generation 1, 3 replicas"),
+        "{out}"
+    );
+}
+
+#[test]
+fn up_spreads_three_replicas_over_two_nodes_and_they_answer() {
+    let mut c = Cluster::start("spread");
+    c.start_node("n1");
+    c.start_node("n2");
+    wait_for("two nodes", WAIT, || {
+        (c.ok(&["nodes"]).matches(" ready ").count() == 2).then_some(())
+    });
+    deploy_web(&c);
+    let replicas = c.wait_ready("web", 3, WAIT);
+    let nodes: BTreeSet<&str> = replicas.iter().map(|r| r.node.as_str()).collect();
+    assert_eq!(
+        nodes.len(),
+        2,
+        "replicas are spread over both nodes: {replicas:?}"
+    );
+    for r in &replicas {
+        let addr = format!("{}:{}", r.address, r.port.unwrap());
+        let (status, body) = http_get(&addr, "/").unwrap();
+        assert_eq!(status, 200);
+        assert!(body.contains(&format!("replica={}", r.replica)), "{body}");
+        assert!(body.contains("version=v1"), "{body}");
+    }
+    let ps = c.ok(&["ps", "web"]);
+    assert_eq!(ps.matches(" ready ").count(), 3, "{ps}");
+    let status = c.ok(&["status"]);
+    let line = status.lines().find(|l| l.starts_with("web ")).unwrap();
+    assert!(line.contains("3/3"), "{status}");
+}
+
+#[test]
+fn replicas_heal_after_a_process_or_a_node_dies_and_new_nodes_join_at_once() {
+    let mut c = Cluster::start("heal");
+    c.start_node("n1");
+    c.start_node("n2");
+    deploy_web(&c);
+    let replicas = c.wait_ready("web", 3, WAIT);
+
+    // A replica process dies: its node restarts it.
+    let victim = replicas[0].clone();
+    let pid = victim.pid.unwrap();
+    unsafe_free_kill(pid);
+    let healed = wait_for("the killed replica to restart", WAIT, || {
+        c.replicas("web").into_iter().find(|r| {
+            r.replica == victim.replica
+                && r.pid != Some(pid)
+                && r.state == Some(ReplicaState::Ready)
+        })
+    });
+    assert!(healed.restarts >= 1);
+    let addr = format!("{}:{}", healed.address, healed.port.unwrap());
+    assert_eq!(http_get(&addr, "/healthz").unwrap().0, 200);
+
+    // A node agent dies: its replicas come up on the other node.
+    let lost = healed.node.clone();
+    let survivor = if lost == "n1" { "n2" } else { "n1" };
+    let orphans: Vec<u32> = c
+        .replicas("web")
+        .iter()
+        .filter(|r| r.node == lost)
+        .filter_map(|r| r.pid)
+        .collect();
+    c.kill_node(&lost);
+    wait_for("the lost node's replicas to die with it", WAIT, || {
+        orphans.iter().all(|p| !alive(*p)).then_some(())
+    });
+    let moved = wait_for("every replica ready on the surviving node", WAIT, || {
+        let r = c.replicas("web");
+        (r.len() == 3
+            && r.iter()
+                .all(|r| r.node == survivor && r.state == Some(ReplicaState::Ready)))
+        .then_some(r)
+    });
+    assert_eq!(moved.len(), 3);
+    let nodes = c.ok(&["nodes"]);
+    assert!(
+        nodes
+            .lines()
+            .any(|l| l.starts_with(&lost) && l.contains(" lost ")),
+        "{nodes}"
+    );
+
+    // A third node is schedulable as soon as it reports.
+    c.start_node("n3");
+    wait_for("n3 listed as ready", WAIT, || {
+        c.ok(&["nodes"])
+            .lines()
+            .any(|l| l.starts_with("n3 ") && l.contains(" ready "))
+            .then_some(())
+    });
+    c.ok(&["scale", "web", "4"]);
+    let four = c.wait_ready("web", 4, WAIT);
+    assert!(
+        four.iter().any(|r| r.node == "n3"),
+        "the new replica goes to the empty node: {four:?}"
+    );
+}
+
+/// SIGKILL via the `kill` command: no unsafe in tests.
+fn unsafe_free_kill(pid: u32) {
+    let ok = std::process::Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+}
+
+fn post(c: &Cluster, body: Vec<u8>) -> CommandReply {
+    let (_, bytes) = harness::block_on(c.client().post(
+        "/v1/commands",
+        body,
+        Duration::from_secs(30),
+    ))
+    .unwrap();
+    wire::decode(&bytes).unwrap()
+}
+
+fn signed(key: &SecretKey, cluster: ClusterId, command: Command) -> Vec<u8> {
+    Envelope::sign(key, command, cluster, SystemTime::now())
+        .unwrap()
+        .to_bytes()
+}
+
+fn request(envelope: Vec<u8>) -> Vec<u8> {
+    wire::encode(&CommandRequest {
+        envelope,
+        secrets: vec![],
+    })
+}
+
+#[test]
+fn unsigned_tampered_unknown_and_replayed_commands_are_refused_and_recorded() {
+    let c = Cluster::start("security");
+    let cluster = c.ping().unwrap().cluster;
+    let operator =
+        skr8tr_proto::keys::read_secret_key(&c.home().join(".skr8tr/signing.sec")).unwrap();
+    let scale = || Command::Scale {
+        app: "web".into(),
+        replicas: 2,
+    };
+
+    // Unsigned: not an envelope at all.
+    let reply = post(&c, request(b"please scale web to 2".to_vec()));
+    assert_eq!(
+        (reply.accepted, reply.code.as_deref()),
+        (false, Some("malformed")),
+        "{reply:?}"
+    );
+
+    // Tampered: a valid signature over other bytes.
+    let mut env = Envelope::from_bytes(&signed(&operator, cluster, scale())).unwrap();
+    let last = env.payload.len() - 20;
+    env.payload[last] ^= 1;
+    let reply = post(&c, request(env.to_bytes()));
+    assert_eq!(reply.code.as_deref(), Some("bad-signature"), "{reply:?}");
+
+    // Signed by a key the cluster does not know.
+    let stranger = SecretKey::from_seed(&[77; 32]);
+    let reply = post(&c, request(signed(&stranger, cluster, scale())));
+    assert_eq!(reply.code.as_deref(), Some("unknown-key"), "{reply:?}");
+    assert!(
+        reply
+            .message
+            .contains(&stranger.public().fingerprint().to_string())
+    );
+
+    // Accepted once (refused for a missing app, but signed and recorded),
+    // then replayed byte for byte.
+    let good = request(signed(
+        &operator,
+        cluster,
+        Command::Down {
+            app: "nothing".into(),
+        },
+    ));
+    let first = post(&c, good.clone());
+    assert_eq!(first.code.as_deref(), Some("unknown-app"), "{first:?}");
+    let again = post(&c, good);
+    assert_eq!(again.code.as_deref(), Some("replayed"), "{again:?}");
+
+    // And one accepted command, through the CLI.
+    c.ok(&["up", c.manifest("web.skr8tr", WEB).to_str().unwrap()]);
+
+    let history: Vec<HistoryEntry> = serde_json::from_str(&c.ok(&["history", "--json"])).unwrap();
+    let codes: Vec<Option<&str>> = history.iter().map(|h| h.code.as_deref()).collect();
+    assert_eq!(
+        codes,
+        [
+            None,
+            Some("malformed"),
+            Some("bad-signature"),
+            Some("unknown-key"),
+            Some("unknown-app"),
+            Some("replayed"),
+            None
+        ]
+    );
+    let me = operator.public().fingerprint().to_string();
+    assert_eq!(
+        history[3].actor,
+        stranger.public().fingerprint().to_string()
+    );
+    assert_eq!(history[6].actor, me);
+    assert!(history[6].accepted && history[6].summary == "up web.skr8tr");
+    assert!(history.iter().all(|h| h.time_ms > 1_700_000_000_000));
+    let table = c.ok(&["history"]);
+    assert!(table.contains("rejected: replayed"), "{table}");
+    assert!(table.contains(&me), "{table}");
+}
+
+#[test]
+fn a_conductor_killed_and_restarted_keeps_apps_replicas_and_history() {
+    let mut c = Cluster::start("restart");
+    c.start_node("n1");
+    c.start_node("n2");
+    deploy_web(&c);
+    let before = c.wait_ready("web", 3, WAIT);
+    let history_before = c.ok(&["history", "--json"]);
+    let pids: BTreeSet<u32> = before.iter().filter_map(|r| r.pid).collect();
+
+    c.kill_conductor();
+    c.start_conductor();
+    let after = c.wait_ready("web", 3, WAIT);
+    let pids_after: BTreeSet<u32> = after.iter().filter_map(|r| r.pid).collect();
+    assert_eq!(
+        pids_after, pids,
+        "the same processes serve after the restart"
+    );
+    wait_for("re-sync to finish", WAIT, || {
+        (!c.ping()?.resyncing).then_some(())
+    });
+    // Nothing was scheduled again: the history only grew by nothing.
+    std::thread::sleep(Duration::from_millis(600)); // one reconcile tick past re-sync
+    let history_after = c.ok(&["history", "--json"]);
+    assert_eq!(
+        history_after, history_before,
+        "no new placement after the restart"
+    );
+    assert_eq!(c.replicas("web").len(), 3);
+    for pid in pids {
+        assert!(alive(pid));
+    }
+}

@@ -1,0 +1,102 @@
+//! `run`: the node agent's entry point. Cleans up what a previous agent
+//! left, starts the supervisor, reports at once (a node is schedulable as
+//! soon as its first report lands), then long-polls and reports until
+//! shutdown, when every replica is drained.
+
+use crate::http::Client;
+use crate::supervisor::{Supervisor, SupervisorConfig};
+use crate::sync::{self, Sync};
+use skr8tr_proto::keys::PublicKey;
+use std::future::Future;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+use tokio::sync::Notify;
+
+#[derive(Clone, Debug)]
+pub struct NodeConfig {
+    /// `http://HOST:PORT` of the conductor.
+    pub conductor: String,
+    /// The conductor's public key: only sets it signed are run.
+    pub conductor_key: PublicKey,
+    pub name: String,
+    /// Where replicas are reached (and probed).
+    pub advertise: IpAddr,
+    /// Ports handed to `port auto` replicas.
+    pub port_range: (u16, u16),
+    /// Pid file and volumes live here; nothing else is kept.
+    pub data_dir: PathBuf,
+    /// Report at least this often.
+    pub heartbeat: Duration,
+    /// Lines of output kept per replica.
+    pub log_lines: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error(transparent)]
+    Http(#[from] crate::http::HttpError),
+    #[error("cannot prepare {dir}: {source}")]
+    DataDir { dir: String, source: std::io::Error },
+}
+
+pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Result<(), NodeError> {
+    std::fs::create_dir_all(&config.data_dir).map_err(|source| NodeError::DataDir {
+        dir: config.data_dir.display().to_string(),
+        source,
+    })?;
+    let client = Client::new(&config.conductor)?;
+    let changed = Arc::new(Notify::new());
+    let supervisor = Arc::new(Supervisor::new(
+        SupervisorConfig {
+            address: config.advertise,
+            port_range: config.port_range,
+            data_dir: config.data_dir.clone(),
+            log_lines: config.log_lines,
+        },
+        changed.clone(),
+    ));
+    // The log endpoint listens on a free port of the advertised address;
+    // the port travels in every report.
+    let logs_listener = tokio::net::TcpListener::bind((config.advertise, 0))
+        .await
+        .map_err(|source| NodeError::DataDir {
+            dir: format!("log endpoint on {}", config.advertise),
+            source,
+        })?;
+    let logs_port = logs_listener.local_addr().ok().map(|a| a.port());
+    let log_server = Arc::new(crate::logs_server::LogServer {
+        supervisor: supervisor.clone(),
+        conductor_key: config.conductor_key.clone(),
+        node: config.name.clone(),
+    });
+    let log_task = tokio::spawn(log_server.serve(logs_listener));
+    let mut boot = [0u8; 8];
+    let _ = getrandom::fill(&mut boot);
+    let sync = Arc::new(Sync {
+        client,
+        conductor_key: config.conductor_key,
+        name: config.name.clone(),
+        address: config.advertise.to_string(),
+        boot_id: u64::from_le_bytes(boot),
+        resources: sync::detect_resources(),
+        heartbeat: config.heartbeat,
+        supervisor: supervisor.clone(),
+        changed,
+        version: AtomicU64::new(0),
+        repoll: Notify::new(),
+        logs_port,
+    });
+    tracing::info!(node = %config.name, conductor = %config.conductor, "node agent started");
+    let reporter = tokio::spawn(sync.clone().report());
+    let poller = tokio::spawn(sync.poll());
+    shutdown.await;
+    tracing::info!("shutting down: draining replicas");
+    poller.abort();
+    reporter.abort();
+    log_task.abort();
+    supervisor.shutdown().await;
+    Ok(())
+}

@@ -1,0 +1,115 @@
+//! The node's log endpoint: `POST /v1/logs` with a request the conductor
+//! signed (pinned key, this node's name, fresh). It serves workload output
+//! and nothing else — a node still has no command port. Operators reach it
+//! only through the conductor, which audits every read.
+
+use crate::supervisor::Supervisor;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use skr8tr_proto::keys::PublicKey;
+use skr8tr_proto::wire::{self, LogLine, ReplicaLog, SignedLogRequest};
+use std::sync::Arc;
+
+/// Requests are a few kilobytes (a signature and a replica id).
+const MAX_REQUEST_BYTES: usize = 16 * 1024;
+
+pub struct LogServer {
+    pub supervisor: Arc<Supervisor>,
+    pub conductor_key: PublicKey,
+    pub node: String,
+}
+
+impl LogServer {
+    /// Accepts connections until the task is aborted.
+    pub async fn serve(self: Arc<Self>, listener: tokio::net::TcpListener) {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let me = self.clone();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |req| {
+                    let me = me.clone();
+                    async move { Ok::<_, std::convert::Infallible>(me.handle(req).await) }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    }
+
+    async fn handle(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
+        if req.method() != hyper::Method::POST || req.uri().path() != "/v1/logs" {
+            return reply(StatusCode::NOT_FOUND, b"not found".to_vec());
+        }
+        let body = match Limited::new(req.into_body(), MAX_REQUEST_BYTES)
+            .collect()
+            .await
+        {
+            Ok(b) => b.to_bytes(),
+            Err(_) => return reply(StatusCode::PAYLOAD_TOO_LARGE, b"request too large".to_vec()),
+        };
+        let now = skr8tr_proto::envelope::unix_ms(std::time::SystemTime::now());
+        let request = match wire::decode::<SignedLogRequest>(&body)
+            .and_then(|s| s.open(&self.conductor_key, &self.node, now))
+        {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!("log request refused: {e}");
+                return reply(StatusCode::FORBIDDEN, format!("refused: {e}").into_bytes());
+            }
+        };
+        let limit = request.limit as usize;
+        let lines = self.supervisor.logs(
+            &request.replica,
+            if request.after_seq.is_some() {
+                usize::MAX
+            } else {
+                limit
+            },
+        );
+        let log = match lines {
+            Some(lines) => {
+                let mut lines: Vec<LogLine> = lines
+                    .into_iter()
+                    .filter(|l| request.after_seq.is_none_or(|after| l.seq > after))
+                    .map(|l| LogLine {
+                        seq: l.seq,
+                        at_ms: l.at_ms,
+                        stderr: l.stream == crate::logs::Stream::Stderr,
+                        text: l.text,
+                    })
+                    .collect();
+                if lines.len() > limit {
+                    lines.drain(..lines.len() - limit);
+                }
+                ReplicaLog {
+                    replica: request.replica,
+                    node: self.node.clone(),
+                    lines,
+                    error: None,
+                }
+            }
+            None => ReplicaLog {
+                error: Some(format!(
+                    "replica {} is not on node {}",
+                    request.replica, self.node
+                )),
+                replica: request.replica,
+                node: self.node.clone(),
+                lines: vec![],
+            },
+        };
+        reply(StatusCode::OK, wire::encode(&log))
+    }
+}
+
+fn reply(status: StatusCode, body: Vec<u8>) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = status;
+    r
+}
