@@ -275,3 +275,70 @@ fn a_conductor_killed_and_restarted_keeps_apps_replicas_and_history() {
         assert!(alive(pid));
     }
 }
+
+#[test]
+fn logs_come_through_the_conductor_signed_and_audited() {
+    let mut c = Cluster::start("logs");
+    c.start_node("n1");
+    deploy_web(&c);
+    let replicas = c.wait_ready("web", 3, WAIT);
+
+    let all = c.ok(&["logs", "web"]);
+    for r in &replicas {
+        let line = all
+            .lines()
+            .find(|l| l.starts_with(&r.replica))
+            .unwrap_or_else(|| panic!("{all}"));
+        assert!(line.contains("version=v1 listening on"), "{line}");
+    }
+    let one = c.ok(&["logs", "web", "--replica", &replicas[1].replica]);
+    assert_eq!(one.lines().count(), 1, "{one}");
+    assert!(one.contains("listening on"), "{one}");
+
+    let missing = c.skr8tr(&["logs", "nope"]);
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("unknown-app"));
+
+    // -f prints what exists, then new lines: a replica killed and restarted
+    // writes its start line again.
+    let mut follow = c
+        .command(&["logs", "web", "--replica", &replicas[0].replica, "-f"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = follow.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
+        }
+    });
+    let first = rx.recv_timeout(WAIT).unwrap();
+    assert!(first.contains("listening on"), "{first}");
+    unsafe_free_kill(replicas[0].pid.unwrap());
+    let mut later = Vec::new();
+    let seen = |later: &Vec<String>| {
+        later.iter().any(|l| l.contains("restarting"))
+            && later.iter().any(|l| l.contains("listening on"))
+    };
+    while !seen(&later) {
+        later.push(
+            rx.recv_timeout(WAIT)
+                .unwrap_or_else(|_| panic!("follow printed only {later:?}")),
+        );
+    }
+    let _ = follow.kill();
+    let _ = follow.wait();
+
+    let history = c.ok(&["history", "--app", "web"]);
+    assert!(
+        history.contains("logs web --replica"),
+        "reads of output are audited:\n{history}"
+    );
+    assert!(history.contains("up web.skr8tr"), "{history}");
+    c.kill_node("n1");
+}

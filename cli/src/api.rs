@@ -63,6 +63,19 @@ pub async fn get<T: DeserializeOwned>(client: &Client, path: &str) -> anyhow::Re
     wire::decode(&body).map_err(|e| anyhow::anyhow!("unreadable answer from the conductor: {e}"))
 }
 
+/// The encoded request for `command`, signed for the conductor's cluster.
+pub async fn signed_request(
+    ctx: &Ctx,
+    client: &Client,
+    command: Command,
+    secrets: Vec<SecretValue>,
+) -> anyhow::Result<Vec<u8>> {
+    let key = ctx.secret_key()?;
+    let ping: PingReply = get(client, "/v1/ping").await?;
+    let envelope = Envelope::sign(&key, command, ping.cluster, SystemTime::now())?.to_bytes();
+    Ok(wire::encode(&CommandRequest { envelope, secrets }))
+}
+
 /// Signs `command` for this cluster and sends it; returns the reply, which
 /// says whether it was accepted. Only transport failures are `Err`.
 pub async fn send(
@@ -70,13 +83,10 @@ pub async fn send(
     command: Command,
     secrets: Vec<SecretValue>,
 ) -> anyhow::Result<CommandReply> {
-    let key = ctx.secret_key()?;
     let client = ctx.client()?;
-    let ping: PingReply = get(&client, "/v1/ping").await?;
-    let envelope = Envelope::sign(&key, command, ping.cluster, SystemTime::now())?.to_bytes();
-    let request = CommandRequest { envelope, secrets };
+    let request = signed_request(ctx, &client, command, secrets).await?;
     let (_, body) = client
-        .post("/v1/commands", wire::encode(&request), COMMAND_TIMEOUT)
+        .post("/v1/commands", request, COMMAND_TIMEOUT)
         .await
         .context(
             "the command may or may not have been recorded; check `skr8tr history` before retrying",

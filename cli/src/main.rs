@@ -59,6 +59,8 @@ enum Command {
     Nodes,
     /// Replicas: where each runs and how it is.
     Ps(cmd::ps::Args),
+    /// An app's output (signed and audited).
+    Logs(cmd::logs::Args),
     /// The audit log: who did what, when, and the outcome.
     History(cmd::history::Args),
     /// Check that the conductor answers.
@@ -91,6 +93,7 @@ fn main() -> ExitCode {
         Command::Nodes => cmd::nodes::run(&ctx),
         Command::Ps(args) => cmd::ps::run(&ctx, args),
         Command::History(args) => cmd::history::run(&ctx, args),
+        Command::Logs(args) => cmd::logs::run(&ctx, args),
         Command::Ping => cmd::ping::run(&ctx),
         Command::Conductor(args) => cmd::conductor::run(args),
         Command::Node(args) => cmd::node::run(ctx.conductor.clone(), args),

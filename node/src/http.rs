@@ -75,6 +75,33 @@ impl Client {
             .await
     }
 
+    /// POSTs and returns the response as it starts, for bodies that are
+    /// streams (`logs -f`); the caller reads frames as they come.
+    pub async fn post_streaming(
+        &self,
+        path: &str,
+        body: Vec<u8>,
+        timeout: Duration,
+    ) -> Result<hyper::Response<hyper::body::Incoming>, HttpError> {
+        let url = format!("{}{path}", self.base);
+        let request = Request::builder()
+            .method(Method::POST)
+            .uri(&url)
+            .header(hyper::header::CONTENT_TYPE, CONTENT_TYPE)
+            .body(Full::new(Bytes::from(body)))
+            .map_err(|_| HttpError::BadUrl(url.clone()))?;
+        tokio::time::timeout(timeout, self.inner.request(request))
+            .await
+            .map_err(|_| HttpError::Timeout {
+                url: url.clone(),
+                secs: timeout.as_secs(),
+            })?
+            .map_err(|e| HttpError::Unreachable {
+                url: self.base.clone(),
+                reason: root_cause(&e),
+            })
+    }
+
     async fn send(
         &self,
         method: Method,

@@ -423,3 +423,44 @@ mod tests {
         assert!(decode::<Assignments>(&[1, 2, 3]).is_err());
     }
 }
+
+#[cfg(test)]
+mod log_request_tests {
+    use super::*;
+
+    #[test]
+    fn nodes_serve_only_fresh_requests_the_pinned_conductor_signed_for_them() {
+        let conductor = SecretKey::from_seed(&[1; 32]);
+        let now = 1_800_000_000_000;
+        let request = |node: &str, at: u64| LogRequest {
+            node: node.into(),
+            replica: "web/1/0".into(),
+            limit: 10,
+            after_seq: None,
+            issued_at_ms: at,
+        };
+        let signed = SignedLogRequest::sign(&conductor, &request("n1", now)).unwrap();
+        assert_eq!(
+            signed.open(&conductor.public(), "n1", now + 1000).unwrap(),
+            request("n1", now)
+        );
+        let other = SecretKey::from_seed(&[2; 32]);
+        assert!(signed.open(&other.public(), "n1", now).is_err());
+        assert!(signed.open(&conductor.public(), "n2", now).is_err());
+        assert!(
+            signed
+                .open(&conductor.public(), "n1", now + 31_000)
+                .is_err()
+        );
+        let forged = SignedLogRequest::sign(&other, &request("n1", now)).unwrap();
+        assert!(forged.open(&conductor.public(), "n1", now).is_err());
+        // An assignment signature is not a log-request signature.
+        let cross = SignedLogRequest {
+            signature: conductor
+                .sign(&signed.payload, ASSIGNMENTS_CONTEXT)
+                .unwrap(),
+            payload: signed.payload.clone(),
+        };
+        assert!(cross.open(&conductor.public(), "n1", now).is_err());
+    }
+}

@@ -4,6 +4,7 @@ pub mod conductor;
 pub mod fingerprint;
 pub mod history;
 pub mod keygen;
+pub mod logs;
 pub mod node;
 pub mod nodes;
 pub mod ping;

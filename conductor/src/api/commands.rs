@@ -15,12 +15,27 @@ use skr8tr_store::{CommandEntry, Outcome, Refusal, RejectionEntry};
 use std::sync::Arc;
 
 pub async fn command(State(c): State<Arc<Conductor>>, bytes: Bytes) -> Response {
+    let (reply, _) = record(&c, bytes).await;
+    let status = if reply.accepted {
+        StatusCode::OK
+    } else {
+        status_for(reply.code.as_deref().unwrap_or(""))
+    };
+    body(status, &reply)
+}
+
+/// Verifies a command request, records it (accepted or not) and applies it.
+/// Returns the reply and, when accepted, the command.
+pub(super) async fn record(c: &Arc<Conductor>, bytes: Bytes) -> (CommandReply, Option<Command>) {
     let now = crate::now_ms();
     let request: CommandRequest = match skr8tr_proto::wire::decode(&bytes) {
         Ok(r) => r,
         Err(e) => {
             let refusal = Refusal::new("malformed", format!("not a command request: {e}"));
-            return reject(&c, bytes.to_vec(), None, "unreadable".into(), refusal, now).await;
+            return (
+                reject(c, bytes.to_vec(), None, "unreadable".into(), refusal, now).await,
+                None,
+            );
         }
     };
     let verified = {
@@ -29,13 +44,14 @@ pub async fn command(State(c): State<Arc<Conductor>>, bytes: Bytes) -> Response 
     };
     let verified = match verified {
         Ok(v) => v,
-        Err(e) => return refuse_unverified(&c, request.envelope, e, now).await,
+        Err(e) => return (refuse_unverified(c, request.envelope, e, now).await, None),
     };
+    let command = verified.payload.command.clone();
     let is_key_change = matches!(
-        verified.payload.command,
+        command,
         Command::AddOperatorKey { .. } | Command::RevokeOperatorKey { .. }
     );
-    let effect = commands::prepare(&verified.payload.command, verified.signer, &request.secrets);
+    let effect = commands::prepare(&command, verified.signer, &request.secrets);
     let entry = CommandEntry::new(request.envelope, &verified, now);
     let store = c.store.clone();
     let outcome = tokio::task::spawn_blocking(move || match effect {
@@ -49,23 +65,21 @@ pub async fn command(State(c): State<Arc<Conductor>>, bytes: Bytes) -> Response 
                 tracing::error!("reloading operator keys: {e}");
             }
             c.bump();
-            tracing::info!(seq, signer = %verified.signer, "{}", verified.payload.command.summary());
-            body(
-                StatusCode::OK,
-                &CommandReply {
-                    seq: Some(seq),
-                    accepted: true,
-                    code: None,
-                    message: value,
-                },
-            )
+            tracing::info!(seq, signer = %verified.signer, "{}", command.summary());
+            let reply = CommandReply {
+                seq: Some(seq),
+                accepted: true,
+                code: None,
+                message: value,
+            };
+            (reply, Some(command))
         }
         Ok(Ok(Outcome::Rejected { seq, refusal })) => {
             tracing::info!(code = %refusal.code, "refused: {}", refusal.message);
-            refused(seq, refusal)
+            (refused(seq, refusal), None)
         }
-        Ok(Err(e)) => unavailable(e),
-        Err(e) => unavailable(e),
+        Ok(Err(e)) => (unavailable(e), None),
+        Err(e) => (unavailable(e), None),
     }
 }
 
@@ -74,7 +88,7 @@ async fn refuse_unverified(
     envelope: Vec<u8>,
     e: VerifyError,
     now: u64,
-) -> Response {
+) -> CommandReply {
     // Name the signer and the command if the framing can be read, so the
     // history says who tried what — without trusting any of it.
     let decoded = Envelope::from_bytes(&envelope).ok();
@@ -93,7 +107,7 @@ async fn reject(
     summary: String,
     refusal: Refusal,
     now: u64,
-) -> Response {
+) -> CommandReply {
     tracing::warn!(code = %refusal.code, "rejected command: {}", refusal.message);
     let store = c.store.clone();
     let entry = RejectionEntry {
@@ -110,29 +124,23 @@ async fn reject(
     }
 }
 
-fn refused(seq: Option<u64>, refusal: Refusal) -> Response {
-    body(
-        status_for(&refusal.code),
-        &CommandReply {
-            seq,
-            accepted: false,
-            code: Some(refusal.code),
-            message: refusal.message,
-        },
-    )
+fn refused(seq: Option<u64>, refusal: Refusal) -> CommandReply {
+    CommandReply {
+        seq,
+        accepted: false,
+        code: Some(refusal.code),
+        message: refusal.message,
+    }
 }
 
-fn unavailable(e: impl std::fmt::Display) -> Response {
+fn unavailable(e: impl std::fmt::Display) -> CommandReply {
     tracing::error!("store failure: {e}");
-    body(
-        StatusCode::SERVICE_UNAVAILABLE,
-        &CommandReply {
-            seq: None,
-            accepted: false,
-            code: Some("unavailable".into()),
-            message: format!(
-                "the command may or may not have been recorded ({e}); check `skr8tr history` before retrying"
-            ),
-        },
-    )
+    CommandReply {
+        seq: None,
+        accepted: false,
+        code: Some("unavailable".into()),
+        message: format!(
+            "the command may or may not have been recorded ({e}); check `skr8tr history` before retrying"
+        ),
+    }
 }

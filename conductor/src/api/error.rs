@@ -20,6 +20,19 @@ impl ApiError {
         }
     }
 
+    /// The error as a `CommandReply` body (for endpoints that answer with one).
+    pub fn into_response_body(self) -> Response {
+        super::body(
+            self.status,
+            &skr8tr_proto::wire::CommandReply {
+                seq: None,
+                accepted: false,
+                code: Some(self.code),
+                message: self.message,
+            },
+        )
+    }
+
     pub fn internal(e: impl std::fmt::Display) -> ApiError {
         ApiError::new(
             "internal",

@@ -1,6 +1,8 @@
 //! The HTTP API (axum). Bodies are postcard (`application/x-skr8tr`).
 //!
 //! - `commands.rs`: `POST /v1/commands` — signed operator commands.
+//! - `logs.rs`: `POST /v1/logs` — a signed `logs` command; lines fetched
+//!   from nodes with conductor-signed requests, optionally streamed.
 //! - `nodes.rs`: `GET /v1/nodes/{name}/assignments` (long-poll),
 //!   `POST /v1/nodes/{name}/report`.
 //! - `reads.rs`: `GET /v1/ping`, `/v1/status`, `/v1/nodes`,
@@ -9,6 +11,7 @@
 
 mod commands;
 mod error;
+mod logs;
 mod nodes;
 mod reads;
 
@@ -32,6 +35,7 @@ pub fn router(c: Arc<Conductor>) -> Router {
         .route("/v1/replicas", get(reads::replicas))
         .route("/v1/history", get(reads::history))
         .route("/v1/commands", post(commands::command))
+        .route("/v1/logs", post(logs::logs))
         .route("/v1/nodes/{name}/assignments", get(nodes::assignments))
         .route("/v1/nodes/{name}/report", post(nodes::report))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

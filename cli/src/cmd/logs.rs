@@ -1,0 +1,111 @@
+//! `skr8tr logs APP [-f] [--replica ID]`: an app's output, through the
+//! conductor (signed and audited: workload output is guarded like a
+//! mutation). With `-f`, new lines are printed as they come.
+
+use crate::api::{self, Ctx};
+use anyhow::bail;
+use http_body_util::BodyExt;
+use skr8tr_proto::command::Command;
+use skr8tr_proto::wire::{self, CommandReply, ReplicaLog};
+use std::io::Write;
+use std::process::ExitCode;
+use std::time::Duration;
+
+#[derive(clap::Args)]
+pub struct Args {
+    app: String,
+    /// Keep printing new lines
+    #[arg(short, long)]
+    follow: bool,
+    /// Only this replica (`app/generation/index`, from `skr8tr ps`)
+    #[arg(long)]
+    replica: Option<String>,
+}
+
+pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitCode> {
+    let command = Command::Logs {
+        app: args.app.clone(),
+        replica: args.replica.clone(),
+        follow: args.follow,
+    };
+    ctx.block_on(async {
+        let client = ctx.client()?;
+        let request = api::signed_request(ctx, &client, command, vec![]).await?;
+        let response = client
+            .post_streaming("/v1/logs", request, Duration::from_secs(30))
+            .await?;
+        let status = response.status();
+        let mut body = response.into_body();
+        if !status.is_success() {
+            let bytes = body.collect().await?.to_bytes();
+            let reply: CommandReply =
+                wire::decode(&bytes).map_err(|e| anyhow::anyhow!("unreadable answer: {e}"))?;
+            bail!(
+                "refused ({}): {}",
+                reply.code.unwrap_or_default(),
+                reply.message
+            );
+        }
+        if !args.follow {
+            let bytes = body.collect().await?.to_bytes();
+            let logs: Vec<ReplicaLog> =
+                wire::decode(&bytes).map_err(|e| anyhow::anyhow!("unreadable answer: {e}"))?;
+            print(ctx, &logs)?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        // Frames: u32 big-endian length, then postcard of Vec<ReplicaLog>.
+        let mut buf: Vec<u8> = Vec::new();
+        while let Some(frame) = body.frame().await {
+            if let Ok(data) = frame?.into_data() {
+                buf.extend_from_slice(&data);
+            }
+            while buf.len() >= 4 {
+                let len = u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
+                if buf.len() < 4 + len {
+                    break;
+                }
+                let logs: Vec<ReplicaLog> = wire::decode(&buf[4..4 + len])
+                    .map_err(|e| anyhow::anyhow!("unreadable frame: {e}"))?;
+                buf.drain(..4 + len);
+                print(ctx, &logs)?;
+            }
+        }
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+fn print(ctx: &Ctx, logs: &[ReplicaLog]) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    if ctx.json {
+        for log in logs {
+            writeln!(out, "{}", serde_json::to_string(log)?)?;
+        }
+        return Ok(out.flush()?);
+    }
+    let many = logs.len() > 1;
+    for log in logs {
+        if let Some(e) = &log.error {
+            eprintln!("{}: {e}", log.replica);
+        }
+        for line in &log.lines {
+            let stream = if line.stderr { "!" } else { " " };
+            if many {
+                writeln!(
+                    out,
+                    "{} {}{stream} {}",
+                    log.replica,
+                    super::history::utc(line.at_ms),
+                    line.text
+                )?;
+            } else {
+                writeln!(
+                    out,
+                    "{}{stream} {}",
+                    super::history::utc(line.at_ms),
+                    line.text
+                )?;
+            }
+        }
+    }
+    Ok(out.flush()?)
+}

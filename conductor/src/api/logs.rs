@@ -1,0 +1,235 @@
+//! `POST /v1/logs`: an operator's signed `logs` command is verified and
+//! recorded like any command (reading workload output is audited), then the
+//! conductor asks each replica's node with a request signed by its own key —
+//! the only kind a node's log endpoint serves. With `follow`, the answer is
+//! a stream of frames (u32 big-endian length, then postcard of
+//! `Vec<ReplicaLog>`) with new lines every half second until the client
+//! goes away.
+
+use super::body;
+use crate::state::Conductor;
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::Response;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper_util::rt::TokioIo;
+use skr8tr_proto::command::Command;
+use skr8tr_proto::wire::{self, LogRequest, ReplicaLog, SignedLogRequest};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Lines returned per replica without `follow`.
+const TAIL: u32 = 200;
+const FOLLOW_EVERY: Duration = Duration::from_millis(500);
+/// A follow stream ends after this long; `skr8tr logs -f` starts a new one.
+const FOLLOW_FOR: Duration = Duration::from_secs(3600);
+
+pub async fn logs(State(c): State<Arc<Conductor>>, bytes: Bytes) -> Response {
+    // Only `logs` is served here: anything else is turned away before it is
+    // verified or applied (it belongs on /v1/commands).
+    let is_logs = wire::decode::<wire::CommandRequest>(&bytes)
+        .ok()
+        .and_then(|r| skr8tr_proto::envelope::Envelope::from_bytes(&r.envelope).ok())
+        .and_then(|e| e.payload_unverified().ok())
+        .is_some_and(|p| matches!(p.command, Command::Logs { .. }));
+    if !is_logs {
+        return super::ApiError::new("bad-request", "only signed `logs` commands are read here")
+            .into_response_body();
+    }
+    let (reply, verified) = super::commands::record(&c, bytes).await;
+    let Some(command) = verified.filter(|_| reply.accepted) else {
+        return body(
+            super::error::status_for(reply.code.as_deref().unwrap_or("")),
+            &reply,
+        );
+    };
+    let Command::Logs {
+        app,
+        replica,
+        follow,
+    } = command
+    else {
+        return super::ApiError::new("bad-request", "only signed `logs` commands are read here")
+            .into_response_body();
+    };
+    let targets = match targets(&c, &app, replica.as_deref()) {
+        Ok(t) => t,
+        Err(e) => return e.into_response_body(),
+    };
+    if !follow {
+        let mut out = Vec::new();
+        for t in &targets {
+            out.push(fetch(&c, t, TAIL, None).await);
+        }
+        return body(StatusCode::OK, &out);
+    }
+    let stream = async_stream(c, targets);
+    Response::builder()
+        .status(StatusCode::OK)
+        .header(axum::http::header::CONTENT_TYPE, wire::CONTENT_TYPE)
+        .body(Body::from_stream(stream))
+        .unwrap_or_else(|_| Response::new(Body::empty()))
+}
+
+/// Where one replica's lines are read.
+#[derive(Clone)]
+struct Target {
+    replica: String,
+    node: String,
+    endpoint: Option<(String, u16)>,
+}
+
+fn targets(
+    c: &Conductor,
+    app: &str,
+    replica: Option<&str>,
+) -> Result<Vec<Target>, super::ApiError> {
+    let snap = c.store.snapshot().map_err(super::ApiError::internal)?;
+    let placements = snap.placements_of(app).map_err(super::ApiError::internal)?;
+    let nodes = c.nodes();
+    let out: Vec<Target> = placements
+        .into_iter()
+        .filter(|(id, _)| replica.is_none_or(|r| r == id))
+        .map(|(id, p)| Target {
+            endpoint: nodes.get(&p.node).and_then(|n| {
+                n.report
+                    .logs_port
+                    .map(|port| (n.report.address.clone(), port))
+            }),
+            replica: id,
+            node: p.node,
+        })
+        .collect();
+    if out.is_empty() {
+        return Err(super::ApiError::new(
+            "not-found",
+            match replica {
+                Some(r) => {
+                    format!("app `{app}` has no replica `{r}`; `skr8tr ps {app}` lists them")
+                }
+                None => format!("app `{app}` has no replicas placed"),
+            },
+        ));
+    }
+    Ok(out)
+}
+
+/// Asks the replica's node for its lines; failures become the entry's error.
+async fn fetch(c: &Conductor, t: &Target, limit: u32, after_seq: Option<u64>) -> ReplicaLog {
+    let failed = |e: String| ReplicaLog {
+        replica: t.replica.clone(),
+        node: t.node.clone(),
+        lines: vec![],
+        error: Some(e),
+    };
+    let Some((address, port)) = &t.endpoint else {
+        return failed(format!("node {} has not reported a log endpoint", t.node));
+    };
+    let request = LogRequest {
+        node: t.node.clone(),
+        replica: t.replica.clone(),
+        limit,
+        after_seq,
+        issued_at_ms: crate::now_ms(),
+    };
+    let signed = match SignedLogRequest::sign(&c.key, &request) {
+        Ok(s) => s,
+        Err(e) => return failed(e.to_string()),
+    };
+    match tokio::time::timeout(
+        Duration::from_secs(5),
+        post(address, *port, wire::encode(&signed)),
+    )
+    .await
+    {
+        Ok(Ok(bytes)) => {
+            wire::decode(&bytes).unwrap_or_else(|e| failed(format!("unreadable answer: {e}")))
+        }
+        Ok(Err(e)) => failed(format!("node {} at {address}:{port}: {e}", t.node)),
+        Err(_) => failed(format!("node {} did not answer", t.node)),
+    }
+}
+
+/// One request on a fresh connection (log reads are rare and small).
+async fn post(address: &str, port: u16, payload: Vec<u8>) -> Result<Bytes, String> {
+    let stream = tokio::net::TcpStream::connect((address, port))
+        .await
+        .map_err(|e| e.to_string())?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| e.to_string())?;
+    tokio::spawn(conn);
+    let request = hyper::Request::post("/v1/logs")
+        .header(hyper::header::HOST, address)
+        .body(Full::new(Bytes::from(payload)))
+        .map_err(|e| e.to_string())?;
+    let response = sender
+        .send_request(request)
+        .await
+        .map_err(|e| e.to_string())?;
+    let status = response.status();
+    let bytes = Limited::new(response.into_body(), wire::MAX_BODY_BYTES)
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?
+        .to_bytes();
+    if !status.is_success() {
+        return Err(format!("{status}: {}", String::from_utf8_lossy(&bytes)));
+    }
+    Ok(bytes)
+}
+
+/// Frames of new lines, polled from the nodes.
+fn async_stream(
+    c: Arc<Conductor>,
+    targets: Vec<Target>,
+) -> impl futures_core::Stream<Item = Result<Bytes, std::io::Error>> + Send {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(4);
+    tokio::spawn(async move {
+        let mut after: HashMap<String, Option<u64>> =
+            targets.iter().map(|t| (t.replica.clone(), None)).collect();
+        let deadline = tokio::time::Instant::now() + FOLLOW_FOR;
+        while tokio::time::Instant::now() < deadline {
+            let mut batch = Vec::new();
+            for t in &targets {
+                let since = after.get(&t.replica).copied().flatten();
+                let limit = if since.is_none() { TAIL } else { u32::MAX };
+                let log = fetch(&c, t, limit, since).await;
+                if let Some(last) = log.lines.last() {
+                    after.insert(t.replica.clone(), Some(last.seq));
+                } else if since.is_none() && log.error.is_none() {
+                    after.insert(t.replica.clone(), Some(0));
+                }
+                if !log.lines.is_empty() || log.error.is_some() && since.is_none() {
+                    batch.push(log);
+                }
+            }
+            if !batch.is_empty() {
+                let payload = wire::encode(&batch);
+                let mut frame = (payload.len() as u32).to_be_bytes().to_vec();
+                frame.extend(payload);
+                if tx.send(Bytes::from(frame)).await.is_err() {
+                    return; // the client went away
+                }
+            }
+            tokio::time::sleep(FOLLOW_EVERY).await;
+        }
+    });
+    ReceiverStream(rx)
+}
+
+/// An mpsc receiver as a body stream.
+struct ReceiverStream(tokio::sync::mpsc::Receiver<Bytes>);
+
+impl futures_core::Stream for ReceiverStream {
+    type Item = Result<Bytes, std::io::Error>;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        self.0.poll_recv(cx).map(|o| o.map(Ok))
+    }
+}
