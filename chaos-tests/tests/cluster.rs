@@ -342,3 +342,58 @@ fn logs_come_through_the_conductor_signed_and_audited() {
     assert!(history.contains("up web.skr8tr"), "{history}");
     c.kill_node("n1");
 }
+
+#[test]
+fn secrets_reach_the_process_but_never_the_audit_log() {
+    let mut c = Cluster::start("secrets");
+    c.start_node("n1");
+    let m = c.manifest(
+        "db.skr8tr",
+        "app db\n  exec {workload}\n  env { MODE test }\n  secret {\n    DB_PASSWORD \"correct horse battery staple\"\n  }\n  health { check tcp }\n",
+    );
+    c.ok(&["up", m.to_str().unwrap()]);
+    let r = c.wait_ready("db", 1, WAIT).remove(0);
+    let environ = std::fs::read(format!("/proc/{}/environ", r.pid.unwrap())).unwrap();
+    let environ = String::from_utf8_lossy(&environ);
+    assert!(
+        environ.contains("DB_PASSWORD=correct horse battery staple"),
+        "the process has its secret"
+    );
+    assert!(environ.contains("MODE=test"));
+
+    // Stop the conductor and read its store directly: every audit entry,
+    // envelopes included, is free of the value; the spec (which nodes
+    // need) has it.
+    c.kill_conductor();
+    let store = skr8tr_store::Store::open(&c.data(), skr8tr_store::Options::default()).unwrap();
+    let snap = store.snapshot().unwrap();
+    let needle = b"correct horse battery staple";
+    for entry in snap.audit_all().unwrap() {
+        let bytes = format!("{entry:?}");
+        assert!(
+            !bytes.contains("correct horse"),
+            "audit entry {} holds the secret",
+            entry.seq
+        );
+        if let skr8tr_store::AuditEvent::Command { envelope, .. } = &entry.event {
+            assert!(
+                !envelope.windows(needle.len()).any(|w| w == needle),
+                "entry {} envelope",
+                entry.seq
+            );
+        }
+    }
+    let spec = snap.spec("db", 1).unwrap().unwrap();
+    assert_eq!(
+        spec.spec.secrets[0].1.expose(),
+        "correct horse battery staple"
+    );
+    assert!(
+        !spec.manifest.contains("correct horse"),
+        "the stored manifest text is the signed, redacted one"
+    );
+    assert!(store.verify_audit().is_ok());
+    drop(snap);
+    drop(store);
+    c.start_conductor();
+}
