@@ -177,28 +177,46 @@ impl Cluster {
         self.conductor.as_ref().map(Child::id)
     }
 
+    /// Makes a join ticket for `name` and starts the node with it.
     pub fn start_node(&mut self, name: &str) {
+        let ticket = self.dir.join(format!("{name}.ticket"));
+        self.ok(&["ticket", name, "--out", &ticket.display().to_string()]);
+        self.start_node_with(name, &["--ticket", &ticket.display().to_string()]);
+    }
+
+    /// Starts a node agent with extra flags (no ticket is made).
+    pub fn start_node_with(&mut self, name: &str, extra: &[&str]) {
+        self.start_node_labelled(name, name, extra);
+    }
+
+    /// Starts node `name` whose process, log (`node-LABEL.log`) and data
+    /// directory go by `label` (two agents may claim one name).
+    pub fn start_node_labelled(&mut self, label: &str, name: &str, extra: &[&str]) {
         let range = format!("{}-{}", self.next_range, self.next_range + 199);
         self.next_range += 200;
         let log =
-            std::fs::File::create(self.dir.join(format!("node-{name}.log"))).expect("log file");
+            std::fs::File::create(self.dir.join(format!("node-{label}.log"))).expect("log file");
+        let key = self.data().join("conductor.pub").display().to_string();
+        let data = self.dir.join(format!("node-{label}")).display().to_string();
+        let mut args = vec![
+            "node",
+            "--conductor-key",
+            &key,
+            "--name",
+            name,
+            "--port-range",
+            &range,
+            "--data",
+            &data,
+        ];
+        args.extend_from_slice(extra);
         let child = self
-            .command(&[
-                "node",
-                "--conductor-key",
-                &self.data().join("conductor.pub").display().to_string(),
-                "--name",
-                name,
-                "--port-range",
-                &range,
-                "--data",
-                &self.dir.join(format!("node-{name}")).display().to_string(),
-            ])
+            .command(&args)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
             .expect("start node");
-        self.nodes.insert(name.to_string(), child);
+        self.nodes.insert(label.to_string(), child);
     }
 
     pub fn node_pid(&self, name: &str) -> Option<u32> {

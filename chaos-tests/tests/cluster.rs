@@ -397,3 +397,66 @@ fn secrets_reach_the_process_but_never_the_audit_log() {
     drop(store);
     c.start_conductor();
 }
+
+#[test]
+fn only_nodes_admitted_with_a_ticket_join_and_a_ticket_works_once() {
+    let mut c = Cluster::start("admission");
+    // No ticket: refused, so it never sees assignments (which hold secrets).
+    c.start_node_with("rogue", &[]);
+    wait_for("the refusal in the rogue node's log", WAIT, || {
+        c.log("node-rogue.log")
+            .contains("is not admitted to this cluster")
+            .then_some(())
+    });
+    assert!(
+        !c.ok(&["nodes"]).contains("rogue"),
+        "an unadmitted node is not listed"
+    );
+
+    // A ticket for another name does not admit this one.
+    let ticket = c.dir.join("n1.ticket");
+    c.ok(&["ticket", "n1", "--out", ticket.to_str().unwrap()]);
+    c.start_node_with("n2", &["--ticket", ticket.to_str().unwrap()]);
+    wait_for("the name mismatch in n2's log", WAIT, || {
+        c.log("node-n2.log")
+            .contains("the ticket admits node `n1`, not `n2`")
+            .then_some(())
+    });
+    c.kill_node("n2");
+
+    // The right node joins with it; the same ticket cannot admit a second
+    // node of that name (with another key).
+    c.start_node_with("n1", &["--ticket", ticket.to_str().unwrap()]);
+    wait_for("n1 ready", WAIT, || {
+        c.ok(&["nodes"])
+            .lines()
+            .any(|l| l.starts_with("n1 ") && l.contains(" ready "))
+            .then_some(())
+    });
+    c.start_node_labelled("n1-again", "n1", &["--ticket", ticket.to_str().unwrap()]);
+    wait_for("the second use refused", WAIT, || {
+        let log = c.log("node-n1-again.log");
+        (log.contains("already") || log.contains("was already used")).then_some(())
+    });
+
+    let history: Vec<HistoryEntry> = serde_json::from_str(&c.ok(&["history", "--json"])).unwrap();
+    let admits: Vec<&HistoryEntry> = history
+        .iter()
+        .filter(|h| h.summary == "admit node n1")
+        .collect();
+    assert!(admits.iter().any(|h| h.accepted), "{history:?}");
+    assert!(
+        admits.iter().any(|h| !h.accepted),
+        "the reuse is recorded as refused: {history:?}"
+    );
+
+    // A restarted node keeps its key: no ticket needed again.
+    c.kill_node("n1");
+    c.start_node_with("n1", &[]);
+    wait_for("n1 back without a ticket", WAIT, || {
+        c.ok(&["nodes"])
+            .lines()
+            .any(|l| l.starts_with("n1 ") && l.contains(" ready "))
+            .then_some(())
+    });
+}

@@ -69,6 +69,8 @@ enum Command {
     Conductor(cmd::conductor::Args),
     /// Run a node agent.
     Node(cmd::node::Args),
+    /// Make a join ticket that admits a node (once, until it expires).
+    Ticket(cmd::ticket::Args),
 }
 
 /// Exit code when the command ran but found problems (invalid manifest,
@@ -97,6 +99,7 @@ fn main() -> ExitCode {
         Command::Ping => cmd::ping::run(&ctx),
         Command::Conductor(args) => cmd::conductor::run(args),
         Command::Node(args) => cmd::node::run(ctx.conductor.clone(), args),
+        Command::Ticket(args) => cmd::ticket::run(&ctx, args),
     };
     match result {
         Ok(code) => code,

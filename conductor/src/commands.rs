@@ -49,6 +49,13 @@ pub fn prepare(
         Command::RevokeOperatorKey { fingerprint } => {
             Ok(Box::new(move |tx| revoke_key(tx, &fingerprint)))
         }
+        Command::AdmitNode { name, .. } => Err(Refusal::new(
+            "ticket",
+            format!(
+                "a join ticket is presented by the node it admits: start it with \
+                 `skr8tr node --name {name} --ticket FILE` (this ticket is now used up)"
+            ),
+        )),
     }
 }
 

@@ -53,6 +53,8 @@ pub struct Conductor {
     pub started_ms: u64,
     nodes: Mutex<BTreeMap<String, NodeSeen>>,
     keyring: Mutex<OperatorKeys>,
+    /// Admitted nodes' keys, decoded once.
+    node_keys: Mutex<HashMap<String, PublicKey>>,
     /// Bumped after every commit that may change some node's assignments.
     pub changed: watch::Sender<u64>,
     /// Wakes the reconciler early.
@@ -71,6 +73,12 @@ impl Conductor {
     ) -> Result<Conductor, StoreError> {
         let cluster = store.cluster_id();
         let keyring = OperatorKeys::load(&store)?;
+        let mut node_keys = HashMap::new();
+        for (name, record) in store.snapshot()?.node_keys()? {
+            if let Ok(key) = PublicKey::from_bytes(&record.public_key) {
+                node_keys.insert(name, key);
+            }
+        }
         Ok(Conductor {
             store: Arc::new(store),
             key,
@@ -79,6 +87,7 @@ impl Conductor {
             started_ms,
             nodes: Mutex::new(BTreeMap::new()),
             keyring: Mutex::new(keyring),
+            node_keys: Mutex::new(node_keys),
             changed: watch::channel(0).0,
             wake: Notify::new(),
             resyncing: AtomicBool::new(true),
@@ -93,6 +102,14 @@ impl Conductor {
 
     pub fn keyring(&self) -> MutexGuard<'_, OperatorKeys> {
         lock(&self.keyring)
+    }
+
+    pub fn node_key(&self, node: &str) -> Option<PublicKey> {
+        lock(&self.node_keys).get(node).cloned()
+    }
+
+    pub fn set_node_key(&self, node: &str, key: PublicKey) {
+        lock(&self.node_keys).insert(node.to_string(), key);
     }
 
     pub fn reload_keys(&self) -> Result<(), StoreError> {

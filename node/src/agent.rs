@@ -6,7 +6,8 @@
 use crate::http::Client;
 use crate::supervisor::{Supervisor, SupervisorConfig};
 use crate::sync::{self, Sync};
-use skr8tr_proto::keys::PublicKey;
+use skr8tr_proto::keys::{self, KeyFileError, PublicKey, SecretKey};
+use skr8tr_proto::wire::Join;
 use std::future::Future;
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -32,12 +33,23 @@ pub struct NodeConfig {
     pub heartbeat: Duration,
     /// Lines of output kept per replica.
     pub log_lines: usize,
+    /// An operator-signed join ticket (`skr8tr ticket`), needed the first
+    /// time this node (its key in `data_dir`) joins.
+    pub ticket: Option<Vec<u8>>,
 }
+
+/// The node's own key pair, in its data directory.
+pub const NODE_SECRET_FILE: &str = "node.sec";
+pub const NODE_PUBLIC_FILE: &str = "node.pub";
 
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
     #[error(transparent)]
     Http(#[from] crate::http::HttpError),
+    #[error(transparent)]
+    Key(#[from] KeyFileError),
+    #[error("cannot create the node key: {0}")]
+    Random(String),
     #[error("cannot prepare {dir}: {source}")]
     DataDir { dir: String, source: std::io::Error },
 }
@@ -48,6 +60,7 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
         source,
     })?;
     let client = Client::new(&config.conductor)?;
+    let key = node_key(&config.data_dir)?;
     let changed = Arc::new(Notify::new());
     let supervisor = Arc::new(Supervisor::new(
         SupervisorConfig {
@@ -75,8 +88,15 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
     let log_task = tokio::spawn(log_server.serve(logs_listener));
     let mut boot = [0u8; 8];
     let _ = getrandom::fill(&mut boot);
+    let join = config.ticket.clone().map(|ticket| Join {
+        public_key: key.public().to_bytes(),
+        ticket,
+    });
+    tracing::info!(key = %key.public().fingerprint(), "node key");
     let sync = Arc::new(Sync {
         client,
+        key,
+        join: std::sync::Mutex::new(join),
         conductor_key: config.conductor_key,
         name: config.name.clone(),
         address: config.advertise.to_string(),
@@ -99,4 +119,15 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
     log_task.abort();
     supervisor.shutdown().await;
     Ok(())
+}
+
+/// Loads the node key, creating it on first start.
+fn node_key(dir: &std::path::Path) -> Result<SecretKey, NodeError> {
+    let path = dir.join(NODE_SECRET_FILE);
+    if path.exists() {
+        return Ok(keys::read_secret_key(&path)?);
+    }
+    let key = SecretKey::generate().map_err(|e| NodeError::Random(e.to_string()))?;
+    keys::write_key_files(dir, NODE_SECRET_FILE, NODE_PUBLIC_FILE, &key, false)?;
+    Ok(key)
 }

@@ -6,15 +6,22 @@
 
 use crate::http::Client;
 use crate::supervisor::Supervisor;
-use skr8tr_proto::keys::PublicKey;
-use skr8tr_proto::wire::{self, NodeReport, ReportAck, Resources, SignedAssignments};
-use std::sync::Arc;
+use skr8tr_proto::keys::{PublicKey, SecretKey};
+use skr8tr_proto::wire::{
+    self, Join, NodeMessage, NodeReport, NodeRequest, ReportAck, Resources, SignedAssignments,
+    SignedNodeRequest,
+};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::Notify;
 
 pub struct Sync {
     pub client: Client,
+    /// This node's key: every request to the conductor is signed with it.
+    pub key: SecretKey,
+    /// The join ticket and public key, sent until the conductor admits us.
+    pub join: Mutex<Option<Join>>,
     pub conductor_key: PublicKey,
     pub name: String,
     pub address: String,
@@ -33,27 +40,48 @@ pub struct Sync {
 const POLL_TIMEOUT: Duration = Duration::from_secs(35);
 
 impl Sync {
+    /// A request body signed with the node key (plus the join ticket until
+    /// admitted).
+    fn signed(&self, message: NodeMessage) -> Result<Vec<u8>, String> {
+        let request = NodeRequest {
+            node: self.name.clone(),
+            issued_at_ms: skr8tr_proto::envelope::unix_ms(std::time::SystemTime::now()),
+            message,
+        };
+        let join = self.join.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        SignedNodeRequest::sign(&self.key, &request, join)
+            .map(|s| wire::encode(&s))
+            .map_err(|e| e.to_string())
+    }
+
+    /// After the first accepted request the conductor knows our key.
+    fn admitted(&self) {
+        self.join.lock().unwrap_or_else(|p| p.into_inner()).take();
+    }
+
     /// Long-polls forever, converging on every new signed set.
     pub async fn poll(self: Arc<Self>) {
         let mut backoff = Duration::from_millis(100);
         loop {
             let have = self.version.load(Ordering::Acquire);
-            let path = format!("/v1/nodes/{}/assignments?version={have}", self.name);
-            let result = tokio::select! {
-                r = self.client.get(&path, POLL_TIMEOUT) => r,
-                _ = self.repoll.notified() => continue,
+            let path = format!("/v1/nodes/{}/assignments", self.name);
+            let result = match self.signed(NodeMessage::Poll { version: have }) {
+                Ok(body) => tokio::select! {
+                    r = self.client.post(&path, body, POLL_TIMEOUT) => r.map_err(|e| e.to_string()),
+                    _ = self.repoll.notified() => continue,
+                },
+                Err(e) => Err(format!("cannot sign the request: {e}")),
             };
-            match result
-                .map_err(|e| e.to_string())
-                .and_then(|(status, body)| {
-                    if !status.is_success() {
-                        return Err(format!("conductor answered {status}"));
-                    }
-                    let signed: SignedAssignments = wire::decode(&body)?;
-                    signed
-                        .open(&self.conductor_key, &self.name)
-                        .map_err(|e| e.to_string())
-                }) {
+            match result.and_then(|(status, body)| {
+                if !status.is_success() {
+                    return Err(refusal(status, &body));
+                }
+                self.admitted();
+                let signed: SignedAssignments = wire::decode(&body)?;
+                signed
+                    .open(&self.conductor_key, &self.name)
+                    .map_err(|e| e.to_string())
+            }) {
                 Ok(assignments) => {
                     backoff = Duration::from_millis(100);
                     if assignments.version != have {
@@ -81,25 +109,20 @@ impl Sync {
     /// Reports on every change and at least every heartbeat.
     pub async fn report(self: Arc<Self>) {
         loop {
-            let report = self.snapshot();
             let path = format!("/v1/nodes/{}/report", self.name);
-            match self
-                .client
-                .post(&path, wire::encode(&report), Duration::from_secs(5))
-                .await
-            {
+            let body = self
+                .signed(NodeMessage::Report(self.snapshot()))
+                .unwrap_or_default();
+            match self.client.post(&path, body, Duration::from_secs(5)).await {
                 Ok((status, body)) if status.is_success() => {
+                    self.admitted();
                     if let Ok(ack) = wire::decode::<ReportAck>(&body)
                         && ack.assignments_version != self.version.load(Ordering::Acquire)
                     {
                         self.repoll.notify_one();
                     }
                 }
-                Ok((status, body)) => {
-                    let reason = wire::decode::<wire::ErrorReply>(&body)
-                        .map_or(status.to_string(), |e| e.message);
-                    tracing::warn!("report refused: {reason}");
-                }
+                Ok((status, body)) => tracing::warn!("report refused: {}", refusal(status, &body)),
                 Err(e) => tracing::warn!("report: {e}"),
             }
             tokio::select! {
@@ -124,6 +147,12 @@ impl Sync {
             logs_port: self.logs_port,
         }
     }
+}
+
+/// The conductor's reason for refusing, or the status.
+fn refusal(status: hyper::StatusCode, body: &[u8]) -> String {
+    wire::decode::<wire::ErrorReply>(body)
+        .map_or_else(|_| format!("conductor answered {status}"), |e| e.message)
 }
 
 /// What this machine offers: every core and all of its RAM.

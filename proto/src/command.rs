@@ -69,6 +69,10 @@ pub enum Command {
     AddOperatorKey { name: String, public_key: Vec<u8> },
     /// Stop trusting an operator key.
     RevokeOperatorKey { fingerprint: Fingerprint },
+    /// A join ticket: the node called `name` may join, once, with the key
+    /// it presents, until `expires_at_ms`. Made by `skr8tr ticket`, handed
+    /// to `skr8tr node --ticket`.
+    AdmitNode { name: String, expires_at_ms: u64 },
 }
 
 impl Command {
@@ -86,6 +90,7 @@ impl Command {
                 format!("key add {name} {}", Fingerprint::of(public_key))
             }
             Command::RevokeOperatorKey { fingerprint } => format!("key revoke {fingerprint}"),
+            Command::AdmitNode { name, .. } => format!("admit node {name}"),
         }
     }
 }

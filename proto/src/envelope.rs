@@ -19,6 +19,8 @@ pub const SIGNING_CONTEXT: &[u8] = b"skr8tr/command/v1";
 pub const MAX_CLOCK_SKEW: Duration = Duration::from_secs(30);
 /// The largest envelope accepted: a full-size manifest plus framing.
 pub const MAX_ENVELOPE_BYTES: usize = crate::manifest::MAX_MANIFEST_BYTES + 16 * 1024;
+/// Longest a join ticket (`Command::AdmitNode`) may be valid.
+pub const MAX_TICKET_LIFETIME_MS: u64 = 24 * 3600 * 1000;
 /// The envelope framing version this code writes and reads.
 pub const ENVELOPE_VERSION: u8 = 1;
 
@@ -248,9 +250,18 @@ pub fn verify_envelope(
         });
     }
     let skew = u64::try_from(MAX_CLOCK_SKEW.as_millis()).unwrap_or(u64::MAX);
-    if now_ms > payload.issued_at_ms && now_ms - payload.issued_at_ms > skew {
+    // A join ticket is valid until its own expiry (at most a day), not
+    // just for the clock window: a node may start minutes after the
+    // operator made it. Its nonce is remembered that long (see the store).
+    let valid_until = match &payload.command {
+        Command::AdmitNode { expires_at_ms, .. } => {
+            (*expires_at_ms).min(payload.issued_at_ms.saturating_add(MAX_TICKET_LIFETIME_MS))
+        }
+        _ => payload.issued_at_ms,
+    };
+    if now_ms > valid_until && now_ms - valid_until > skew {
         return Err(VerifyError::Stale {
-            age_ms: now_ms - payload.issued_at_ms,
+            age_ms: now_ms - valid_until,
         });
     }
     if payload.issued_at_ms > now_ms && payload.issued_at_ms - now_ms > skew {

@@ -344,6 +344,80 @@ pub struct ReplicaLog {
     pub error: Option<String>,
 }
 
+/// Domain separation for node requests signed with the node's key.
+pub const NODE_CONTEXT: &[u8] = b"skr8tr/node/v1";
+
+/// What a node asks of the conductor.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum NodeMessage {
+    /// Long-poll for assignments newer than `version`.
+    Poll {
+        version: u64,
+    },
+    Report(NodeReport),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeRequest {
+    pub node: String,
+    pub issued_at_ms: u64,
+    pub message: NodeMessage,
+}
+
+/// A node request signed with the node's own key. Until the conductor has
+/// admitted the node, it also carries the node's public key and the
+/// operator-signed join ticket (`Command::AdmitNode` envelope).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignedNodeRequest {
+    pub payload: Vec<u8>,
+    pub signature: Vec<u8>,
+    pub join: Option<Join>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Join {
+    pub public_key: Vec<u8>,
+    pub ticket: Vec<u8>,
+}
+
+impl SignedNodeRequest {
+    pub fn sign(
+        key: &SecretKey,
+        request: &NodeRequest,
+        join: Option<Join>,
+    ) -> Result<SignedNodeRequest, KeyError> {
+        let payload = encode(request);
+        let signature = key.sign(&payload, NODE_CONTEXT)?;
+        Ok(SignedNodeRequest {
+            payload,
+            signature,
+            join,
+        })
+    }
+
+    /// The request, if `node_key` signed it for `node` within the clock
+    /// window around `now_ms`.
+    pub fn open(
+        &self,
+        node_key: &PublicKey,
+        node: &str,
+        now_ms: u64,
+    ) -> Result<NodeRequest, String> {
+        if !node_key.verify(&self.payload, NODE_CONTEXT, &self.signature) {
+            return Err(format!("not signed by the key admitted for node `{node}`"));
+        }
+        let r: NodeRequest = decode(&self.payload)?;
+        if r.node != node {
+            return Err(format!("signed for node `{}`, sent for `{node}`", r.node));
+        }
+        let skew = crate::envelope::MAX_CLOCK_SKEW.as_millis() as u64;
+        if r.issued_at_ms.abs_diff(now_ms) > skew {
+            return Err("the node's clock is more than 30 s off; fix its time".into());
+        }
+        Ok(r)
+    }
+}
+
 /// Decodes exactly one `T` from a body: trailing bytes are an error.
 pub fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
     match postcard::take_from_bytes::<T>(bytes) {

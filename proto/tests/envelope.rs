@@ -379,3 +379,44 @@ fn nonces_are_random() {
     assert_ne!(a, b);
     assert_eq!(a.to_string().len(), 32);
 }
+
+#[test]
+fn a_join_ticket_is_valid_until_its_own_expiry_and_at_most_a_day() {
+    let k = key(1);
+    let ring = [k.public()];
+    let t0 = 1_800_000_000_000u64;
+    let ticket = |expires_at_ms: u64| {
+        let payload = Payload {
+            command: Command::AdmitNode {
+                name: "n1".into(),
+                expires_at_ms,
+            },
+            cluster: CLUSTER,
+            issued_at_ms: t0,
+            nonce: Nonce([3; 16]),
+        };
+        Envelope::sign_payload(&k, &payload).unwrap().to_bytes()
+    };
+    let ten_min = ticket(t0 + 600_000);
+    assert!(
+        envelope::verify(&ten_min, &ring[..], &CLUSTER, t0 + 300_000).is_ok(),
+        "used 5 minutes later"
+    );
+    assert!(envelope::verify(&ten_min, &ring[..], &CLUSTER, t0 + 600_000 + 29_000).is_ok());
+    assert!(matches!(
+        envelope::verify(&ten_min, &ring[..], &CLUSTER, t0 + 700_000),
+        Err(VerifyError::Stale { .. })
+    ));
+    let forever = ticket(u64::MAX);
+    let day = envelope::MAX_TICKET_LIFETIME_MS;
+    assert!(envelope::verify(&forever, &ring[..], &CLUSTER, t0 + day).is_ok());
+    assert!(
+        envelope::verify(&forever, &ring[..], &CLUSTER, t0 + day + 60_000).is_err(),
+        "capped at a day"
+    );
+    // Other commands keep the 30 s window.
+    let scale = Envelope::sign_payload(&k, &payload_at(t0))
+        .unwrap()
+        .to_bytes();
+    assert!(envelope::verify(&scale, &ring[..], &CLUSTER, t0 + 300_000).is_err());
+}

@@ -62,8 +62,16 @@ fn main() {
     let mut joins = Vec::new();
     for i in 0..runs {
         let name = format!("bench-{i}");
+        // The operator's ticket is made beforehand: the figure is the node's.
+        let ticket = c.dir.join(format!("{name}.ticket"));
+        c.ok(&[
+            "ticket",
+            &name,
+            "--out",
+            ticket.to_str().expect("utf-8 path"),
+        ]);
         let started = Instant::now();
-        c.start_node(&name);
+        c.start_node_with(&name, &["--ticket", ticket.to_str().expect("utf-8 path")]);
         poll("the node to be listed", || {
             let (_, body) = skr8tr_chaos_tests::harness::block_on(
                 client.get("/v1/nodes", Duration::from_secs(2)),

@@ -11,5 +11,6 @@ pub mod ping;
 pub mod ps;
 pub mod simple;
 pub mod status;
+pub mod ticket;
 pub mod up;
 pub mod validate;

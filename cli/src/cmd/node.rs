@@ -29,6 +29,9 @@ pub struct Args {
     /// Report at least this often
     #[arg(long, default_value = "1s", value_parser = crate::duration)]
     heartbeat: Duration,
+    /// A join ticket from `skr8tr ticket NAME`, needed on the first join
+    #[arg(long, value_name = "FILE")]
+    ticket: Option<PathBuf>,
 }
 
 pub fn run(conductor: String, args: Args) -> anyhow::Result<ExitCode> {
@@ -55,6 +58,11 @@ pub fn run(conductor: String, args: Args) -> anyhow::Result<ExitCode> {
         data_dir,
         heartbeat: args.heartbeat,
         log_lines: 1000,
+        ticket: args
+            .ticket
+            .as_deref()
+            .map(super::ticket::read)
+            .transpose()?,
     };
     tokio::runtime::Builder::new_current_thread()
         .enable_all()

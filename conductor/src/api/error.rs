@@ -44,9 +44,12 @@ impl ApiError {
 /// The one mapping from refusal codes to HTTP statuses.
 pub fn status_for(code: &str) -> StatusCode {
     match code {
-        "unknown-key" | "revoked-key" | "bad-signature" => StatusCode::UNAUTHORIZED,
+        "unknown-key" | "revoked-key" | "bad-signature" | "not-admitted" | "node-auth"
+        | "ticket-mismatch" => StatusCode::UNAUTHORIZED,
         "wrong-cluster" | "stale" | "from-future" => StatusCode::FORBIDDEN,
-        "replayed" | "key-exists" | "already-revoked" | "last-key" => StatusCode::CONFLICT,
+        "replayed" | "key-exists" | "already-revoked" | "last-key" | "already-admitted" => {
+            StatusCode::CONFLICT
+        }
         "unknown-app" | "unknown-node" | "not-found" => StatusCode::NOT_FOUND,
         "too-large" => StatusCode::PAYLOAD_TOO_LARGE,
         "internal" => StatusCode::INTERNAL_SERVER_ERROR,

@@ -3,12 +3,15 @@
 //! - `commands.rs`: `POST /v1/commands` — signed operator commands.
 //! - `logs.rs`: `POST /v1/logs` — a signed `logs` command; lines fetched
 //!   from nodes with conductor-signed requests, optionally streamed.
-//! - `nodes.rs`: `GET /v1/nodes/{name}/assignments` (long-poll),
+//! - `nodes.rs`: `POST /v1/nodes/{name}/assignments` (long-poll),
 //!   `POST /v1/nodes/{name}/report`.
+//! - `admit.rs`: node requests signed with the node's key; first contact
+//!   with an operator-signed join ticket.
 //! - `reads.rs`: `GET /v1/ping`, `/v1/status`, `/v1/nodes`,
 //!   `/v1/replicas`, `/v1/history`.
 //! - `error.rs`: `ApiError`, the one place that maps failures to statuses.
 
+mod admit;
 mod commands;
 mod error;
 mod logs;
@@ -36,7 +39,7 @@ pub fn router(c: Arc<Conductor>) -> Router {
         .route("/v1/history", get(reads::history))
         .route("/v1/commands", post(commands::command))
         .route("/v1/logs", post(logs::logs))
-        .route("/v1/nodes/{name}/assignments", get(nodes::assignments))
+        .route("/v1/nodes/{name}/assignments", post(nodes::assignments))
         .route("/v1/nodes/{name}/report", post(nodes::report))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(c)

@@ -1,20 +1,15 @@
 //! The node sync endpoints: assignments (long-poll, conductor-signed) and
-//! reports.
+//! reports. Both take a request signed with the node's key (see `admit`).
 
 use super::{ApiError, body};
 use crate::desired;
 use crate::state::{Conductor, NodeSeen};
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use skr8tr_proto::wire::{self, NodeReport, ReportAck, SignedAssignments};
+use skr8tr_proto::wire::{self, NodeMessage, ReportAck, SignedAssignments};
 use std::sync::Arc;
-
-#[derive(serde::Deserialize)]
-pub struct Since {
-    version: Option<u64>,
-}
 
 /// Node names appear in replica placements and URLs: keep them simple.
 pub fn check_name(name: &str) -> Result<(), ApiError> {
@@ -38,9 +33,14 @@ pub fn check_name(name: &str) -> Result<(), ApiError> {
 pub async fn assignments(
     State(c): State<Arc<Conductor>>,
     Path(name): Path<String>,
-    Query(since): Query<Since>,
+    bytes: Bytes,
 ) -> Result<Response, ApiError> {
     check_name(&name)?;
+    let request = super::admit::authenticate(&c, &name, &bytes).await?;
+    let NodeMessage::Poll { version } = request.message else {
+        return Err(ApiError::new("bad-request", "expected a poll"));
+    };
+    let since = Some(version);
     let mut changes = c.changed.subscribe();
     let deadline = tokio::time::Instant::now() + c.config.long_poll;
     loop {
@@ -48,7 +48,7 @@ pub async fn assignments(
         let snap = c.store.snapshot().map_err(ApiError::internal)?;
         let current = desired::assignments(&snap, c.cluster, &name).map_err(ApiError::internal)?;
         drop(snap);
-        if since.version != Some(current.version) || tokio::time::Instant::now() >= deadline {
+        if since != Some(current.version) || tokio::time::Instant::now() >= deadline {
             let signed = sign_cached(&c, &name, &current)?;
             return Ok(body(StatusCode::OK, &*signed));
         }
@@ -83,8 +83,10 @@ pub async fn report(
     bytes: Bytes,
 ) -> Result<Response, ApiError> {
     check_name(&name)?;
-    let report: NodeReport = wire::decode(&bytes)
-        .map_err(|e| ApiError::new("bad-request", format!("not a node report: {e}")))?;
+    let request = super::admit::authenticate(&c, &name, &bytes).await?;
+    let NodeMessage::Report(report) = request.message else {
+        return Err(ApiError::new("bad-request", "expected a report"));
+    };
     if report.node != name {
         return Err(ApiError::new(
             "bad-request",

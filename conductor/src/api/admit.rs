@@ -1,0 +1,160 @@
+//! Node authentication. Every node request is signed with the node's key.
+//! A node the conductor does not know yet must present an operator-signed
+//! join ticket for its name: the ticket is verified like any command, and
+//! its admission — the node's key bound to its name — is committed with
+//! the ticket's envelope as the audit entry. A ticket works once.
+
+use super::ApiError;
+use crate::state::Conductor;
+use skr8tr_proto::command::Command;
+use skr8tr_proto::envelope::{self, MAX_CLOCK_SKEW};
+use skr8tr_proto::keys::PublicKey;
+use skr8tr_proto::wire::{self, NodeRequest, SignedNodeRequest};
+use skr8tr_store::{CommandEntry, Outcome, Refusal, RejectionEntry};
+use std::sync::Arc;
+
+pub async fn authenticate(
+    c: &Arc<Conductor>,
+    name: &str,
+    bytes: &[u8],
+) -> Result<NodeRequest, ApiError> {
+    let signed: SignedNodeRequest = wire::decode(bytes)
+        .map_err(|e| ApiError::new("bad-request", format!("not a signed node request: {e}")))?;
+    let now = crate::now_ms();
+    if let Some(key) = c.node_key(name) {
+        return match (signed.open(&key, name, now), signed.join) {
+            (Ok(request), _) => Ok(request),
+            // Another agent presents a ticket for a name already taken: a
+            // mistake or an impostor — either way it goes in the history.
+            (Err(_), Some(join)) => {
+                let refusal = Refusal::new(
+                    "already-admitted",
+                    format!(
+                        "node `{name}` is already admitted with another key; pick another name"
+                    ),
+                );
+                record_rejection(c, join.ticket, refusal.clone(), now).await;
+                Err(ApiError::new(&refusal.code, refusal.message))
+            }
+            (Err(e), None) => Err(ApiError::new("node-auth", format!("node `{name}`: {e}"))),
+        };
+    }
+    let Some(join) = signed.join.clone() else {
+        return Err(ApiError::new(
+            "not-admitted",
+            format!(
+                "node `{name}` is not admitted to this cluster; an operator makes a join ticket \
+                 with `skr8tr ticket {name} --out {name}.ticket`, then start the node with \
+                 `--ticket {name}.ticket`"
+            ),
+        ));
+    };
+    let key = PublicKey::from_bytes(&join.public_key)
+        .map_err(|e| ApiError::new("node-auth", format!("node `{name}`: {e}")))?;
+    // The request proves the node holds the key it wants admitted.
+    let request = signed
+        .open(&key, name, now)
+        .map_err(|e| ApiError::new("node-auth", format!("node `{name}`: {e}")))?;
+    match admit(c, name, key.clone(), join.ticket, now).await {
+        Ok(()) => Ok(request),
+        // Two first requests of one node raced with the same ticket; the
+        // other one admitted this very key.
+        Err(_) if c.node_key(name).is_some_and(|k| k == key) => Ok(request),
+        Err(e) => Err(e),
+    }
+}
+
+async fn admit(
+    c: &Arc<Conductor>,
+    name: &str,
+    key: PublicKey,
+    ticket: Vec<u8>,
+    now: u64,
+) -> Result<(), ApiError> {
+    let verified = {
+        let ring = c.keyring();
+        envelope::verify(&ticket, &*ring, &c.cluster, now)
+    };
+    let verified = match verified {
+        Ok(v) => v,
+        Err(e) => {
+            let refusal = Refusal::new(e.code(), format!("join ticket of node `{name}`: {e}"));
+            record_rejection(c, ticket, refusal.clone(), now).await;
+            return Err(ApiError::new(&refusal.code, refusal.message));
+        }
+    };
+    let Command::AdmitNode {
+        name: for_name,
+        expires_at_ms,
+    } = verified.payload.command.clone()
+    else {
+        return Err(ApiError::new(
+            "ticket-mismatch",
+            "the ticket is a signed command, but not a join ticket",
+        ));
+    };
+    if for_name != name {
+        return Err(ApiError::new(
+            "ticket-mismatch",
+            format!("the ticket admits node `{for_name}`, not `{name}`"),
+        ));
+    }
+    let mut entry = CommandEntry::new(ticket, &verified, now);
+    // Remembered as long as the ticket could be presented again.
+    entry.nonce_expires_ms = expires_at_ms.saturating_add(2 * MAX_CLOCK_SKEW.as_millis() as u64);
+    let store = c.store.clone();
+    let (node, k) = (name.to_string(), key.clone());
+    let by = verified.signer;
+    let outcome = tokio::task::spawn_blocking(move || {
+        store.command(entry, move |tx| {
+            if tx.node_key(&node)?.is_some() {
+                return Err(Refusal::new(
+                    "already-admitted",
+                    format!(
+                        "node `{node}` is already admitted with another key; pick another name"
+                    ),
+                )
+                .into());
+            }
+            tx.admit_node(&node, &k, Some(by))?;
+            Ok(format!("node `{node}` admitted ({})", k.fingerprint()))
+        })
+    })
+    .await
+    .map_err(ApiError::internal)?
+    .map_err(ApiError::internal)?;
+    match outcome {
+        Outcome::Accepted { value, .. } => {
+            tracing::info!(node = %name, key = %key.fingerprint(), signer = %by, "{value}");
+            c.set_node_key(name, key);
+            Ok(())
+        }
+        Outcome::Rejected { refusal, .. } => {
+            let message = if refusal.code == "replayed" {
+                format!(
+                    "the join ticket for `{name}` was already used; make a new one with `skr8tr ticket {name}`"
+                )
+            } else {
+                refusal.message
+            };
+            Err(ApiError::new(&refusal.code, message))
+        }
+    }
+}
+
+async fn record_rejection(c: &Arc<Conductor>, ticket: Vec<u8>, refusal: Refusal, now: u64) {
+    let env = envelope::Envelope::from_bytes(&ticket).ok();
+    let entry = RejectionEntry {
+        signer: env.as_ref().map(|e| e.signer),
+        summary: env
+            .and_then(|e| e.payload_unverified().ok())
+            .map_or("unreadable join ticket".into(), |p| p.command.summary()),
+        envelope: ticket,
+        refusal,
+        time_ms: now,
+    };
+    let store = c.store.clone();
+    if let Ok(Err(e)) = tokio::task::spawn_blocking(move || store.reject(entry)).await {
+        tracing::error!("recording a refused ticket: {e}");
+    }
+}
