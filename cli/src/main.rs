@@ -49,6 +49,10 @@ enum Command {
     Fingerprint(cmd::fingerprint::Args),
     /// Deploy (or update) the apps of a manifest.
     Up(cmd::up::Args),
+    /// Roll apps to a new version, one replica at a time, and show it.
+    Rollout(cmd::rollout::RolloutArgs),
+    /// Roll an app back to its previous generation the same way.
+    Rollback(cmd::rollout::RollbackArgs),
     /// Stop an app's replicas and forget it.
     Down(cmd::simple::DownArgs),
     /// Set an app's replica count.
@@ -90,6 +94,8 @@ fn main() -> ExitCode {
         Command::Fingerprint(args) => cmd::fingerprint::run(args),
         Command::Up(args) => cmd::up::run(&ctx, args),
         Command::Down(args) => cmd::simple::down(&ctx, args),
+        Command::Rollout(args) => cmd::rollout::rollout(&ctx, args),
+        Command::Rollback(args) => cmd::rollout::rollback(&ctx, args),
         Command::Scale(args) => cmd::simple::scale(&ctx, args),
         Command::Status => cmd::status::run(&ctx),
         Command::Nodes => cmd::nodes::run(&ctx),
@@ -162,10 +168,11 @@ pub fn duration(text: &str) -> Result<std::time::Duration, String> {
         .parse()
         .map_err(|_| format!("`{text}` is not a duration like 500ms, 5s or 2m"))?;
     let ms = match unit {
-        "ms" => n,
-        "s" => n * 1000,
-        "m" => n * 60_000,
+        "ms" => Some(n),
+        "s" => n.checked_mul(1000),
+        "m" => n.checked_mul(60_000),
         _ => return Err(format!("`{text}` is not a duration like 500ms, 5s or 2m")),
-    };
+    }
+    .ok_or_else(|| format!("`{text}` is too long"))?;
     Ok(std::time::Duration::from_millis(ms))
 }

@@ -8,7 +8,7 @@ use skr8tr_proto::command::Command;
 use skr8tr_proto::keys::{Fingerprint, PublicKey};
 use skr8tr_proto::manifest::{self, AppSpec, MAX_REPLICAS, Secret, secrets};
 use skr8tr_proto::wire::SecretValue;
-use skr8tr_store::records::{AppRecord, AppStatus, SpecRecord};
+use skr8tr_store::records::{AppRecord, AppStatus, RolloutPhase, RolloutRecord, SpecRecord};
 use skr8tr_store::{EffectError, Refusal, Tx};
 
 /// A command ready to apply: its effect returns the message the operator reads.
@@ -25,8 +25,18 @@ pub fn prepare(
         Command::Up { file, manifest } => {
             let specs = parse_with_secrets(&file, &manifest, sidecar)?;
             let hash: [u8; 32] = Sha256::digest(manifest.as_bytes()).into();
-            Ok(Box::new(move |tx| up(tx, &file, &manifest, hash, &specs)))
+            Ok(Box::new(move |tx| {
+                up(tx, &file, &manifest, hash, &specs, false)
+            }))
         }
+        Command::Rollout { file, manifest } => {
+            let specs = parse_with_secrets(&file, &manifest, sidecar)?;
+            let hash: [u8; 32] = Sha256::digest(manifest.as_bytes()).into();
+            Ok(Box::new(move |tx| {
+                up(tx, &file, &manifest, hash, &specs, true)
+            }))
+        }
+        Command::Rollback { app } => Ok(Box::new(move |tx| rollback(tx, &app))),
         Command::Down { app } => Ok(Box::new(move |tx| down(tx, &app))),
         Command::Scale { app, replicas } => {
             if replicas > MAX_REPLICAS {
@@ -108,65 +118,175 @@ fn parse_with_secrets(
     Ok(specs)
 }
 
+/// `up` creates new apps and rolls changed ones to a new generation;
+/// `rollout` (`existing_only`) refuses apps that do not exist yet.
 fn up(
     tx: &mut Tx<'_>,
     file: &str,
     text: &str,
     hash: [u8; 32],
     specs: &[AppSpec],
+    existing_only: bool,
 ) -> Result<String, EffectError> {
     let mut lines = Vec::new();
     for spec in specs {
-        let current = tx.app(&spec.name)?;
-        let (generation, previous) = match &current {
-            Some(app) => {
-                let same = tx
-                    .spec(&spec.name, app.generation)?
-                    .is_some_and(|s| s.spec == *spec);
-                if same && app.status == AppStatus::Active {
-                    lines.push(format!(
-                        "{}: unchanged (generation {})",
-                        spec.name, app.generation
-                    ));
-                    continue;
-                }
-                let newest = tx
-                    .specs_of(&spec.name)?
-                    .last()
-                    .map_or(app.generation, |(g, _)| *g);
-                (newest + 1, Some(app.generation))
+        let Some(app) = tx.app(&spec.name)? else {
+            if existing_only {
+                return Err(Refusal::new(
+                    "unknown-app",
+                    format!(
+                        "there is no app `{}` to roll out; create it with `skr8tr up {file}`",
+                        spec.name
+                    ),
+                )
+                .into());
             }
-            None => (1, None),
-        };
-        tx.put_spec(
-            &spec.name,
-            generation,
-            &SpecRecord {
-                spec: spec.clone(),
-                file: file.to_string(),
-                manifest: text.to_string(),
-                hash,
-            },
-        )?;
-        tx.put_app(
-            &spec.name,
-            &AppRecord {
-                generation,
-                previous_generation: previous,
-                replicas: spec.replicas,
-                status: AppStatus::Active,
-            },
-        )?;
-        let replicas = plural(spec.replicas, "replica");
-        lines.push(match previous {
-            None => format!("{}: created, generation 1, {replicas}", spec.name),
-            Some(old) => format!(
-                "{}: generation {old} -> {generation}, {replicas} (replaced all at once)",
+            // After a `down`, the old generations' specs remain: a new app of
+            // the same name starts after them, so no replica id is reused
+            // for a different program.
+            let generation = tx.specs_of(&spec.name)?.last().map_or(0, |(g, _)| *g) + 1;
+            put_generation(tx, spec, generation, file, text, hash)?;
+            tx.put_app(
+                &spec.name,
+                &AppRecord {
+                    generation,
+                    previous_generation: None,
+                    replicas: spec.replicas,
+                    status: AppStatus::Active,
+                },
+            )?;
+            let replicas = plural(spec.replicas, "replica");
+            lines.push(format!(
+                "{}: created, generation {generation}, {replicas}",
                 spec.name
-            ),
-        });
+            ));
+            continue;
+        };
+        let same = tx
+            .spec(&spec.name, app.generation)?
+            .is_some_and(|s| s.spec == *spec);
+        if same {
+            lines.push(format!(
+                "{}: unchanged (generation {})",
+                spec.name, app.generation
+            ));
+            continue;
+        }
+        no_rollout_running(tx, &spec.name)?;
+        let newest = tx
+            .specs_of(&spec.name)?
+            .last()
+            .map_or(app.generation, |(g, _)| *g);
+        let generation = newest + 1;
+        put_generation(tx, spec, generation, file, text, hash)?;
+        if spec.replicas != app.replicas {
+            tx.put_app(
+                &spec.name,
+                &AppRecord {
+                    replicas: spec.replicas,
+                    ..app.clone()
+                },
+            )?;
+        }
+        let replicas = plural(spec.replicas, "replica");
+        lines.push(start_rollout(
+            tx,
+            &spec.name,
+            app.generation,
+            generation,
+            &replicas,
+        )?);
     }
     Ok(lines.join("\n"))
+}
+
+fn put_generation(
+    tx: &mut Tx<'_>,
+    spec: &AppSpec,
+    generation: u64,
+    file: &str,
+    text: &str,
+    hash: [u8; 32],
+) -> Result<(), EffectError> {
+    Ok(tx.put_spec(
+        &spec.name,
+        generation,
+        &SpecRecord {
+            spec: spec.clone(),
+            file: file.to_string(),
+            manifest: text.to_string(),
+            hash,
+        },
+    )?)
+}
+
+fn no_rollout_running(tx: &Tx<'_>, app: &str) -> Result<(), EffectError> {
+    if let Some(r) = tx.rollout(app)? {
+        return Err(Refusal::new(
+            "rollout-in-progress",
+            format!(
+                "app `{app}` is rolling out from generation {} to {}; wait for it to end \
+                 (`skr8tr status`), then try again",
+                r.from_generation, r.to_generation
+            ),
+        )
+        .into());
+    }
+    Ok(())
+}
+
+fn start_rollout(
+    tx: &mut Tx<'_>,
+    app: &str,
+    from: u64,
+    to: u64,
+    replicas: &str,
+) -> Result<String, EffectError> {
+    let to_spec = tx.spec(app, to)?.ok_or_else(|| {
+        Refusal::new(
+            "unknown-generation",
+            format!("app `{app}` has no generation {to}"),
+        )
+    })?;
+    let now = tx.time_ms();
+    tx.put_rollout(
+        app,
+        &RolloutRecord {
+            from_generation: from,
+            to_generation: to,
+            step: 0,
+            phase: RolloutPhase::Surging,
+            started_at_ms: now,
+            step_deadline_ms: now + crate::rollout::ready_timeout_ms(&to_spec.spec),
+            reason: None,
+        },
+    )?;
+    let how = match to_spec.spec.port {
+        skr8tr_proto::manifest::Port::Fixed(p) => format!(
+            "one at a time; where port {p} is taken on every node, a replica is drained first \
+             and replaced (capacity dips by one during that step)"
+        ),
+        skr8tr_proto::manifest::Port::Auto => {
+            "one at a time, each new replica ready before an old one drains".into()
+        }
+    };
+    Ok(format!(
+        "{app}: rolling out generation {from} -> {to}, {replicas}, {how}"
+    ))
+}
+
+fn rollback(tx: &mut Tx<'_>, app: &str) -> Result<String, EffectError> {
+    let record = known_app(tx, app)?;
+    no_rollout_running(tx, app)?;
+    let Some(previous) = record.previous_generation else {
+        return Err(Refusal::new(
+            "no-previous",
+            format!("app `{app}` has no previous generation to roll back to"),
+        )
+        .into());
+    };
+    let replicas = plural(record.replicas, "replica");
+    start_rollout(tx, app, record.generation, previous, &replicas)
 }
 
 fn known_app(tx: &Tx<'_>, app: &str) -> Result<AppRecord, EffectError> {
@@ -196,6 +316,7 @@ fn down(tx: &mut Tx<'_>, app: &str) -> Result<String, EffectError> {
 
 fn scale(tx: &mut Tx<'_>, app: &str, replicas: u32) -> Result<String, EffectError> {
     let mut record = known_app(tx, app)?;
+    no_rollout_running(tx, app)?;
     let before = record.replicas;
     record.replicas = replicas;
     tx.put_app(app, &record)?;
@@ -226,7 +347,11 @@ fn revoke_key(tx: &mut Tx<'_>, fp: &Fingerprint) -> Result<String, EffectError> 
         .filter(|(_, k)| k.revoked_seq.is_none())
         .count();
     let Some(record) = tx.operator_key(fp)? else {
-        return Err(Refusal::new("unknown-key", format!("no operator key {fp}")).into());
+        return Err(Refusal::new(
+            "no-such-key",
+            format!("no operator key {fp}; `skr8tr key list` shows them"),
+        )
+        .into());
     };
     if record.revoked_seq.is_some() {
         return Err(Refusal::new("already-revoked", format!("key {fp} is already revoked")).into());

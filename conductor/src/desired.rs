@@ -5,7 +5,7 @@ use sha2::{Digest, Sha256};
 use skr8tr_proto::command::ClusterId;
 use skr8tr_proto::manifest::AppSpec;
 use skr8tr_proto::wire::{Assignment, Assignments};
-use skr8tr_store::records::{AppRecord, Desired, PlacementRecord, SpecRecord};
+use skr8tr_store::records::{AppRecord, PlacementRecord, RolloutRecord, SpecRecord};
 use skr8tr_store::{Snapshot, StoreError, Tx};
 use std::collections::BTreeMap;
 
@@ -13,6 +13,7 @@ pub trait Source {
     fn apps(&self) -> Result<Vec<(String, AppRecord)>, StoreError>;
     fn spec(&self, app: &str, generation: u64) -> Result<Option<SpecRecord>, StoreError>;
     fn placements(&self) -> Result<Vec<(String, PlacementRecord)>, StoreError>;
+    fn rollouts(&self) -> Result<Vec<(String, RolloutRecord)>, StoreError>;
 }
 
 macro_rules! source {
@@ -26,6 +27,9 @@ macro_rules! source {
             }
             fn placements(&self) -> Result<Vec<(String, PlacementRecord)>, StoreError> {
                 <$t>::placements(self)
+            }
+            fn rollouts(&self) -> Result<Vec<(String, RolloutRecord)>, StoreError> {
+                <$t>::rollouts(self)
             }
         }
     };
@@ -57,7 +61,9 @@ pub fn assignments(
 ) -> Result<Assignments, StoreError> {
     let mut replicas = Vec::new();
     for (id, p) in src.placements()? {
-        if p.node != node || p.desired != Desired::Run {
+        // Draining (`Stop`) replicas keep running until their placement is
+        // removed: they have left the registry, not yet the node.
+        if p.node != node {
             continue;
         }
         if let Some(spec) = src.spec(&p.app, p.generation)? {

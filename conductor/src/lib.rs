@@ -11,6 +11,7 @@
 //! - `commands`: what each operator command does, inside its commit.
 //! - `scheduler`: pure placement decisions.
 //! - `reconciler`: runs the scheduler on every change and commits its plan.
+//! - `rollout`: one pure step of a rolling update (surge, drain, revert).
 //! - `desired`: desired state from a snapshot or a transaction; assignments.
 //!
 //! Paths: command: CLI → `POST /v1/commands` → verify → `Store::command`
@@ -24,6 +25,7 @@ pub mod api;
 pub mod commands;
 pub mod desired;
 pub mod reconciler;
+pub mod rollout;
 pub mod scheduler;
 pub mod state;
 
@@ -127,6 +129,7 @@ pub async fn run(
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    conductor.mark_serving(now_ms());
     let reconciler = tokio::spawn(reconciler::run(conductor.clone()));
     let result = axum::serve(listener, api::router(conductor))
         .with_graceful_shutdown(shutdown)

@@ -29,6 +29,10 @@ pub struct Desired<'a> {
     pub apps: &'a BTreeMap<String, (AppRecord, AppSpec)>,
     pub placements: &'a BTreeMap<String, PlacementRecord>,
     pub nodes: &'a BTreeMap<String, NodeFit>,
+    /// Apps in a rolling update: the rollout engine owns their placements,
+    /// so the scheduler neither adds nor removes any (it still counts
+    /// their load).
+    pub rolling: &'a std::collections::BTreeSet<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -46,6 +50,11 @@ pub enum Change {
     Remove {
         replica: String,
         node: String,
+    },
+    /// Same placement, new desired state (drain: `Stop`; restore: `Run`).
+    Update {
+        replica: String,
+        record: PlacementRecord,
     },
 }
 
@@ -72,6 +81,10 @@ impl Plan {
                     format!("moved {replica} from lost node {from} to {}", record.node)
                 }
                 Change::Remove { replica, node } => format!("removed {replica} from {node}"),
+                Change::Update { replica, record } => match record.desired {
+                    records::Desired::Stop => format!("draining {replica}"),
+                    records::Desired::Run => format!("restored {replica}"),
+                },
             })
             .collect();
         format!("schedule: {}", parts.join("; "))
@@ -93,6 +106,13 @@ pub fn plan(d: &Desired<'_>) -> Plan {
         .collect();
     let mut keep: BTreeMap<&str, &PlacementRecord> = BTreeMap::new();
     for (id, p) in d.placements {
+        if d.rolling.contains(&p.app) {
+            if let (Some(l), Some((_, spec))) = (load.get_mut(p.node.as_str()), d.apps.get(&p.app))
+            {
+                l.add(spec, &p.app);
+            }
+            continue;
+        }
         let wanted = d.apps.get(&p.app).is_some_and(|(app, _)| {
             app.status == AppStatus::Active
                 && p.generation == app.generation
@@ -111,7 +131,7 @@ pub fn plan(d: &Desired<'_>) -> Plan {
         }
     }
     for (name, (app, spec)) in d.apps {
-        if app.status != AppStatus::Active {
+        if app.status != AppStatus::Active || d.rolling.contains(name) {
             continue;
         }
         for index in 0..app.replicas {
@@ -162,6 +182,45 @@ pub fn plan(d: &Desired<'_>) -> Plan {
     plan
 }
 
+/// A placement for one replica of `app` (the rollout engine's surge), on
+/// the node the scheduler would pick, counting every placement's load.
+pub fn place_one(
+    d: &Desired<'_>,
+    app: &str,
+    spec: &AppSpec,
+    generation: u64,
+    index: u32,
+) -> Option<PlacementRecord> {
+    let mut load: BTreeMap<&str, Load> = d
+        .nodes
+        .keys()
+        .map(|n| (n.as_str(), Load::default()))
+        .collect();
+    for p in d.placements.values() {
+        if let (Some(l), Some((_, s))) = (load.get_mut(p.node.as_str()), d.apps.get(&p.app)) {
+            // The new generation's static port is what matters for a surge.
+            let s = if p.app == app && p.generation == generation {
+                spec
+            } else {
+                s
+            };
+            l.add(s, &p.app);
+        }
+    }
+    let node = choose(d, &load, app, spec)?;
+    Some(PlacementRecord {
+        app: app.to_string(),
+        generation,
+        index,
+        node,
+        port: match spec.port {
+            Port::Fixed(p) => Some(p),
+            Port::Auto => None,
+        },
+        desired: records::Desired::Run,
+    })
+}
+
 #[derive(Default)]
 struct Load {
     cpu_millis: u64,
@@ -173,8 +232,10 @@ struct Load {
 
 impl Load {
     fn add(&mut self, spec: &AppSpec, app: &str) {
-        self.cpu_millis += u64::from(spec.cpu_millis.unwrap_or(0));
-        self.ram_bytes += spec.ram.unwrap_or(0);
+        self.cpu_millis = self
+            .cpu_millis
+            .saturating_add(u64::from(spec.cpu_millis.unwrap_or(0)));
+        self.ram_bytes = self.ram_bytes.saturating_add(spec.ram.unwrap_or(0));
         self.replicas += 1;
         *self.per_app.entry(app.to_string()).or_default() += 1;
         if let Port::Fixed(p) = spec.port {
@@ -207,8 +268,8 @@ fn fits(node: &NodeFit, load: &Load, spec: &AppSpec) -> bool {
         Port::Auto => true,
     };
     node.alive
-        && load.cpu_millis + cpu <= node.cpu_millis
-        && load.ram_bytes + ram <= node.ram_bytes
+        && load.cpu_millis.saturating_add(cpu) <= node.cpu_millis
+        && load.ram_bytes.saturating_add(ram) <= node.ram_bytes
         && port_free
 }
 
@@ -293,6 +354,7 @@ mod tests {
         for c in &plan.changes {
             match c {
                 Change::Place { replica, record }
+                | Change::Update { replica, record }
                 | Change::Move {
                     replica, record, ..
                 } => {
@@ -314,6 +376,7 @@ mod tests {
             apps,
             placements,
             nodes,
+            rolling: &Default::default(),
         });
         apply(placements, &p);
     }
@@ -331,6 +394,7 @@ mod tests {
             apps: &apps,
             placements: &placements,
             nodes: &nodes,
+            rolling: &Default::default(),
         });
         assert_eq!(p.changes.len(), 3);
         apply(&mut placements, &p);
@@ -341,6 +405,7 @@ mod tests {
             apps: &apps,
             placements: &placements,
             nodes: &nodes,
+            rolling: &Default::default(),
         });
         assert_eq!(again, Plan::default());
     }
@@ -356,6 +421,7 @@ mod tests {
             apps: &apps,
             placements: &placements,
             nodes: &lost,
+            rolling: &Default::default(),
         });
         assert_eq!(
             p.changes,
@@ -385,6 +451,7 @@ mod tests {
             apps: &apps,
             placements: &BTreeMap::new(),
             nodes: &nodes,
+            rolling: &Default::default(),
         });
         assert_eq!(p.changes.len(), 2);
         let reason = &p.pending["api"];
@@ -416,6 +483,7 @@ mod tests {
             apps: &huge,
             placements: &BTreeMap::new(),
             nodes: &nodes,
+            rolling: &Default::default(),
         });
         assert!(p.changes.is_empty());
         assert!(
@@ -427,6 +495,7 @@ mod tests {
             apps: &huge,
             placements: &BTreeMap::new(),
             nodes: &BTreeMap::new(),
+            rolling: &Default::default(),
         });
         assert!(none.pending["huge"].contains("no live node"));
     }
@@ -442,6 +511,7 @@ mod tests {
             apps: &apps,
             placements: &placements,
             nodes: &nodes,
+            rolling: &Default::default(),
         });
         assert_eq!(p.changes.len(), 2);
         apply(&mut placements, &p);

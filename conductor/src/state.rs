@@ -50,7 +50,9 @@ pub struct Conductor {
     pub key: SecretKey,
     pub cluster: ClusterId,
     pub config: Config,
-    pub started_ms: u64,
+    /// When this conductor began serving: the re-sync window counts from
+    /// here, not from opening the store (which may take a repair's time).
+    started_ms: std::sync::atomic::AtomicU64,
     nodes: Mutex<BTreeMap<String, NodeSeen>>,
     keyring: Mutex<OperatorKeys>,
     /// Admitted nodes' keys, decoded once.
@@ -84,7 +86,7 @@ impl Conductor {
             key,
             cluster,
             config,
-            started_ms,
+            started_ms: std::sync::atomic::AtomicU64::new(started_ms),
             nodes: Mutex::new(BTreeMap::new()),
             keyring: Mutex::new(keyring),
             node_keys: Mutex::new(node_keys),
@@ -116,6 +118,15 @@ impl Conductor {
         let fresh = OperatorKeys::load(&self.store)?;
         *lock(&self.keyring) = fresh;
         Ok(())
+    }
+
+    pub fn started_ms(&self) -> u64 {
+        self.started_ms.load(Ordering::Acquire)
+    }
+
+    /// Marks the moment the API is serving.
+    pub fn mark_serving(&self, now_ms: u64) {
+        self.started_ms.store(now_ms, Ordering::Release);
     }
 
     pub fn resyncing(&self) -> bool {

@@ -110,6 +110,9 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
         logs_port,
     });
     tracing::info!(node = %config.name, conductor = %config.conductor, "node agent started");
+    // One report first: it presents the join ticket alone, so the poller
+    // does not race it with the same single-use ticket.
+    sync.report_once().await;
     let reporter = tokio::spawn(sync.clone().report());
     let poller = tokio::spawn(sync.poll());
     shutdown.await;

@@ -109,6 +109,17 @@ impl Sync {
     /// Reports on every change and at least every heartbeat.
     pub async fn report(self: Arc<Self>) {
         loop {
+            self.report_once().await;
+            tokio::select! {
+                _ = self.changed.notified() => {}
+                _ = tokio::time::sleep(self.heartbeat) => {}
+            }
+        }
+    }
+
+    /// One report (the first one also presents the join ticket).
+    pub async fn report_once(&self) {
+        {
             let path = format!("/v1/nodes/{}/report", self.name);
             let body = self
                 .signed(NodeMessage::Report(self.snapshot()))
@@ -124,10 +135,6 @@ impl Sync {
                 }
                 Ok((status, body)) => tracing::warn!("report refused: {}", refusal(status, &body)),
                 Err(e) => tracing::warn!("report: {e}"),
-            }
-            tokio::select! {
-                _ = self.changed.notified() => {}
-                _ = tokio::time::sleep(self.heartbeat) => {}
             }
         }
     }

@@ -73,6 +73,10 @@ pub enum Command {
     /// it presents, until `expires_at_ms`. Made by `skr8tr ticket`, handed
     /// to `skr8tr node --ticket`.
     AdmitNode { name: String, expires_at_ms: u64 },
+    /// Roll the apps of a manifest to a new generation, replica by replica.
+    Rollout { file: String, manifest: String },
+    /// Roll an app back to its previous generation the same way.
+    Rollback { app: String },
 }
 
 impl Command {
@@ -91,6 +95,8 @@ impl Command {
             }
             Command::RevokeOperatorKey { fingerprint } => format!("key revoke {fingerprint}"),
             Command::AdmitNode { name, .. } => format!("admit node {name}"),
+            Command::Rollout { file, .. } => format!("rollout {file}"),
+            Command::Rollback { app } => format!("rollback {app}"),
         }
     }
 }

@@ -217,6 +217,8 @@ pub struct AppView {
     pub ready: u32,
     /// Why replicas are missing, if they are.
     pub pending: Option<String>,
+    /// A rolling update in progress: `1 -> 2, step 2/3 (surging)`.
+    pub rollout: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -244,6 +246,8 @@ pub struct ReplicaView {
     pub state: Option<ReplicaState>,
     pub pid: Option<u32>,
     pub restarts: u32,
+    /// Left the registry, still finishing in-flight requests.
+    pub draining: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -87,13 +87,25 @@ pub struct CommandEntry {
 impl CommandEntry {
     pub fn new(envelope: Vec<u8>, verified: &Verified, time_ms: u64) -> CommandEntry {
         let skew = u64::try_from(MAX_CLOCK_SKEW.as_millis()).unwrap_or(u64::MAX);
+        let payload = &verified.payload;
+        // The nonce must be remembered as long as the envelope could pass
+        // verification: the clock window, or a join ticket's own validity.
+        let valid_until = match &payload.command {
+            skr8tr_proto::command::Command::AdmitNode { expires_at_ms, .. } => (*expires_at_ms)
+                .min(
+                    payload
+                        .issued_at_ms
+                        .saturating_add(skr8tr_proto::envelope::MAX_TICKET_LIFETIME_MS),
+                ),
+            _ => payload.issued_at_ms,
+        };
         CommandEntry {
             envelope,
             signer: verified.signer,
-            summary: verified.payload.command.summary(),
-            nonce: verified.payload.nonce,
+            summary: payload.command.summary(),
+            nonce: payload.nonce,
             // Twice the window: room for the conductor's clock to step back.
-            nonce_expires_ms: verified.payload.issued_at_ms.saturating_add(2 * skew),
+            nonce_expires_ms: valid_until.saturating_add(2 * skew),
             time_ms,
         }
     }

@@ -29,7 +29,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     crate::init_tracing();
     let mut config = Config::new(args.data.clone());
     config.lost_after = args.lost_after;
-    config.resync_timeout = args.lost_after;
+    // Long enough for every live node to report once more, even one in its
+    // slowest retry backoff (2 s) after a failed request.
+    config.resync_timeout = args.lost_after + Duration::from_secs(3);
     let conductor = Arc::new(skr8tr_conductor::open(config, args.init_key.as_deref())?);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -61,6 +61,9 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitCode> {
             }
             while buf.len() >= 4 {
                 let len = u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
+                if len > skr8tr_proto::wire::MAX_BODY_BYTES * 4 {
+                    bail!("the conductor sent a {len}-byte frame; giving up on this stream");
+                }
                 if buf.len() < 4 + len {
                     break;
                 }

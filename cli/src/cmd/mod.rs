@@ -9,6 +9,7 @@ pub mod node;
 pub mod nodes;
 pub mod ping;
 pub mod ps;
+pub mod rollout;
 pub mod simple;
 pub mod status;
 pub mod ticket;

@@ -37,7 +37,10 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<ExitCode> {
             format!("{}/{}", a.ready, a.desired),
             a.running.to_string(),
             a.desired.to_string(),
-            a.pending.unwrap_or_default(),
+            a.rollout
+                .map(|r| format!("rolling out {r}"))
+                .or(a.pending)
+                .unwrap_or_default(),
         ]);
     }
     crate::table::print(&mut out, rows)?;

@@ -18,9 +18,17 @@ pub struct Args {
 }
 
 pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitCode> {
-    let name = args.file.display().to_string();
+    let (file, manifest, secrets) = read_manifest(&args.file)?;
+    let reply = ctx.block_on(api::send(ctx, Command::Up { file, manifest }, secrets))?;
+    api::finish(ctx, reply)
+}
+
+/// Reads a manifest and takes its secret values out: the file name to
+/// sign, the redacted text, and the values to send beside it.
+pub fn read_manifest(path: &std::path::Path) -> anyhow::Result<(String, String, Vec<SecretValue>)> {
+    let name = path.display().to_string();
     let mut bytes = Vec::new();
-    std::fs::File::open(&args.file)
+    std::fs::File::open(path)
         .with_context(|| format!("cannot read {name}"))?
         .take(MAX_MANIFEST_BYTES as u64 + 1)
         .read_to_end(&mut bytes)
@@ -33,8 +41,7 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitCode> {
             bail!("{name} has {} error(s); nothing was sent", diags.len());
         }
     };
-    let file = args
-        .file
+    let file = path
         .file_name()
         .map_or(name.clone(), |f| f.to_string_lossy().into_owned());
     let secrets = values
@@ -45,12 +52,7 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitCode> {
             value: v.value,
         })
         .collect();
-    let command = Command::Up {
-        file,
-        manifest: signed_text,
-    };
-    let reply = ctx.block_on(api::send(ctx, command, secrets))?;
-    api::finish(ctx, reply)
+    Ok((file, signed_text, secrets))
 }
 
 fn salt() -> [u8; 16] {

@@ -7,10 +7,10 @@
 use super::ApiError;
 use crate::state::Conductor;
 use skr8tr_proto::command::Command;
-use skr8tr_proto::envelope::{self, MAX_CLOCK_SKEW};
+use skr8tr_proto::envelope;
 use skr8tr_proto::keys::PublicKey;
 use skr8tr_proto::wire::{self, NodeRequest, SignedNodeRequest};
-use skr8tr_store::{CommandEntry, Outcome, Refusal, RejectionEntry};
+use skr8tr_store::{CommandEntry, Outcome, Refusal};
 use std::sync::Arc;
 
 pub async fn authenticate(
@@ -58,8 +58,12 @@ pub async fn authenticate(
     match admit(c, name, key.clone(), join.ticket, now).await {
         Ok(()) => Ok(request),
         // Two first requests of one node raced with the same ticket; the
-        // other one admitted this very key.
-        Err(_) if c.node_key(name).is_some_and(|k| k == key) => Ok(request),
+        // other one admitted this very key (read it from the store: the
+        // cache is filled only after that commit returned).
+        Err(_) if admitted_in_store(c, name, &key) => {
+            c.set_node_key(name, key);
+            Ok(request)
+        }
         Err(e) => Err(e),
     }
 }
@@ -99,9 +103,8 @@ async fn admit(
             format!("the ticket admits node `{for_name}`, not `{name}`"),
         ));
     }
-    let mut entry = CommandEntry::new(ticket, &verified, now);
-    // Remembered as long as the ticket could be presented again.
-    entry.nonce_expires_ms = expires_at_ms.saturating_add(2 * MAX_CLOCK_SKEW.as_millis() as u64);
+    let _ = expires_at_ms; // checked by `verify`; the store remembers the nonce until then
+    let entry = CommandEntry::new(ticket, &verified, now);
     let store = c.store.clone();
     let (node, k) = (name.to_string(), key.clone());
     let by = verified.signer;
@@ -144,17 +147,18 @@ async fn admit(
 
 async fn record_rejection(c: &Arc<Conductor>, ticket: Vec<u8>, refusal: Refusal, now: u64) {
     let env = envelope::Envelope::from_bytes(&ticket).ok();
-    let entry = RejectionEntry {
-        signer: env.as_ref().map(|e| e.signer),
-        summary: env
-            .and_then(|e| e.payload_unverified().ok())
-            .map_or("unreadable join ticket".into(), |p| p.command.summary()),
-        envelope: ticket,
-        refusal,
-        time_ms: now,
-    };
-    let store = c.store.clone();
-    if let Ok(Err(e)) = tokio::task::spawn_blocking(move || store.reject(entry)).await {
-        tracing::error!("recording a refused ticket: {e}");
-    }
+    let signer = env.as_ref().map(|e| e.signer);
+    let summary = env
+        .and_then(|e| e.payload_unverified().ok())
+        .map_or("unreadable join ticket".into(), |p| p.command.summary());
+    super::commands::reject(c, ticket, signer, summary, refusal, now).await;
+}
+
+fn admitted_in_store(c: &Conductor, name: &str, key: &PublicKey) -> bool {
+    c.store
+        .snapshot()
+        .and_then(|s| s.node_key(name))
+        .ok()
+        .flatten()
+        .is_some_and(|r| r.public_key == key.to_bytes())
 }

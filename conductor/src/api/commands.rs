@@ -100,7 +100,7 @@ async fn refuse_unverified(
     reject(c, envelope, signer, summary, refusal, now).await
 }
 
-async fn reject(
+pub(super) async fn reject(
     c: &Arc<Conductor>,
     envelope: Vec<u8>,
     signer: Option<skr8tr_proto::keys::Fingerprint>,
@@ -111,7 +111,7 @@ async fn reject(
     tracing::warn!(code = %refusal.code, "rejected command: {}", refusal.message);
     let store = c.store.clone();
     let entry = RejectionEntry {
-        envelope,
+        envelope: evidence(envelope),
         signer,
         summary,
         refusal: refusal.clone(),
@@ -122,6 +122,15 @@ async fn reject(
         Ok(Err(e)) => unavailable(e),
         Err(e) => unavailable(e),
     }
+}
+
+/// Unverified bytes cost nothing to send, so the audit log keeps only their
+/// first 4 KiB (a real envelope's signature and command fit) — anyone can
+/// send refusals, nobody can fill the disk with them.
+pub(super) fn evidence(mut bytes: Vec<u8>) -> Vec<u8> {
+    const KEEP: usize = 4096;
+    bytes.truncate(KEEP);
+    bytes
 }
 
 fn refused(seq: Option<u64>, refusal: Refusal) -> CommandReply {

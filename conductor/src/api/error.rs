@@ -50,7 +50,10 @@ pub fn status_for(code: &str) -> StatusCode {
         "replayed" | "key-exists" | "already-revoked" | "last-key" | "already-admitted" => {
             StatusCode::CONFLICT
         }
-        "unknown-app" | "unknown-node" | "not-found" => StatusCode::NOT_FOUND,
+        "unknown-app" | "unknown-node" | "not-found" | "no-such-key" | "no-previous" => {
+            StatusCode::NOT_FOUND
+        }
+        "rollout-in-progress" => StatusCode::CONFLICT,
         "too-large" => StatusCode::PAYLOAD_TOO_LARGE,
         "internal" => StatusCode::INTERNAL_SERVER_ERROR,
         "unavailable" => StatusCode::SERVICE_UNAVAILABLE,

@@ -202,7 +202,7 @@ fn async_stream(
                 } else if since.is_none() && log.error.is_none() {
                     after.insert(t.replica.clone(), Some(0));
                 }
-                if !log.lines.is_empty() || log.error.is_some() && since.is_none() {
+                if !log.lines.is_empty() || log.error.is_some() {
                     batch.push(log);
                 }
             }
@@ -214,7 +214,10 @@ fn async_stream(
                     return; // the client went away
                 }
             }
-            tokio::time::sleep(FOLLOW_EVERY).await;
+            tokio::select! {
+                _ = tx.closed() => return, // the client went away
+                _ = tokio::time::sleep(FOLLOW_EVERY) => {}
+            }
         }
     });
     ReceiverStream(rx)

@@ -53,9 +53,10 @@ pub async fn status(State(c): State<Arc<Conductor>>) -> Result<Response, ApiErro
             .map_err(ApiError::internal)?
             .map_or("?".into(), |s| s.spec.kind.to_string());
         let placements = snap.placements_of(&name).map_err(ApiError::internal)?;
+        // Serving replicas: every generation during a rollout, drained ones not.
         let current: Vec<_> = placements
             .iter()
-            .filter(|(_, p)| p.generation == app.generation)
+            .filter(|(_, p)| p.desired == skr8tr_store::records::Desired::Run)
             .collect();
         let states: Vec<ReplicaState> = current
             .iter()
@@ -81,6 +82,17 @@ pub async fn status(State(c): State<Arc<Conductor>>) -> Result<Response, ApiErro
                 .count() as u32,
             ready: states.iter().filter(|s| **s == ReplicaState::Ready).count() as u32,
             pending: pending.get(&name).cloned(),
+            rollout: snap.rollout(&name).map_err(ApiError::internal)?.map(|r| {
+                let phase = format!("{:?}", r.phase).to_lowercase();
+                let why = r.reason.map(|w| format!(": {w}")).unwrap_or_default();
+                format!(
+                    "{} -> {}, step {}/{} ({phase}{why})",
+                    r.from_generation,
+                    r.to_generation,
+                    (r.step + 1).min(app.replicas),
+                    app.replicas
+                )
+            }),
         });
     }
     let nodes = c.nodes();
@@ -161,6 +173,7 @@ pub async fn replicas(
                 state: report.map(|r| r.state),
                 pid: report.and_then(|r| r.pid),
                 restarts: report.map_or(0, |r| r.restarts),
+                draining: p.desired == skr8tr_store::records::Desired::Stop,
                 replica: id,
                 app: p.app,
                 generation: p.generation,
@@ -175,7 +188,7 @@ pub async fn history(
     State(c): State<Arc<Conductor>>,
     Query(f): Query<AppFilter>,
 ) -> Result<Response, ApiError> {
-    let limit = f.limit.unwrap_or(50).min(10_000);
+    let limit = f.limit.unwrap_or(50).min(1000);
     let snap = c.store.snapshot().map_err(ApiError::internal)?;
     let records = match &f.app {
         // Filtering needs the whole log; it is bounded by the limit after.

@@ -1,0 +1,100 @@
+//! `skr8tr rollout FILE [--detach]` and `skr8tr rollback APP [--detach]`:
+//! start a rolling update (or a roll back), then show it step by step until
+//! it completes or reverts. Exits 1 if it reverted.
+
+use crate::api::{self, Ctx};
+use anyhow::bail;
+use skr8tr_proto::command::Command;
+use skr8tr_proto::wire::{HistoryEntry, StatusReply};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+#[derive(clap::Args)]
+pub struct RolloutArgs {
+    /// The manifest with the new version of the app(s)
+    file: PathBuf,
+    /// Return once the rollout has started
+    #[arg(long)]
+    detach: bool,
+}
+
+#[derive(clap::Args)]
+pub struct RollbackArgs {
+    app: String,
+    /// Return once the roll back has started
+    #[arg(long)]
+    detach: bool,
+}
+
+pub fn rollout(ctx: &Ctx, args: RolloutArgs) -> anyhow::Result<ExitCode> {
+    let (file, manifest, secrets) = super::up::read_manifest(&args.file)?;
+    let apps: Vec<String> = skr8tr_proto::manifest::parse(&file, &manifest)
+        .map(|specs| specs.into_iter().map(|s| s.name).collect())
+        .unwrap_or_default();
+    let reply = ctx.block_on(api::send(ctx, Command::Rollout { file, manifest }, secrets))?;
+    follow(ctx, reply, apps, args.detach)
+}
+
+pub fn rollback(ctx: &Ctx, args: RollbackArgs) -> anyhow::Result<ExitCode> {
+    let reply = ctx.block_on(api::send(
+        ctx,
+        Command::Rollback {
+            app: args.app.clone(),
+        },
+        vec![],
+    ))?;
+    follow(ctx, reply, vec![args.app], args.detach)
+}
+
+fn follow(
+    ctx: &Ctx,
+    reply: skr8tr_proto::wire::CommandReply,
+    apps: Vec<String>,
+    detach: bool,
+) -> anyhow::Result<ExitCode> {
+    let seq = reply.seq.unwrap_or(0);
+    let rolling = reply.message.contains("rolling out");
+    api::finish(ctx, reply)?;
+    if detach || !rolling || ctx.json {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let started = Instant::now();
+    let mut shown = seq;
+    let mut reverted = false;
+    ctx.block_on(async {
+        let client = ctx.client()?;
+        loop {
+            for app in &apps {
+                let path = format!("/v1/history?app={app}&limit=200");
+                let entries: Vec<HistoryEntry> = api::get(&client, &path).await?;
+                let since = shown;
+                for e in entries
+                    .iter()
+                    .filter(|e| e.seq > since && e.summary.starts_with("rollout "))
+                {
+                    println!("{:>6.1}s  {}", started.elapsed().as_secs_f64(), e.summary);
+                    reverted |= e.summary.contains("reverted to generation");
+                    shown = shown.max(e.seq);
+                }
+            }
+            let status: StatusReply = api::get(&client, "/v1/status").await?;
+            let running = status
+                .apps
+                .iter()
+                .any(|a| apps.contains(&a.name) && a.rollout.is_some());
+            if !running {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        anyhow::Ok(())
+    })?;
+    if reverted {
+        bail!(
+            "the rollout was reverted; the previous generation is serving (see above and `skr8tr history`)"
+        );
+    }
+    println!("done in {:.1}s", started.elapsed().as_secs_f64());
+    Ok(ExitCode::SUCCESS)
+}
