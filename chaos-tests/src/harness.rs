@@ -322,3 +322,93 @@ pub fn alive(pid: u32) -> bool {
             })
             .unwrap_or(false)
 }
+
+/// A load generator: round-robin GETs over the endpoints the conductor
+/// lists as ready and not draining (refreshed every 50 ms), until stopped.
+pub struct Load {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<LoadReport>>,
+}
+
+#[derive(Debug, Default)]
+pub struct LoadReport {
+    pub ok: u64,
+    pub failed: Vec<String>,
+    /// Response bodies' `version=` in the order seen.
+    pub versions: Vec<String>,
+}
+
+impl Load {
+    pub fn start(url: &str, app: &str) -> Load {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let (flag, url, app) = (stop.clone(), url.to_string(), app.to_string());
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async move {
+                let conductor = Client::new(&url).expect("conductor URL");
+                let mut report = LoadReport::default();
+                let mut endpoints: Vec<String> = Vec::new();
+                let mut refreshed = Instant::now() - Duration::from_secs(1);
+                let mut clients: BTreeMap<String, Client> = BTreeMap::new();
+                let mut i = 0usize;
+                while !flag.load(Ordering::Relaxed) {
+                    if refreshed.elapsed() >= Duration::from_millis(50) {
+                        if let Ok((_, body)) = conductor
+                            .get(&format!("/v1/replicas?app={app}"), Duration::from_secs(2))
+                            .await
+                            && let Ok(list) = wire::decode::<Vec<ReplicaView>>(&body)
+                        {
+                            endpoints = list
+                                .iter()
+                                .filter(|r| r.state == Some(ReplicaState::Ready) && !r.draining)
+                                .filter_map(|r| Some(format!("{}:{}", r.address, r.port?)))
+                                .collect();
+                        }
+                        refreshed = Instant::now();
+                    }
+                    if endpoints.is_empty() {
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                        continue;
+                    }
+                    let ep = endpoints[i % endpoints.len()].clone();
+                    i += 1;
+                    let client = clients.entry(ep.clone()).or_insert_with(|| {
+                        Client::new(&format!("http://{ep}")).expect("endpoint URL")
+                    });
+                    match client.get("/", Duration::from_secs(5)).await {
+                        Ok((status, body)) if status.is_success() => {
+                            report.ok += 1;
+                            let body = String::from_utf8_lossy(&body);
+                            if let Some(v) = body
+                                .split_whitespace()
+                                .find_map(|w| w.strip_prefix("version="))
+                            {
+                                report.versions.push(v.to_string());
+                            }
+                        }
+                        Ok((status, _)) => report.failed.push(format!("{ep}: {status}")),
+                        Err(e) => report.failed.push(format!("{ep}: {e}")),
+                    }
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+                report
+            })
+        });
+        Load {
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    pub fn stop(mut self) -> LoadReport {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.thread
+            .take()
+            .and_then(|t| t.join().ok())
+            .unwrap_or_default()
+    }
+}
