@@ -73,6 +73,9 @@ enum Command {
     Conductor(cmd::conductor::Args),
     /// Run a node agent.
     Node(cmd::node::Args),
+    /// Operator keys: add, revoke, list.
+    #[command(subcommand)]
+    Key(cmd::key::Args),
     /// Make a join ticket that admits a node (once, until it expires).
     Ticket(cmd::ticket::Args),
 }
@@ -106,6 +109,7 @@ fn main() -> ExitCode {
         Command::Conductor(args) => cmd::conductor::run(args),
         Command::Node(args) => cmd::node::run(ctx.conductor.clone(), args),
         Command::Ticket(args) => cmd::ticket::run(&ctx, args),
+        Command::Key(args) => cmd::key::run(&ctx, args),
     };
     match result {
         Ok(code) => code,

@@ -271,6 +271,23 @@ pub struct HistoryEntry {
     pub message: Option<String>,
 }
 
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyView {
+    pub fingerprint: Fingerprint,
+    pub name: String,
+    pub added_by: Option<Fingerprint>,
+    pub added_seq: u64,
+    pub revoked_seq: Option<u64>,
+}
+
+/// The whole audit log, each entry in the store's own encoding, for
+/// offline verification (`skr8tr history --verify`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditExport {
+    pub cluster: ClusterId,
+    pub entries: Vec<Vec<u8>>,
+}
+
 /// An error body from any endpoint.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorReply {

@@ -261,6 +261,12 @@ fn apply_key_change(
     Ok(())
 }
 
+/// Decodes one exported entry (see `Snapshot::audit_raw`).
+pub fn decode_entry(bytes: &[u8]) -> Result<AuditRecord, crate::StoreError> {
+    use crate::records::Record;
+    AuditRecord::decode(bytes)
+}
+
 /// The envelope inside a command entry, decoded without trusting it.
 pub fn envelope_of(record: &AuditRecord) -> Option<Envelope> {
     match &record.event {

@@ -17,6 +17,13 @@ pub struct Snapshot {
 read_api!(Snapshot);
 
 impl Snapshot {
+    /// Every audit entry in its stored encoding (for export and offline
+    /// verification with [`crate::audit::decode_entry`]).
+    pub fn audit_raw(&self) -> Result<Vec<Vec<u8>>, StoreError> {
+        let t = self.txn.open_table(AUDIT)?;
+        t.iter()?.map(|row| Ok(row?.1.value().to_vec())).collect()
+    }
+
     /// Every audit entry, oldest first (for chain verification and export).
     pub fn audit_all(&self) -> Result<Vec<AuditRecord>, StoreError> {
         self.audit(1, usize::MAX)

@@ -13,9 +13,16 @@ pub struct Args {
     /// How many of the latest entries
     #[arg(long, default_value_t = 50)]
     limit: usize,
+    /// Fetch the whole log and re-verify, here, every hash link and every
+    /// accepted command's signature against the keys valid at the time
+    #[arg(long)]
+    verify: bool,
 }
 
 pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitCode> {
+    if args.verify {
+        return verify(ctx);
+    }
     let mut path = format!("/v1/history?limit={}", args.limit);
     if let Some(app) = &args.app {
         path.push_str(&format!("&app={app}"));
@@ -42,6 +49,40 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitCode> {
         ]);
     }
     crate::table::print(&mut std::io::stdout().lock(), rows)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn verify(ctx: &Ctx) -> anyhow::Result<ExitCode> {
+    let export: skr8tr_proto::wire::AuditExport =
+        ctx.block_on(async { api::get(&ctx.client()?, "/v1/audit").await })?;
+    let entries = export
+        .entries
+        .iter()
+        .map(|bytes| skr8tr_store::audit::decode_entry(bytes))
+        .collect::<Result<Vec<_>, _>>()?;
+    let head = entries
+        .last()
+        .map(|e| (e.seq, skr8tr_proto::hex::encode(&e.hash)));
+    if let Some(skr8tr_store::AuditEvent::Genesis { cluster, .. }) =
+        entries.first().map(|e| &e.event)
+        && *cluster != export.cluster
+    {
+        anyhow::bail!(
+            "the log's genesis names cluster {cluster}, but the conductor serves cluster {}",
+            export.cluster
+        );
+    }
+    let report = skr8tr_store::audit::verify_chain(entries)
+        .map_err(|e| anyhow::anyhow!("the audit log does NOT verify: {e}"))?;
+    println!(
+        "audit log verified: {} entries, {} signatures re-checked, {} refusals recorded",
+        report.entries, report.signatures_verified, report.rejected
+    );
+    if let Some((seq, hash)) = head {
+        println!(
+            "head: entry {seq}, hash {hash} (keep it elsewhere to detect a truncated log later)"
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -8,7 +8,7 @@
 //! - `admit.rs`: node requests signed with the node's key; first contact
 //!   with an operator-signed join ticket.
 //! - `reads.rs`: `GET /v1/ping`, `/v1/status`, `/v1/nodes`,
-//!   `/v1/replicas`, `/v1/history`.
+//!   `/v1/replicas`, `/v1/history`, `/v1/keys`, `/v1/audit`.
 //! - `error.rs`: `ApiError`, the one place that maps failures to statuses.
 
 mod admit;
@@ -37,6 +37,8 @@ pub fn router(c: Arc<Conductor>) -> Router {
         .route("/v1/nodes", get(reads::nodes))
         .route("/v1/replicas", get(reads::replicas))
         .route("/v1/history", get(reads::history))
+        .route("/v1/keys", get(reads::keys))
+        .route("/v1/audit", get(reads::audit))
         .route("/v1/commands", post(commands::command))
         .route("/v1/logs", post(logs::logs))
         .route("/v1/nodes/{name}/assignments", post(nodes::assignments))

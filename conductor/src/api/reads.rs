@@ -252,3 +252,34 @@ fn is_up_of(r: &skr8tr_store::AuditRecord, app: &str) -> bool {
         _ => false,
     }
 }
+
+pub async fn keys(State(c): State<Arc<Conductor>>) -> Result<Response, ApiError> {
+    let snap = c.store.snapshot().map_err(ApiError::internal)?;
+    let views: Vec<KeyView> = snap
+        .operator_keys()
+        .map_err(ApiError::internal)?
+        .into_iter()
+        .map(|(fingerprint, k)| KeyView {
+            fingerprint,
+            name: k.name,
+            added_by: k.added_by,
+            added_seq: k.added_seq,
+            revoked_seq: k.revoked_seq,
+        })
+        .collect();
+    Ok(body(StatusCode::OK, &views))
+}
+
+/// Every audit entry as stored, for `skr8tr history --verify`. The log is
+/// already readable through `/v1/history`; this adds the exact bytes.
+pub async fn audit(State(c): State<Arc<Conductor>>) -> Result<Response, ApiError> {
+    let snap = c.store.snapshot().map_err(ApiError::internal)?;
+    let entries = snap.audit_raw().map_err(ApiError::internal)?;
+    Ok(body(
+        StatusCode::OK,
+        &AuditExport {
+            cluster: c.cluster,
+            entries,
+        },
+    ))
+}
