@@ -102,6 +102,21 @@ fn step(c: &Conductor, now: u64) -> Result<bool, String> {
     let nodes = fits(c, now);
     let seen = seen(c, now);
     let snap = c.store.snapshot().map_err(|e| e.to_string())?;
+    let draining = {
+        let stopped: BTreeSet<String> = snap
+            .placements()
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .filter(|(_, p)| p.desired == skr8tr_store::records::Desired::Stop)
+            .map(|(id, _)| id)
+            .collect();
+        let mut d = c.draining();
+        d.retain(|id, _| stopped.contains(id));
+        for id in stopped {
+            d.entry(id).or_insert(now);
+        }
+        d.clone()
+    };
     let plan = schedule(&snap, &nodes).map_err(|e| e.to_string())?;
     let rolling: Vec<String> = snap
         .rollouts()
@@ -112,7 +127,7 @@ fn step(c: &Conductor, now: u64) -> Result<bool, String> {
     let mut advanced = Vec::new();
     for app in &rolling {
         if let Some((s, _)) =
-            rollout_step(&snap, app, &nodes, &seen, now).map_err(|e| e.to_string())?
+            rollout_step(&snap, app, &nodes, &seen, &draining, now).map_err(|e| e.to_string())?
         {
             advanced.push((app.clone(), s));
         }
@@ -137,11 +152,12 @@ fn step(c: &Conductor, now: u64) -> Result<bool, String> {
     }
     for (app, s) in advanced {
         let summary = rollout_summary(&app, &s);
-        let (nodes, seen) = (nodes.clone(), seen.clone());
+        let (nodes, seen, draining) = (nodes.clone(), seen.clone(), draining.clone());
         let outcome = c
             .store
             .system(summary.clone(), now, move |tx| {
-                let Some((again, current)) = rollout_step(tx, &app, &nodes, &seen, now)? else {
+                let Some((again, current)) = rollout_step(tx, &app, &nodes, &seen, &draining, now)?
+                else {
                     return Err(
                         Refusal::new("stale-plan", "the rollout changed while planning").into(),
                     );
@@ -180,6 +196,7 @@ fn rollout_step(
     app: &str,
     nodes: &BTreeMap<String, NodeFit>,
     seen: &HashMap<(String, String), Seen>,
+    draining: &HashMap<String, u64>,
     now: u64,
 ) -> Result<Option<(rollout::Step, AppRecord)>, StoreError> {
     let Some((_, record)) = src.rollouts()?.into_iter().find(|(a, _)| a == app) else {
@@ -214,6 +231,7 @@ fn rollout_step(
         to_spec: &to_spec,
         desired: &d,
         seen: &on_node,
+        draining_since: draining,
         now,
     });
     Ok((!s.is_noop(&record)).then(|| (s, app_record.clone())))

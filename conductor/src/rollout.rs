@@ -5,9 +5,12 @@
 //!
 //! One step `k` of `N`, surge mode: place new replica `k` (`to/k`), wait
 //! until it is ready, then drain one old replica (desired `Stop`: it leaves
-//! the registry but keeps running for `REGISTRY_DRAIN_MS`), remove it (the
-//! node sends SIGTERM, waits `drain`, kills), go to `k + 1`. Capacity never
-//! drops below `N` ready replicas. When no node can take the surge (a static
+//! the registry but keeps running) and go on to `k + 1` at once. A drained
+//! replica is removed once it has drained for `REGISTRY_DRAIN_MS` (the node
+//! then sends SIGTERM, waits `drain`, kills); drains overlap the next steps.
+//! Capacity never drops below `N` ready replicas. How long each replica has
+//! been draining is observed state the conductor keeps in memory: after a
+//! restart a drain simply lasts one more period. When no node can take the surge (a static
 //! port held on every node), the step drains an old replica first and then
 //! places the new one there (replace mode). A new replica that crashes, or is
 //! not ready by its deadline, turns the rollout into a revert: old replicas
@@ -48,6 +51,8 @@ pub struct View<'a> {
     pub desired: &'a scheduler::Desired<'a>,
     /// Replica id → what its (live) node reports.
     pub seen: &'a HashMap<String, Seen>,
+    /// Replica id → since when the conductor has seen it draining (`Stop`).
+    pub draining_since: &'a HashMap<String, u64>,
     pub now: u64,
 }
 
@@ -90,32 +95,15 @@ pub fn step(v: &View<'_>) -> Step {
             .filter(|(_, p)| p.app == v.app && p.generation == generation && p.desired == desired)
             .collect()
     };
-    let mut changes = Vec::new();
     let mut rec = v.rollout.clone();
-    let mut note = None;
-    if rec.phase == RolloutPhase::Draining {
-        if v.now < rec.step_deadline_ms {
-            return wait(v);
-        }
-        for (id, p) in mine(from, Desired::Stop) {
-            changes.push(Change::Remove {
-                replica: id.clone(),
-                node: p.node.clone(),
-            });
-        }
-        rec.phase = RolloutPhase::Surging;
-        rec.step_deadline_ms = v.now + ready_timeout_ms(v.to_spec);
-    }
+    // Records written before drains overlapped steps may say `Draining`.
+    rec.phase = RolloutPhase::Surging;
+    let mut changes = remove_drained(v, from);
     let old_running = mine(from, Desired::Run);
+    let draining_left = mine(from, Desired::Stop).len() > changes.len();
     let k = rec.step;
     let keep_old = n.saturating_sub(k + 1) as usize;
-    let new_id = replica_id(v.app, to, k);
-    let new_k = v
-        .desired
-        .placements
-        .get(&new_id)
-        .filter(|p| p.generation == to);
-    let drain_one = |rec: &mut RolloutRecord, changes: &mut Vec<Change>| -> Option<String> {
+    let drain_one = |changes: &mut Vec<Change>| -> Option<String> {
         let (id, p) = old_running.iter().max_by_key(|(_, p)| p.index)?;
         changes.push(Change::Update {
             replica: (*id).clone(),
@@ -124,28 +112,41 @@ pub fn step(v: &View<'_>) -> Step {
                 ..(*p).clone()
             },
         });
-        rec.phase = RolloutPhase::Draining;
-        rec.step_deadline_ms = v.now + REGISTRY_DRAIN_MS;
         Some((*id).clone())
     };
     if k >= n {
-        if old_running.is_empty() {
-            return done(
+        if !old_running.is_empty() {
+            // More old replicas than steps (scaled down mid-way): drain them.
+            let id = drain_one(&mut changes);
+            let note = id.map(|id| format!("draining {id}"));
+            return Step {
                 changes,
-                to,
-                Some(from),
-                false,
-                format!("all {n} replicas on generation {to}"),
-            );
+                next: Next::Continue(rec),
+                note,
+            };
         }
-        // More old replicas than steps (scaled down mid-way): drain them.
-        let id = drain_one(&mut rec, &mut changes);
-        return Step {
+        if draining_left {
+            return Step {
+                changes,
+                next: Next::Continue(rec),
+                note: None,
+            };
+        }
+        return done(
             changes,
-            next: Next::Continue(rec),
-            note: id.map(|id| format!("draining {id}")),
-        };
+            to,
+            Some(from),
+            false,
+            format!("all {n} replicas on generation {to}"),
+        );
     }
+    let new_id = replica_id(v.app, to, k);
+    let new_k = v
+        .desired
+        .placements
+        .get(&new_id)
+        .filter(|p| p.generation == to);
+    let mut note = None;
     match new_k {
         None => {
             if let Some(record) = scheduler::place_one(v.desired, v.app, v.to_spec, to, k) {
@@ -158,41 +159,35 @@ pub fn step(v: &View<'_>) -> Step {
                     replica: new_id,
                     record,
                 });
-                rec.phase = RolloutPhase::Surging;
                 rec.step_deadline_ms = v.now + ready_timeout_ms(v.to_spec);
             } else if old_running.len() > keep_old {
-                let id = drain_one(&mut rec, &mut changes);
+                // Replace mode: the old replica's port frees once it is
+                // removed after its drain; the new one is placed then.
+                let id = drain_one(&mut changes);
                 note = id.map(|id| {
                     format!(
                         "step {}/{n}: no room to surge (static port); draining {id} first",
                         k + 1
                     )
                 });
-            } else if v.now > rec.step_deadline_ms {
+                rec.step_deadline_ms = v.now + REGISTRY_DRAIN_MS + ready_timeout_ms(v.to_spec);
+            } else if !draining_left && v.now > rec.step_deadline_ms {
                 return start_revert(v, rec, changes, format!("no node can take {new_id}"));
             }
         }
         Some(_) => match v.seen.get(&new_id) {
             Some(s) if s.state == ReplicaState::Ready => {
-                if old_running.len() > keep_old {
-                    let id = drain_one(&mut rec, &mut changes);
-                    note =
-                        id.map(|id| format!("step {}/{n}: {new_id} ready; draining {id}", k + 1));
+                let drained = if old_running.len() > keep_old {
+                    drain_one(&mut changes)
                 } else {
-                    rec.step = k + 1;
-                    rec.phase = RolloutPhase::Surging;
-                    rec.step_deadline_ms = v.now + ready_timeout_ms(v.to_spec);
-                    note = Some(format!("step {}/{n} done", k + 1));
-                    if k + 1 >= n && old_running.is_empty() {
-                        return done(
-                            changes,
-                            to,
-                            Some(from),
-                            false,
-                            format!("all {n} replicas on generation {to}"),
-                        );
-                    }
-                }
+                    None
+                };
+                rec.step = k + 1;
+                rec.step_deadline_ms = v.now + ready_timeout_ms(v.to_spec);
+                note = Some(match drained {
+                    Some(id) => format!("step {}/{n}: {new_id} ready; draining {id}", k + 1),
+                    None => format!("step {}/{n}: {new_id} ready", k + 1),
+                });
             }
             Some(s) if crashed(s) => {
                 let why = format!(
@@ -221,16 +216,26 @@ pub fn step(v: &View<'_>) -> Step {
     }
 }
 
-fn crashed(s: &Seen) -> bool {
-    s.restarts > 0 || matches!(s.state, ReplicaState::Backoff | ReplicaState::Exited { .. })
+/// Removes this app's `generation` replicas that have drained long enough.
+fn remove_drained(v: &View<'_>, generation: u64) -> Vec<Change> {
+    v.desired
+        .placements
+        .iter()
+        .filter(|(_, p)| p.app == v.app && p.generation == generation && p.desired == Desired::Stop)
+        .filter(|(id, _)| {
+            v.draining_since
+                .get(*id)
+                .is_some_and(|since| v.now.saturating_sub(*since) >= REGISTRY_DRAIN_MS)
+        })
+        .map(|(id, p)| Change::Remove {
+            replica: id.clone(),
+            node: p.node.clone(),
+        })
+        .collect()
 }
 
-fn wait(v: &View<'_>) -> Step {
-    Step {
-        changes: vec![],
-        next: Next::Continue(v.rollout.clone()),
-        note: None,
-    }
+fn crashed(s: &Seen) -> bool {
+    s.restarts > 0 || matches!(s.state, ReplicaState::Backoff | ReplicaState::Exited { .. })
 }
 
 fn done(
@@ -371,6 +376,7 @@ mod tests {
         seen: HashMap<String, Seen>,
         rollout: RolloutRecord,
         specs: BTreeMap<u64, AppSpec>,
+        draining: HashMap<String, u64>,
         now: u64,
     }
 
@@ -439,6 +445,7 @@ mod tests {
                 reason: None,
             },
             specs: BTreeMap::from([(1, s1), (2, s2)]),
+            draining: HashMap::new(),
             now: 0,
         }
     }
@@ -462,6 +469,7 @@ mod tests {
                 to_spec: &self.specs[&self.rollout.to_generation],
                 desired: &d,
                 seen: &self.seen,
+                draining_since: &self.draining,
                 now: self.now,
             };
             let s = step(&view);
@@ -475,11 +483,15 @@ mod tests {
                         self.seen.insert(replica.clone(), fate);
                     }
                     Change::Update { replica, record } => {
+                        if record.desired == Desired::Stop {
+                            self.draining.insert(replica.clone(), self.now);
+                        }
                         self.placements.insert(replica.clone(), record.clone());
                     }
                     Change::Remove { replica, .. } => {
                         self.placements.remove(replica);
                         self.seen.remove(replica);
+                        self.draining.remove(replica);
                     }
                 }
             }
@@ -643,6 +655,7 @@ mod tests {
             to_spec: &s.specs[&2],
             desired: &d,
             seen: &s.seen,
+            draining_since: &s.draining,
             now: s.now,
         };
         assert_eq!(step(&view), step(&view));

@@ -63,6 +63,9 @@ pub struct Conductor {
     pub wake: Notify,
     resyncing: AtomicBool,
     pending: Mutex<BTreeMap<String, String>>,
+    /// Replica id → when the reconciler first saw it draining (observed,
+    /// not stored: after a restart a drain lasts one more period).
+    draining: Mutex<HashMap<String, u64>>,
     signed: Mutex<HashMap<String, (u64, Arc<SignedAssignments>)>>,
 }
 
@@ -94,6 +97,7 @@ impl Conductor {
             wake: Notify::new(),
             resyncing: AtomicBool::new(true),
             pending: Mutex::new(BTreeMap::new()),
+            draining: Mutex::new(HashMap::new()),
             signed: Mutex::new(HashMap::new()),
         })
     }
@@ -135,6 +139,10 @@ impl Conductor {
 
     pub fn end_resync(&self) {
         self.resyncing.store(false, Ordering::Release);
+    }
+
+    pub fn draining(&self) -> MutexGuard<'_, HashMap<String, u64>> {
+        lock(&self.draining)
     }
 
     pub fn pending(&self) -> MutexGuard<'_, BTreeMap<String, String>> {

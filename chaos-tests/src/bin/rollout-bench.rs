@@ -61,7 +61,7 @@ fn main() {
         health.0.as_secs_f64() / 24.0
     );
     println!(
-        "each step includes {} ms of registry drain before the old replica is stopped",
+        "drained replicas leave the registry {} ms before they are stopped; drains overlap the next steps",
         skr8tr_conductor::rollout::REGISTRY_DRAIN_MS
     );
     println!("[1] cited from ../shared/DESIGN.md; the original cannot be rebuilt here");
