@@ -525,3 +525,60 @@ fn operator_keys_are_added_and_revoked_by_signed_commands_and_the_log_verifies()
     // key add, bob's up, key revoke: three accepted signed commands.
     assert!(verified.contains("3 signatures re-checked"), "{verified}");
 }
+
+#[test]
+fn the_registry_lists_ready_replicas_and_lookup_round_robins() {
+    let mut c = Cluster::start("registry");
+    c.start_node("n1");
+    c.start_node("n2");
+    deploy_web(&c);
+    let replicas = c.wait_ready("web", 3, WAIT);
+    let all = c.ok(&["lookup", "web"]);
+    for r in &replicas {
+        assert!(
+            all.contains(&format!("{}:{}\t{}", r.address, r.port.unwrap(), r.replica)),
+            "{all}"
+        );
+    }
+    let picks: BTreeSet<String> = (0..6).map(|_| c.ok(&["lookup", "web", "--one"])).collect();
+    assert_eq!(
+        picks.len(),
+        3,
+        "round-robin visits every replica: {picks:?}"
+    );
+
+    // A watch with the current index waits; a replica dying changes the
+    // registry, and the watch answers at once without it.
+    let client = c.client();
+    let (_, body) = harness::block_on(client.get("/v1/registry", Duration::from_secs(5))).unwrap();
+    let snap: wire::RegistrySnapshot = wire::decode(&body).unwrap();
+    assert_eq!(snap.apps["web"].len(), 3);
+    let watcher = {
+        let (url, index) = (c.url.clone(), snap.index);
+        std::thread::spawn(move || {
+            let client = skr8tr_node::http::Client::new(&url).unwrap();
+            let t = std::time::Instant::now();
+            let path = format!("/v1/registry?index={index}");
+            let (_, body) = harness::block_on(client.get(&path, Duration::from_secs(60))).unwrap();
+            (
+                t.elapsed(),
+                wire::decode::<wire::RegistrySnapshot>(&body).unwrap(),
+            )
+        })
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    unsafe_free_kill(replicas[0].pid.unwrap());
+    let (waited, changed) = watcher.join().unwrap();
+    assert_ne!(changed.index, snap.index);
+    assert!(
+        waited < Duration::from_secs(20),
+        "answered on the change, not at the timeout: {waited:?}"
+    );
+    let left = changed.apps.get("web").cloned().unwrap_or_default();
+    assert!(
+        left.iter().all(|e| e.replica != replicas[0].replica),
+        "{left:?}"
+    );
+    let missing = c.skr8tr(&["lookup", "nope"]);
+    assert_eq!(missing.status.code(), Some(1));
+}

@@ -67,6 +67,8 @@ enum Command {
     Logs(cmd::logs::Args),
     /// The audit log: who did what, when, and the outcome.
     History(cmd::history::Args),
+    /// An app's ready endpoints (or one, round-robin).
+    Lookup(cmd::lookup::Args),
     /// Check that the conductor answers.
     Ping,
     /// Run the conductor (the control plane).
@@ -106,6 +108,7 @@ fn main() -> ExitCode {
         Command::History(args) => cmd::history::run(&ctx, args),
         Command::Logs(args) => cmd::logs::run(&ctx, args),
         Command::Ping => cmd::ping::run(&ctx),
+        Command::Lookup(args) => cmd::lookup::run(&ctx, args),
         Command::Conductor(args) => cmd::conductor::run(args),
         Command::Node(args) => cmd::node::run(ctx.conductor.clone(), args),
         Command::Ticket(args) => cmd::ticket::run(&ctx, args),

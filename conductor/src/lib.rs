@@ -12,6 +12,7 @@
 //! - `scheduler`: pure placement decisions.
 //! - `reconciler`: runs the scheduler on every change and commits its plan.
 //! - `rollout`: one pure step of a rolling update (surge, drain, revert).
+//! - `registry`: ready, routable endpoints per app, derived from reports.
 //! - `desired`: desired state from a snapshot or a transaction; assignments.
 //!
 //! Paths: command: CLI → `POST /v1/commands` → verify → `Store::command`
@@ -25,6 +26,7 @@ pub mod api;
 pub mod commands;
 pub mod desired;
 pub mod reconciler;
+pub mod registry;
 pub mod rollout;
 pub mod scheduler;
 pub mod state;

@@ -26,6 +26,9 @@ pub async fn run(c: Arc<Conductor>) {
             _ = tokio::time::sleep(TICK) => {}
         }
         let now = crate::now_ms();
+        // Nodes fall silent without a report saying so: let registry
+        // watchers recheck liveness every tick.
+        c.registry_moved();
         if c.resyncing() {
             if !resync_done(&c, now) {
                 continue;

@@ -61,6 +61,11 @@ pub struct Conductor {
     pub changed: watch::Sender<u64>,
     /// Wakes the reconciler early.
     pub wake: Notify,
+    /// Bumped whenever the registry may have changed (reports, commits,
+    /// reconciler ticks); registry watchers recompute and compare.
+    pub registry_changed: watch::Sender<u64>,
+    /// Round-robin position for `lookup --one`.
+    pub lookup_next: std::sync::atomic::AtomicUsize,
     resyncing: AtomicBool,
     pending: Mutex<BTreeMap<String, String>>,
     /// Replica id → when the reconciler first saw it draining (observed,
@@ -94,6 +99,8 @@ impl Conductor {
             keyring: Mutex::new(keyring),
             node_keys: Mutex::new(node_keys),
             changed: watch::channel(0).0,
+            registry_changed: watch::channel(0).0,
+            lookup_next: std::sync::atomic::AtomicUsize::new(0),
             wake: Notify::new(),
             resyncing: AtomicBool::new(true),
             pending: Mutex::new(BTreeMap::new()),
@@ -156,7 +163,14 @@ impl Conductor {
     /// Tells long-polls and the reconciler that desired state changed.
     pub fn bump(&self) {
         self.changed.send_modify(|v| *v = v.wrapping_add(1));
+        self.registry_moved();
         self.wake.notify_one();
+    }
+
+    /// Tells registry watchers to look again.
+    pub fn registry_moved(&self) {
+        self.registry_changed
+            .send_modify(|v| *v = v.wrapping_add(1));
     }
 
     pub fn is_alive(&self, seen: &NodeSeen, now_ms: u64) -> bool {

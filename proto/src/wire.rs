@@ -288,6 +288,23 @@ pub struct AuditExport {
     pub entries: Vec<Vec<u8>>,
 }
 
+/// Where one ready replica is reached.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Endpoint {
+    pub replica: String,
+    pub address: String,
+    pub port: u16,
+}
+
+/// The service registry: for each app, its replicas that are ready and not
+/// draining. `index` changes whenever the content does (a digest), so a
+/// watcher long-polls with the index it has.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegistrySnapshot {
+    pub index: u64,
+    pub apps: std::collections::BTreeMap<String, Vec<Endpoint>>,
+}
+
 /// An error body from any endpoint.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorReply {

@@ -6,6 +6,7 @@ pub mod history;
 pub mod key;
 pub mod keygen;
 pub mod logs;
+pub mod lookup;
 pub mod node;
 pub mod nodes;
 pub mod ping;

@@ -9,6 +9,7 @@
 //!   with an operator-signed join ticket.
 //! - `reads.rs`: `GET /v1/ping`, `/v1/status`, `/v1/nodes`,
 //!   `/v1/replicas`, `/v1/history`, `/v1/keys`, `/v1/audit`.
+//! - `registry.rs`: `GET /v1/registry` (long-poll watch), `GET /v1/lookup/{app}`.
 //! - `error.rs`: `ApiError`, the one place that maps failures to statuses.
 
 mod admit;
@@ -17,6 +18,7 @@ mod error;
 mod logs;
 mod nodes;
 mod reads;
+mod registry;
 
 use crate::state::Conductor;
 use axum::Router;
@@ -38,6 +40,8 @@ pub fn router(c: Arc<Conductor>) -> Router {
         .route("/v1/replicas", get(reads::replicas))
         .route("/v1/history", get(reads::history))
         .route("/v1/keys", get(reads::keys))
+        .route("/v1/registry", get(registry::registry))
+        .route("/v1/lookup/{app}", get(registry::lookup))
         .route("/v1/audit", get(reads::audit))
         .route("/v1/commands", post(commands::command))
         .route("/v1/logs", post(logs::logs))

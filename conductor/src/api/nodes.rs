@@ -113,6 +113,7 @@ pub async fn report(
     }
     // A new node is schedulable at once; any report may change readiness.
     c.wake.notify_one();
+    c.registry_moved();
     let snap = c.store.snapshot().map_err(ApiError::internal)?;
     let current = desired::assignments(&snap, c.cluster, &name).map_err(ApiError::internal)?;
     Ok(body(

@@ -1,0 +1,78 @@
+//! `GET /v1/registry?index=I`: the registry, answered at once when its index
+//! differs from `I`, otherwise when it changes (long-poll, up to 25 s).
+//! While the conductor re-syncs after a start it answers 503: a router keeps
+//! the snapshot it has. `GET /v1/lookup/{app}?one=true`: an app's endpoints,
+//! or one of them in round-robin order.
+
+use super::{ApiError, body};
+use crate::state::Conductor;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use skr8tr_proto::wire::Endpoint;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+#[derive(serde::Deserialize)]
+pub struct Watch {
+    index: Option<u64>,
+}
+
+pub async fn registry(
+    State(c): State<Arc<Conductor>>,
+    Query(w): Query<Watch>,
+) -> Result<Response, ApiError> {
+    let mut changes = c.registry_changed.subscribe();
+    let deadline = tokio::time::Instant::now() + c.config.long_poll;
+    loop {
+        changes.borrow_and_update();
+        if c.resyncing() {
+            return Err(ApiError::new(
+                "unavailable",
+                "the conductor is re-syncing after a start; keep the last registry snapshot",
+            ));
+        }
+        let snapshot =
+            crate::registry::snapshot(&c, crate::now_ms()).map_err(ApiError::internal)?;
+        if w.index != Some(snapshot.index) || tokio::time::Instant::now() >= deadline {
+            return Ok(body(StatusCode::OK, &snapshot));
+        }
+        tokio::select! {
+            _ = changes.changed() => {}
+            _ = tokio::time::sleep_until(deadline) => {}
+        }
+    }
+}
+
+#[derive(serde::Deserialize)]
+pub struct One {
+    one: Option<bool>,
+}
+
+pub async fn lookup(
+    State(c): State<Arc<Conductor>>,
+    Path(app): Path<String>,
+    Query(q): Query<One>,
+) -> Result<Response, ApiError> {
+    let snapshot = crate::registry::snapshot(&c, crate::now_ms()).map_err(ApiError::internal)?;
+    let mut endpoints: Vec<Endpoint> = snapshot.apps.get(&app).cloned().unwrap_or_default();
+    if endpoints.is_empty() {
+        let known = c
+            .store
+            .snapshot()
+            .and_then(|s| s.app(&app))
+            .map_err(ApiError::internal)?;
+        return Err(match known {
+            None => ApiError::new("unknown-app", format!("there is no app `{app}`")),
+            Some(_) => ApiError::new(
+                "unavailable",
+                format!("app `{app}` has no ready replica right now"),
+            ),
+        });
+    }
+    if q.one.unwrap_or(false) {
+        let i = c.lookup_next.fetch_add(1, Ordering::Relaxed) % endpoints.len();
+        endpoints = vec![endpoints.swap_remove(i)];
+    }
+    Ok(body(StatusCode::OK, &endpoints))
+}
