@@ -13,6 +13,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 pub struct Cluster {
+    ingress: Option<Child>,
     pub dir: PathBuf,
     pub url: String,
     pub port: u16,
@@ -88,6 +89,7 @@ impl Cluster {
             dir,
             port,
             conductor: None,
+            ingress: None,
             nodes: BTreeMap::new(),
             next_range: next_port_block(),
             lost_after: "2s",
@@ -231,6 +233,29 @@ impl Cluster {
         }
     }
 
+    /// Starts `skr8tr ingress` with `routes`; returns its address once it
+    /// answers.
+    pub fn start_ingress(&mut self, routes: &[&str]) -> String {
+        let addr = format!("127.0.0.1:{}", free_port());
+        let mut args = vec!["ingress", "--listen", &addr];
+        for r in routes {
+            args.push("--route");
+            args.push(r);
+        }
+        let log = std::fs::File::create(self.dir.join("ingress.log")).expect("log file");
+        let child = self
+            .command(&args)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start ingress");
+        self.ingress = Some(child);
+        wait_for("the ingress to listen", Duration::from_secs(30), || {
+            std::net::TcpStream::connect(&addr).ok().map(|_| ())
+        });
+        addr
+    }
+
     pub fn client(&self) -> Client {
         Client::new(&self.url).expect("conductor URL")
     }
@@ -284,6 +309,10 @@ impl Drop for Cluster {
         }
         if self.conductor.is_some() {
             self.kill_conductor();
+        }
+        if let Some(mut i) = self.ingress.take() {
+            let _ = i.kill();
+            let _ = i.wait();
         }
         if !std::thread::panicking() {
             let _ = std::fs::remove_dir_all(&self.dir);
@@ -339,10 +368,20 @@ pub struct LoadReport {
 }
 
 impl Load {
+    /// Load through one address (the ingress) instead of the endpoints.
+    pub fn through(addr: &str) -> Load {
+        Load::spawn(None, Some(addr.to_string()))
+    }
+
     pub fn start(url: &str, app: &str) -> Load {
+        Load::spawn(Some((url.to_string(), app.to_string())), None)
+    }
+
+    fn spawn(registry: Option<(String, String)>, fixed: Option<String>) -> Load {
         use std::sync::atomic::{AtomicBool, Ordering};
         let stop = std::sync::Arc::new(AtomicBool::new(false));
-        let (flag, url, app) = (stop.clone(), url.to_string(), app.to_string());
+        let flag = stop.clone();
+        let (url, app) = registry.unwrap_or_else(|| ("http://127.0.0.1:1".into(), String::new()));
         let thread = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -356,7 +395,9 @@ impl Load {
                 let mut clients: BTreeMap<String, Client> = BTreeMap::new();
                 let mut i = 0usize;
                 while !flag.load(Ordering::Relaxed) {
-                    if refreshed.elapsed() >= Duration::from_millis(50) {
+                    if let Some(addr) = &fixed {
+                        endpoints = vec![addr.clone()];
+                    } else if refreshed.elapsed() >= Duration::from_millis(50) {
                         if let Ok((_, body)) = conductor
                             .get(&format!("/v1/replicas?app={app}"), Duration::from_secs(2))
                             .await

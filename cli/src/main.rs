@@ -75,6 +75,8 @@ enum Command {
     Conductor(cmd::conductor::Args),
     /// Run a node agent.
     Node(cmd::node::Args),
+    /// Run the HTTP ingress (reverse proxy to apps).
+    Ingress(cmd::ingress::Args),
     /// Operator keys: add, revoke, list.
     #[command(subcommand)]
     Key(cmd::key::Args),
@@ -111,6 +113,7 @@ fn main() -> ExitCode {
         Command::Lookup(args) => cmd::lookup::run(&ctx, args),
         Command::Conductor(args) => cmd::conductor::run(args),
         Command::Node(args) => cmd::node::run(ctx.conductor.clone(), args),
+        Command::Ingress(args) => cmd::ingress::run(ctx.conductor.clone(), args),
         Command::Ticket(args) => cmd::ticket::run(&ctx, args),
         Command::Key(args) => cmd::key::run(&ctx, args),
     };

@@ -1,6 +1,174 @@
-//! The HTTP reverse proxy: longest-prefix routes to apps, backends from the
-//! conductor's registry (kept through conductor outages), pooled keep-alive
-//! connections to replicas (hyper-util), TLS termination with rustls.
-//! Stateless. Not yet filled: the registry and ingress issue builds it.
+//! The HTTP ingress: a reverse proxy whose backends follow the conductor's
+//! service registry. Stateless: it keeps only the last good registry
+//! snapshot, and keeps serving with it while the conductor is away.
+//!
+//! Layout:
+//! - this file: [`Config`] and [`run`] (accept loop, registry watcher).
+//! - `routes`: longest-prefix route matching.
+//! - `proxy`: one request: route, backend choice, retries, access log.
+//! - `headers`: hop-by-hop removal, `X-Forwarded-*`, `X-Real-IP`.
+//! - `state`: the shared snapshot, round robin, ejections, pooled client.
+//!
+//! Path: client → `proxy::handle` → route → endpoint (round robin) →
+//! pooled keep-alive connection → replica; registry: `watch` long-polls
+//! `/v1/registry` and swaps the snapshot.
 
 #![forbid(unsafe_code)]
+
+mod headers;
+mod proxy;
+pub mod routes;
+mod state;
+
+pub use routes::Route;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use skr8tr_proto::wire::{self, RegistrySnapshot};
+use state::Shared;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// `http://HOST:PORT` of the conductor.
+    pub conductor: String,
+    pub routes: Vec<Route>,
+    /// Largest request body forwarded (it is buffered, so a failed
+    /// connection can be retried on another replica).
+    pub max_body_bytes: usize,
+    /// Longest a backend may take to answer.
+    pub request_timeout: Duration,
+    /// Largest request head (request line and headers).
+    pub max_header_bytes: usize,
+    /// A client connection idle this long is closed.
+    pub idle_timeout: Duration,
+}
+
+impl Config {
+    pub fn new(conductor: String, routes: Vec<Route>) -> Config {
+        Config {
+            conductor,
+            routes,
+            max_body_bytes: 10 << 20,
+            request_timeout: Duration::from_secs(60),
+            max_header_bytes: 64 << 10,
+            idle_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Serves on `listener` until `shutdown`.
+pub async fn run(
+    config: Config,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    connector.set_connect_timeout(Some(Duration::from_secs(2)));
+    let client = Client::builder(TokioExecutor::new())
+        .pool_timer(TokioTimer::new())
+        .pool_idle_timeout(Duration::from_secs(30))
+        .pool_max_idle_per_host(64)
+        .build(connector);
+    let shared = Arc::new(Shared::new(config, client));
+    let watcher = tokio::spawn(watch(shared.clone()));
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, client) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!("accept: {e}");
+                    continue;
+                }
+            },
+            _ = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            let max_head = shared.config.max_header_bytes;
+            let idle = shared.config.idle_timeout;
+            let service = hyper::service::service_fn(move |req| {
+                let shared = shared.clone();
+                async move {
+                    Ok::<_, std::convert::Infallible>(proxy::handle(shared, client, req).await)
+                }
+            });
+            let conn = hyper::server::conn::http1::Builder::new()
+                .max_buf_size(max_head.max(8192))
+                .header_read_timeout(Some(idle))
+                .timer(TokioTimer::new())
+                .serve_connection(TokioIo::new(stream), service);
+            if let Err(e) = conn.await {
+                tracing::debug!("connection from {client}: {e}");
+            }
+        });
+    }
+    watcher.abort();
+    Ok(())
+}
+
+/// Keeps the registry snapshot current; on any failure keeps the last good
+/// one and tries again. Uses the same pooled client as the proxy.
+async fn watch(shared: Arc<Shared>) {
+    let base = shared.config.conductor.trim_end_matches('/').to_string();
+    let mut index = 0u64;
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        match fetch(&shared, &format!("{base}/v1/registry?index={index}")).await {
+            Ok(snapshot) => {
+                backoff = Duration::from_millis(100);
+                if snapshot.index != index {
+                    let apps: Vec<String> = snapshot
+                        .apps
+                        .iter()
+                        .map(|(a, e)| format!("{a}:{}", e.len()))
+                        .collect();
+                    tracing::info!(index = snapshot.index, "registry: {}", apps.join(" "));
+                    index = snapshot.index;
+                    shared.set_registry(snapshot);
+                }
+                continue;
+            }
+            Err(e) => tracing::warn!("registry: {e}; keeping the last snapshot"),
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(2));
+    }
+}
+
+async fn fetch(shared: &Shared, url: &str) -> Result<RegistrySnapshot, String> {
+    let uri: hyper::Uri = url
+        .parse()
+        .map_err(|_| format!("`{url}` is not a conductor URL"))?;
+    let request = hyper::Request::get(uri)
+        .body(Full::new(Bytes::new()))
+        .map_err(|e| e.to_string())?;
+    let exchange = async {
+        let response = shared
+            .client
+            .request(request)
+            .await
+            .map_err(|e| format!("cannot reach the conductor: {e}"))?;
+        let status = response.status();
+        let body = http_body_util::Limited::new(response.into_body(), wire::MAX_BODY_BYTES * 8)
+            .collect()
+            .await
+            .map_err(|e| e.to_string())?
+            .to_bytes();
+        if !status.is_success() {
+            return Err(format!("conductor answered {status}"));
+        }
+        wire::decode::<RegistrySnapshot>(&body)
+    };
+    tokio::time::timeout(Duration::from_secs(35), exchange)
+        .await
+        .map_err(|_| "the conductor did not answer".to_string())?
+}

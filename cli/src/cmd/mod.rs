@@ -3,6 +3,7 @@
 pub mod conductor;
 pub mod fingerprint;
 pub mod history;
+pub mod ingress;
 pub mod key;
 pub mod keygen;
 pub mod logs;

@@ -1,0 +1,110 @@
+//! Issue 6's behaviour with real processes: requests through `skr8tr
+//! ingress` reach every replica and survive a killed replica, a rolling
+//! update and a conductor killed with SIGKILL.
+
+use skr8tr_chaos_tests::harness::{Cluster, Load, http_get, wait_for};
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+const WAIT: Duration = Duration::from_secs(60);
+
+fn web(version: &str) -> String {
+    format!(
+        "app web\n  exec {{workload}}\n  args --version {version}\n  replicas 3\n  health {{ check GET /healthz 200; interval 1s }}\n"
+    )
+}
+
+fn cluster(name: &str) -> (Cluster, String) {
+    let mut c = Cluster::start(name);
+    c.start_node("n1");
+    c.start_node("n2");
+    c.ok(&["up", c.manifest("web.skr8tr", &web("v1")).to_str().unwrap()]);
+    c.wait_ready("web", 3, WAIT);
+    let ingress = c.start_ingress(&["/:web", "/gone:nothing"]);
+    wait_for("the ingress to route", WAIT, || {
+        (http_get(&ingress, "/")?.0 == 200).then_some(())
+    });
+    (c, ingress)
+}
+
+#[test]
+fn requests_reach_every_replica_and_unrouted_or_empty_apps_answer_404_503() {
+    let (c, ingress) = cluster("ingress-basic");
+    let mut seen = BTreeSet::new();
+    for _ in 0..30 {
+        let (status, body) = http_get(&ingress, "/").unwrap();
+        assert_eq!(status, 200);
+        let replica = body
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("replica="))
+            .unwrap()
+            .to_string();
+        seen.insert(replica);
+    }
+    assert_eq!(seen.len(), 3, "round robin reaches every replica: {seen:?}");
+    let (status, body) = http_get(&ingress, "/gone/x").unwrap();
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body.contains("app `nothing` has no ready replica"),
+        "{body}"
+    );
+    drop(c);
+}
+
+#[test]
+fn only_routed_prefixes_are_served() {
+    let mut c = Cluster::start("ingress-404");
+    let ingress = c.start_ingress(&["/api:web"]);
+    let (status, body) = http_get(&ingress, "/apix").unwrap();
+    assert_eq!(status, 404, "{body}");
+    assert!(body.contains("no route for /apix"));
+}
+
+#[test]
+fn a_replica_killed_under_load_costs_no_request() {
+    let (c, ingress) = cluster("ingress-kill");
+    let load = Load::through(&ingress);
+    std::thread::sleep(Duration::from_millis(500));
+    let victim = c.replicas("web")[0].pid.unwrap();
+    let ok = std::process::Command::new("kill")
+        .args(["-9", &victim.to_string()])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    wait_for("the replica to be back", WAIT, || {
+        c.replicas("web")
+            .iter()
+            .any(|r| r.restarts > 0 && r.state == Some(skr8tr_proto::wire::ReplicaState::Ready))
+            .then_some(())
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let report = load.stop();
+    assert!(report.ok > 100, "{report:?}");
+    assert!(
+        report.failed.is_empty(),
+        "retries cover a dead replica: {:?}",
+        report.failed
+    );
+}
+
+#[test]
+fn a_rollout_and_a_conductor_restart_through_the_ingress_fail_no_request() {
+    let (mut c, ingress) = cluster("ingress-roll");
+    let load = Load::through(&ingress);
+    std::thread::sleep(Duration::from_millis(300));
+    c.ok(&[
+        "rollout",
+        c.manifest("v2.skr8tr", &web("v2")).to_str().unwrap(),
+    ]);
+    // The ingress keeps its last snapshot while the conductor is gone.
+    c.kill_conductor();
+    std::thread::sleep(Duration::from_millis(1500));
+    c.start_conductor();
+    wait_for("re-sync", WAIT, || (!c.ping()?.resyncing).then_some(()));
+    std::thread::sleep(Duration::from_millis(500));
+    let report = load.stop();
+    assert!(report.failed.is_empty(), "{:?}", report.failed);
+    assert!(report.versions.iter().any(|v| v == "v1") && report.versions.iter().any(|v| v == "v2"));
+    let tail = &report.versions[report.versions.len().saturating_sub(20)..];
+    assert!(tail.iter().all(|v| v == "v2"), "{tail:?}");
+}

@@ -1,0 +1,52 @@
+//! `skr8tr ingress --listen ADDR --route PREFIX:APP … [--conductor URL]`:
+//! the HTTP reverse proxy, backends from the conductor's registry.
+
+use anyhow::Context;
+use skr8tr_ingress::{Config, Route};
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::Duration;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Where clients connect
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// PREFIX:APP, longest prefix wins (`/api:api-server`, `/:frontend`)
+    #[arg(long = "route", value_name = "PREFIX:APP", required = true, value_parser = Route::parse)]
+    routes: Vec<Route>,
+    /// Largest request body forwarded
+    #[arg(long, default_value = "10485760", value_name = "BYTES")]
+    max_body: usize,
+    /// Largest request head (request line and headers)
+    #[arg(long, default_value = "65536", value_name = "BYTES")]
+    max_header: usize,
+    /// Longest a backend may take to answer
+    #[arg(long, default_value = "60s", value_parser = crate::duration)]
+    timeout: Duration,
+    /// Close client connections idle this long
+    #[arg(long, default_value = "60s", value_parser = crate::duration)]
+    idle_timeout: Duration,
+}
+
+pub fn run(conductor: String, args: Args) -> anyhow::Result<ExitCode> {
+    crate::init_tracing();
+    let mut config = Config::new(conductor, args.routes);
+    config.max_body_bytes = args.max_body;
+    config.max_header_bytes = args.max_header;
+    config.request_timeout = args.timeout;
+    config.idle_timeout = args.idle_timeout;
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?
+        .block_on(async {
+            let listener = tokio::net::TcpListener::bind(args.listen)
+                .await
+                .with_context(|| format!("cannot listen on {}", args.listen))?;
+            tracing::info!(listen = %listener.local_addr()?, "ingress ready");
+            skr8tr_ingress::run(config, listener, crate::shutdown_signal()).await?;
+            anyhow::Ok(())
+        })?;
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,158 @@
+//! Forwarding one request: route, pick a backend (round robin over the
+//! app's ready endpoints, skipping ejected ones), rewrite headers, send on a
+//! pooled keep-alive connection, retry where it is safe, log the outcome.
+//!
+//! Round robin rather than least-outstanding: replicas of one app are alike
+//! and requests short, so rotating is as fair and needs no shared counters
+//! per request. Retries: a connection that could not be made carries no
+//! request, so any method goes to the next endpoint (and the endpoint is
+//! ejected for a while); a failure after sending retries only idempotent
+//! methods.
+
+use crate::headers;
+use crate::routes;
+use crate::state::Shared;
+use bytes::Bytes;
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response, StatusCode, Uri};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+pub type Body = BoxBody<Bytes, hyper::Error>;
+
+fn local(status: StatusCode, text: String) -> Response<Body> {
+    let mut r = Response::new(
+        Full::new(Bytes::from(text + "\n"))
+            .map_err(|never| match never {})
+            .boxed(),
+    );
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
+}
+
+fn idempotent(m: &Method) -> bool {
+    matches!(
+        *m,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE
+    )
+}
+
+pub async fn handle(
+    shared: Arc<Shared>,
+    client: SocketAddr,
+    req: Request<Incoming>,
+) -> Response<Body> {
+    let started = Instant::now();
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let (response, backend) = forward(&shared, client, req).await;
+    tracing::info!(
+        %method,
+        path = %path,
+        status = response.status().as_u16(),
+        backend = backend.as_deref().unwrap_or("-"),
+        ms = format!("{:.2}", started.elapsed().as_secs_f64() * 1000.0),
+        "request"
+    );
+    response
+}
+
+async fn forward(
+    shared: &Shared,
+    client: SocketAddr,
+    req: Request<Incoming>,
+) -> (Response<Body>, Option<String>) {
+    let path = req.uri().path().to_string();
+    let Some(route) = routes::route(&shared.config.routes, &path) else {
+        return (
+            local(StatusCode::NOT_FOUND, format!("no route for {path}")),
+            None,
+        );
+    };
+    let endpoints = shared.endpoints(&route.app);
+    if endpoints.is_empty() {
+        let msg = format!("app `{}` has no ready replica", route.app);
+        return (local(StatusCode::SERVICE_UNAVAILABLE, msg), None);
+    }
+    let (mut parts, body) = req.into_parts();
+    let body = match Limited::new(body, shared.config.max_body_bytes)
+        .collect()
+        .await
+    {
+        Ok(b) => b.to_bytes(),
+        Err(_) => {
+            let msg = format!(
+                "request body larger than {} bytes",
+                shared.config.max_body_bytes
+            );
+            return (local(StatusCode::PAYLOAD_TOO_LARGE, msg), None);
+        }
+    };
+    headers::strip_hop_by_hop(&mut parts.headers);
+    headers::add_forwarded(&mut parts.headers, client.ip(), "http");
+    let path_and_query = parts
+        .uri
+        .path_and_query()
+        .map_or("/", |p| p.as_str())
+        .to_string();
+    let first = shared.next_index();
+    let tries = endpoints.len().min(3);
+    let mut last_error = String::new();
+    for attempt in 0..tries {
+        let ep = &endpoints[(first + attempt) % endpoints.len()];
+        let addr = format!("{}:{}", ep.address, ep.port);
+        let Ok(uri) = format!("http://{addr}{path_and_query}").parse::<Uri>() else {
+            return (
+                local(StatusCode::BAD_REQUEST, "unusable request path".into()),
+                None,
+            );
+        };
+        let mut out = Request::new(Full::new(body.clone()));
+        *out.method_mut() = parts.method.clone();
+        *out.uri_mut() = uri;
+        *out.headers_mut() = parts.headers.clone();
+        let sent =
+            tokio::time::timeout(shared.config.request_timeout, shared.client.request(out)).await;
+        match sent {
+            Ok(Ok(mut response)) => {
+                headers::strip_hop_by_hop(response.headers_mut());
+                return (response.map(|b: Incoming| b.boxed()), Some(addr));
+            }
+            Ok(Err(e)) => {
+                last_error = format!("{addr}: {e}");
+                if e.is_connect() {
+                    shared.eject(&addr);
+                    continue;
+                }
+                if !idempotent(&parts.method) {
+                    break;
+                }
+            }
+            Err(_) => {
+                let secs = shared.config.request_timeout.as_secs();
+                return (
+                    local(
+                        StatusCode::GATEWAY_TIMEOUT,
+                        format!("{addr} did not answer within {secs} s"),
+                    ),
+                    Some(addr),
+                );
+            }
+        }
+    }
+    tracing::warn!("all tried backends failed: {last_error}");
+    (
+        local(
+            StatusCode::BAD_GATEWAY,
+            format!("no backend answered ({last_error})"),
+        ),
+        None,
+    )
+}
