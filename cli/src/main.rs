@@ -69,6 +69,8 @@ enum Command {
     History(cmd::history::Args),
     /// An app's ready endpoints (or one, round-robin).
     Lookup(cmd::lookup::Args),
+    /// A whole cluster in one process, serving MANIFEST through the ingress.
+    Dev(cmd::dev::Args),
     /// Check that the conductor answers.
     Ping,
     /// Run the conductor (the control plane).
@@ -77,6 +79,9 @@ enum Command {
     Node(cmd::node::Args),
     /// Run the HTTP ingress (reverse proxy to apps).
     Ingress(cmd::ingress::Args),
+    /// The static file server of `serve { static DIR }` (started by nodes).
+    #[command(hide = true)]
+    ServeStatic(cmd::serve_static::Args),
     /// Operator keys: add, revoke, list.
     #[command(subcommand)]
     Key(cmd::key::Args),
@@ -110,10 +115,12 @@ fn main() -> ExitCode {
         Command::History(args) => cmd::history::run(&ctx, args),
         Command::Logs(args) => cmd::logs::run(&ctx, args),
         Command::Ping => cmd::ping::run(&ctx),
+        Command::Dev(args) => cmd::dev::run(&ctx, args),
         Command::Lookup(args) => cmd::lookup::run(&ctx, args),
         Command::Conductor(args) => cmd::conductor::run(args),
         Command::Node(args) => cmd::node::run(ctx.conductor.clone(), args),
         Command::Ingress(args) => cmd::ingress::run(ctx.conductor.clone(), args),
+        Command::ServeStatic(args) => cmd::serve_static::run(args),
         Command::Ticket(args) => cmd::ticket::run(&ctx, args),
         Command::Key(args) => cmd::key::run(&ctx, args),
     };

@@ -91,10 +91,37 @@ fn withheld(name: &str) -> bool {
 /// parent-death signal when the *thread* that forked exits.
 pub fn spawn(plan: &LaunchPlan<'_>) -> Result<Running, SpawnError> {
     let spec = plan.spec;
-    let program = spec.exec.as_deref().ok_or_else(|| SpawnError::NoProgram {
-        app: plan.app.to_string(),
-        kind: spec.kind.to_string(),
-    })?;
+    // `serve { static DIR }`: the node runs its own binary as the static
+    // file server — the one file already on every host.
+    let (program, args): (String, Vec<String>) = match (&spec.exec, &spec.serve) {
+        (Some(exec), _) => (
+            exec.clone(),
+            spec.args
+                .iter()
+                .map(|a| expand_port(a, plan.port))
+                .collect(),
+        ),
+        (None, Some(serve)) => {
+            let me = std::env::current_exe().map_err(|source| SpawnError::Exec {
+                program: "the skr8tr binary (for serve)".into(),
+                source,
+            })?;
+            let args = vec![
+                "serve-static".to_string(),
+                serve.dir.clone(),
+                "--port".into(),
+                plan.port.to_string(),
+            ];
+            (me.display().to_string(), args)
+        }
+        (None, None) => {
+            return Err(SpawnError::NoProgram {
+                app: plan.app.to_string(),
+                kind: spec.kind.to_string(),
+            });
+        }
+    };
+    let program = program.as_str();
     for volume in &spec.volumes {
         std::fs::DirBuilder::new()
             .recursive(true)
@@ -106,7 +133,7 @@ pub fn spawn(plan: &LaunchPlan<'_>) -> Result<Running, SpawnError> {
             })?;
     }
     let mut cmd = Command::new(program);
-    cmd.args(spec.args.iter().map(|a| expand_port(a, plan.port)));
+    cmd.args(args);
     for (name, _) in std::env::vars_os() {
         if name.to_str().is_some_and(withheld) {
             cmd.env_remove(name);

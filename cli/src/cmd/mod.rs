@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 pub mod conductor;
+pub mod dev;
 pub mod fingerprint;
 pub mod history;
 pub mod ingress;
@@ -13,6 +14,7 @@ pub mod nodes;
 pub mod ping;
 pub mod ps;
 pub mod rollout;
+pub mod serve_static;
 pub mod simple;
 pub mod status;
 pub mod ticket;

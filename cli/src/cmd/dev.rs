@@ -1,0 +1,186 @@
+//! `skr8tr dev [MANIFEST]`: a whole cluster in one process — conductor,
+//! one node and the ingress — with its data under `~/.skr8tr/dev`. Creates
+//! an operator key if there is none, admits the node with a ticket it signs
+//! itself, deploys the manifest (default `examples/hello.skr8tr`), routes
+//! `/` to its first app and `/APP` to each other one, and prints what to try.
+
+use crate::api::{self, Ctx};
+use anyhow::Context;
+use skr8tr_conductor::Config;
+use skr8tr_node::agent::NodeConfig;
+use skr8tr_proto::command::Command;
+use skr8tr_proto::envelope::{Envelope, unix_ms};
+use skr8tr_proto::keys::{self, SecretKey};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// The manifest to deploy
+    #[arg(default_value = "examples/hello.skr8tr")]
+    manifest: PathBuf,
+    /// Where the dev cluster keeps its state [default: ~/.skr8tr/dev]
+    #[arg(long, value_name = "DIR")]
+    data: Option<PathBuf>,
+    /// The conductor's API address
+    #[arg(long, default_value = "127.0.0.1:7771")]
+    api: SocketAddr,
+    /// The ingress address
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+}
+
+pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitCode> {
+    crate::init_tracing();
+    let home = crate::home_dir()?;
+    let data = args.data.clone().unwrap_or_else(|| home.join("dev"));
+    let key_path = ctx
+        .key
+        .clone()
+        .unwrap_or_else(|| home.join(keys::SECRET_KEY_FILE));
+    let public_path = key_path.with_file_name(keys::PUBLIC_KEY_FILE);
+    if !key_path.exists() {
+        let key = SecretKey::generate().context("cannot generate a key")?;
+        let dir = key_path.parent().context("the key path has no directory")?;
+        keys::write_key_pair(dir, &key, false)?;
+        println!(
+            "created operator key {} ({})",
+            key_path.display(),
+            key.public().fingerprint()
+        );
+    }
+    let operator = keys::read_secret_key(&key_path)?;
+    let (file, manifest, secrets) = super::up::read_manifest(&args.manifest)?;
+    let apps: Vec<String> = skr8tr_proto::manifest::parse(&file, &manifest)
+        .map(|s| s.into_iter().map(|a| a.name).collect())
+        .unwrap_or_default();
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?
+        .block_on(async move {
+            // Conductor.
+            let conductor = Arc::new(skr8tr_conductor::open(
+                Config::new(data.join("conductor")),
+                Some(&public_path),
+            )?);
+            let api_listener =
+                tokio::net::TcpListener::bind(args.api)
+                    .await
+                    .with_context(|| {
+                        format!(
+                            "cannot listen on {} (another skr8tr dev? pass --api)",
+                            args.api
+                        )
+                    })?;
+            let url = format!("http://{}", api_listener.local_addr()?);
+            tokio::spawn(skr8tr_conductor::run(
+                conductor.clone(),
+                api_listener,
+                std::future::pending(),
+            ));
+
+            // One node, admitted with a ticket signed here.
+            let now = SystemTime::now();
+            let admit = Command::AdmitNode {
+                name: "dev".into(),
+                expires_at_ms: unix_ms(now) + 600_000,
+            };
+            let ticket = Envelope::sign(&operator, admit, conductor.cluster, now)?.to_bytes();
+            let node_config = NodeConfig {
+                conductor: url.clone(),
+                conductor_key: conductor.key.public(),
+                name: "dev".into(),
+                advertise: "127.0.0.1".parse()?,
+                port_range: (20000, 20999),
+                data_dir: data.join("node"),
+                heartbeat: Duration::from_secs(1),
+                log_lines: 1000,
+                ticket: Some(ticket),
+            };
+            let stop = Arc::new(tokio::sync::Notify::new());
+            let node_stop = stop.clone();
+            let node = tokio::spawn(skr8tr_node::agent::run(node_config, async move {
+                node_stop.notified().await
+            }));
+            wait("the node to join", || conductor.nodes().contains_key("dev")).await?;
+
+            // Deploy, then route.
+            let ctx = Ctx {
+                conductor: url.clone(),
+                key: Some(key_path.clone()),
+                json: false,
+            };
+            let reply = api::send(&ctx, Command::Up { file, manifest }, secrets).await?;
+            if !reply.accepted {
+                anyhow::bail!(
+                    "deploy refused ({}): {}",
+                    reply.code.unwrap_or_default(),
+                    reply.message
+                );
+            }
+            println!("{}", reply.message);
+            let mut routes = Vec::new();
+            // `/` goes to the first app; the others get `/APP` (paths are
+            // forwarded as they are, prefix included).
+            for (i, app) in apps.iter().enumerate() {
+                let route = if i == 0 {
+                    format!("/:{app}")
+                } else {
+                    format!("/{app}:{app}")
+                };
+                routes.push(skr8tr_ingress::Route::parse(&route).map_err(anyhow::Error::msg)?);
+            }
+            let ingress_listener = tokio::net::TcpListener::bind(args.listen)
+                .await
+                .with_context(|| format!("cannot listen on {} (pass --listen)", args.listen))?;
+            let ingress_addr = ingress_listener.local_addr()?;
+            tokio::spawn(skr8tr_ingress::run(
+                skr8tr_ingress::Config::new(url.clone(), routes),
+                ingress_listener,
+                std::future::pending(),
+            ));
+            if let Some(first) = apps.first() {
+                let c = conductor.clone();
+                let first = first.clone();
+                wait("the app to be ready", move || {
+                    skr8tr_conductor::registry::snapshot(&c, skr8tr_conductor::now_ms())
+                        .is_ok_and(|s| s.apps.get(&first).is_some_and(|e| !e.is_empty()))
+                })
+                .await?;
+            }
+            println!();
+            println!("open http://{ingress_addr}/");
+            println!();
+            println!("then, in another terminal (SKR8TR_CONDUCTOR={url}):");
+            println!("  skr8tr status          apps, desired and ready replicas");
+            println!("  skr8tr ps              where each replica runs");
+            if let Some(app) = apps.first() {
+                println!("  skr8tr logs {app}      its output, signed and audited");
+            }
+            println!("  skr8tr history         who did what, when");
+            println!("  skr8tr rollout FILE    a zero-downtime update");
+            println!();
+            println!("Ctrl-C stops everything (the replicas with it).");
+            crate::shutdown_signal().await;
+            stop.notify_waiters();
+            let _ = node.await;
+            anyhow::Ok(())
+        })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Polls `done` every 10 ms for up to 60 s.
+async fn wait(what: &str, mut done: impl FnMut() -> bool) -> anyhow::Result<()> {
+    let started = Instant::now();
+    while !done() {
+        if started.elapsed() > Duration::from_secs(60) {
+            anyhow::bail!("timed out waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    Ok(())
+}
