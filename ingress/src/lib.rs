@@ -47,6 +47,8 @@ pub struct Config {
     pub max_header_bytes: usize,
     /// A client connection idle this long is closed.
     pub idle_timeout: Duration,
+    /// One `tracing` line per request (method, path, status, backend, ms).
+    pub access_log: bool,
 }
 
 impl Config {
@@ -58,6 +60,7 @@ impl Config {
             request_timeout: Duration::from_secs(60),
             max_header_bytes: 64 << 10,
             idle_timeout: Duration::from_secs(60),
+            access_log: true,
         }
     }
 }

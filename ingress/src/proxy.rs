@@ -100,15 +100,20 @@ async fn forward(
     let path_and_query = parts
         .uri
         .path_and_query()
-        .map_or("/", |p| p.as_str())
-        .to_string();
+        .cloned()
+        .unwrap_or_else(|| hyper::http::uri::PathAndQuery::from_static("/"));
     let first = shared.next_index();
     let tries = endpoints.len().min(3);
     let mut last_error = String::new();
     for attempt in 0..tries {
-        let ep = &endpoints[(first + attempt) % endpoints.len()];
-        let addr = format!("{}:{}", ep.address, ep.port);
-        let Ok(uri) = format!("http://{addr}{path_and_query}").parse::<Uri>() else {
+        let backend = &endpoints[(first + attempt) % endpoints.len()];
+        let addr = backend.addr.clone();
+        let Ok(uri) = Uri::builder()
+            .scheme("http")
+            .authority(backend.authority.clone())
+            .path_and_query(path_and_query.clone())
+            .build()
+        else {
             return (
                 local(StatusCode::BAD_REQUEST, "unusable request path".into()),
                 None,

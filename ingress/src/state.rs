@@ -5,9 +5,10 @@
 use crate::Config;
 use bytes::Bytes;
 use http_body_util::Full;
+use hyper::http::uri::Authority;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use skr8tr_proto::wire::{Endpoint, RegistrySnapshot};
+use skr8tr_proto::wire::RegistrySnapshot;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -16,10 +17,22 @@ use std::time::{Duration, Instant};
 /// An endpoint that refused a connection is skipped this long.
 const EJECT_FOR: Duration = Duration::from_secs(5);
 
+/// A backend, with its authority parsed once per registry change rather
+/// than once per request.
+#[derive(Clone, Debug)]
+pub struct Backend {
+    pub addr: String,
+    pub authority: Authority,
+}
+
+/// Per app, its backends.
+type Table = std::collections::HashMap<String, Arc<Vec<Backend>>>;
+
 pub struct Shared {
     pub config: Config,
     pub client: Client<HttpConnector, Full<Bytes>>,
-    registry: RwLock<Arc<RegistrySnapshot>>,
+    backends: RwLock<Arc<Table>>,
+    any_ejected: std::sync::atomic::AtomicBool,
     next: AtomicUsize,
     ejected: Mutex<HashMap<String, Instant>>,
     /// Set once the first snapshot arrived.
@@ -31,7 +44,8 @@ impl Shared {
         Shared {
             config,
             client,
-            registry: RwLock::new(Arc::new(RegistrySnapshot::default())),
+            backends: RwLock::new(Arc::new(Table::new())),
+            any_ejected: std::sync::atomic::AtomicBool::new(false),
             next: AtomicUsize::new(0),
             ejected: Mutex::new(HashMap::new()),
             loaded: std::sync::atomic::AtomicBool::new(false),
@@ -39,35 +53,61 @@ impl Shared {
     }
 
     pub fn set_registry(&self, snapshot: RegistrySnapshot) {
-        *self.registry.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(snapshot);
+        let table: Table = snapshot
+            .apps
+            .iter()
+            .map(|(app, endpoints)| {
+                let backends = endpoints
+                    .iter()
+                    .filter_map(|e| {
+                        let addr = format!("{}:{}", e.address, e.port);
+                        let authority = addr.parse().ok()?;
+                        Some(Backend { addr, authority })
+                    })
+                    .collect();
+                (app.clone(), Arc::new(backends))
+            })
+            .collect();
+        *self.backends.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(table);
         self.loaded.store(true, Ordering::Release);
     }
 
-    pub fn registry(&self) -> Arc<RegistrySnapshot> {
-        self.registry
+    /// The app's backends that are not ejected (all of them if every one
+    /// is: a guess beats a certain 503).
+    pub fn endpoints(&self, app: &str) -> Arc<Vec<Backend>> {
+        let all = self
+            .backends
             .read()
             .unwrap_or_else(|p| p.into_inner())
-            .clone()
-    }
-
-    /// The app's endpoints that are not ejected (all of them if every one
-    /// is: a guess beats a certain 503).
-    pub fn endpoints(&self, app: &str) -> Vec<Endpoint> {
-        let all = self.registry().apps.get(app).cloned().unwrap_or_default();
+            .get(app)
+            .cloned()
+            .unwrap_or_default();
+        if !self.any_ejected.load(Ordering::Relaxed) {
+            return all;
+        }
         let now = Instant::now();
         let mut ejected = self.ejected.lock().unwrap_or_else(|p| p.into_inner());
         ejected.retain(|_, until| *until > now);
-        let healthy: Vec<Endpoint> = all
+        if ejected.is_empty() {
+            self.any_ejected.store(false, Ordering::Relaxed);
+            return all;
+        }
+        let healthy: Vec<Backend> = all
             .iter()
-            .filter(|e| !ejected.contains_key(&format!("{}:{}", e.address, e.port)))
+            .filter(|b| !ejected.contains_key(&b.addr))
             .cloned()
             .collect();
-        if healthy.is_empty() { all } else { healthy }
+        if healthy.is_empty() {
+            all
+        } else {
+            Arc::new(healthy)
+        }
     }
 
     pub fn eject(&self, addr: &str) {
         let mut ejected = self.ejected.lock().unwrap_or_else(|p| p.into_inner());
         ejected.insert(addr.to_string(), Instant::now() + EJECT_FOR);
+        self.any_ejected.store(true, Ordering::Relaxed);
     }
 
     pub fn next_index(&self) -> usize {

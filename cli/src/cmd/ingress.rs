@@ -27,6 +27,9 @@ pub struct Args {
     /// Close client connections idle this long
     #[arg(long, default_value = "60s", value_parser = crate::duration)]
     idle_timeout: Duration,
+    /// Log one line per request (method, path, status, backend, duration)
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    access_log: bool,
 }
 
 pub fn run(conductor: String, args: Args) -> anyhow::Result<ExitCode> {
@@ -36,6 +39,7 @@ pub fn run(conductor: String, args: Args) -> anyhow::Result<ExitCode> {
     config.max_header_bytes = args.max_header;
     config.request_timeout = args.timeout;
     config.idle_timeout = args.idle_timeout;
+    config.access_log = args.access_log;
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
