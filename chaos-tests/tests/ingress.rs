@@ -108,3 +108,45 @@ fn a_rollout_and_a_conductor_restart_through_the_ingress_fail_no_request() {
     let tail = &report.versions[report.versions.len().saturating_sub(20)..];
     assert!(tail.iter().all(|v| v == "v2"), "{tail:?}");
 }
+
+#[test]
+fn upgrade_connections_pass_through_both_ways() {
+    use std::io::{Read, Write};
+    let mut c = Cluster::start("ingress-upgrade");
+    c.start_node("n1");
+    let m = c.manifest(
+        "echo.skr8tr",
+        "app echo\n  exec {workload}\n  args --upgrades\n  health { check GET /healthz 200 }\n",
+    );
+    c.ok(&["up", m.to_str().unwrap()]);
+    c.wait_ready("echo", 1, WAIT);
+    let ingress = c.start_ingress(&["/:echo"]);
+    wait_for("the ingress to route", WAIT, || {
+        (http_get(&ingress, "/")?.0 == 200).then_some(())
+    });
+    // A test client speaking raw HTTP/1.1, as a WebSocket client would.
+    let mut s = std::net::TcpStream::connect(&ingress).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(
+        b"GET /echo HTTP/1.1\r\nHost: test\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n",
+    )
+    .unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        s.read_exact(&mut byte).unwrap();
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head);
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    assert!(
+        head.to_ascii_lowercase().contains("upgrade: echo"),
+        "{head}"
+    );
+    for msg in [&b"hello"[..], b"through the ingress"] {
+        s.write_all(msg).unwrap();
+        let mut back = vec![0u8; msg.len()];
+        s.read_exact(&mut back).unwrap();
+        assert_eq!(back, msg);
+    }
+}

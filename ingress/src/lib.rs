@@ -5,7 +5,8 @@
 //! Layout:
 //! - this file: [`Config`] and [`run`] (accept loop, registry watcher).
 //! - `routes`: longest-prefix route matching.
-//! - `proxy`: one request: route, backend choice, retries, access log.
+//! - `proxy`: one request: route, backend choice, retries, `Upgrade`
+//!   passthrough, access log.
 //! - `headers`: hop-by-hop removal, `X-Forwarded-*`, `X-Real-IP`.
 //! - `state`: the shared snapshot, round robin, ejections, pooled client.
 //!
@@ -108,7 +109,8 @@ pub async fn run(
                 .max_buf_size(max_head.max(8192))
                 .header_read_timeout(Some(idle))
                 .timer(TokioTimer::new())
-                .serve_connection(TokioIo::new(stream), service);
+                .serve_connection(TokioIo::new(stream), service)
+                .with_upgrades();
             if let Err(e) = conn.await {
                 tracing::debug!("connection from {client}: {e}");
             }

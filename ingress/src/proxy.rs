@@ -81,6 +81,10 @@ async fn forward(
         let msg = format!("app `{}` has no ready replica", route.app);
         return (local(StatusCode::SERVICE_UNAVAILABLE, msg), None);
     }
+    if req.headers().contains_key(hyper::header::UPGRADE) {
+        let backend = endpoints[shared.next_index() % endpoints.len()].clone();
+        return upgrade(client, req, backend).await;
+    }
     let (mut parts, body) = req.into_parts();
     let body = match Limited::new(body, shared.config.max_body_bytes)
         .collect()
@@ -160,4 +164,69 @@ async fn forward(
         ),
         None,
     )
+}
+
+/// `Upgrade` (WebSocket and the like): the request goes to one backend on
+/// a connection of its own; after its `101`, bytes are copied both ways
+/// until either side closes.
+async fn upgrade(
+    client: SocketAddr,
+    mut req: Request<Incoming>,
+    backend: crate::state::Backend,
+) -> (Response<Body>, Option<String>) {
+    use hyper::header::{CONNECTION, HeaderValue, UPGRADE};
+    let client_side = hyper::upgrade::on(&mut req);
+    let (mut parts, _) = req.into_parts();
+    let protocol = parts.headers.get(UPGRADE).cloned();
+    headers::strip_hop_by_hop(&mut parts.headers);
+    if let Some(p) = protocol {
+        parts.headers.insert(UPGRADE, p);
+        parts
+            .headers
+            .insert(CONNECTION, HeaderValue::from_static("upgrade"));
+    }
+    headers::add_forwarded(&mut parts.headers, client.ip(), "http");
+    let addr = backend.addr.clone();
+    let failed = |e: String| {
+        (
+            local(StatusCode::BAD_GATEWAY, format!("{addr}: {e}")),
+            Some(addr.clone()),
+        )
+    };
+    let stream = match tokio::net::TcpStream::connect(&addr).await {
+        Ok(s) => s,
+        Err(e) => return failed(e.to_string()),
+    };
+    let (mut sender, conn) =
+        match hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await {
+            Ok(x) => x,
+            Err(e) => return failed(e.to_string()),
+        };
+    tokio::spawn(conn.with_upgrades());
+    let path = parts
+        .uri
+        .path_and_query()
+        .map_or("/", |p| p.as_str())
+        .to_string();
+    let mut out = Request::new(Full::new(Bytes::new()));
+    *out.method_mut() = parts.method;
+    *out.uri_mut() = path.parse().unwrap_or_else(|_| Uri::from_static("/"));
+    *out.headers_mut() = parts.headers;
+    let mut response = match sender.send_request(out).await {
+        Ok(r) => r,
+        Err(e) => return failed(e.to_string()),
+    };
+    if response.status() == StatusCode::SWITCHING_PROTOCOLS {
+        let backend_side = hyper::upgrade::on(&mut response);
+        tokio::spawn(async move {
+            if let (Ok(a), Ok(b)) = (client_side.await, backend_side.await) {
+                let (mut a, mut b) = (
+                    hyper_util::rt::TokioIo::new(a),
+                    hyper_util::rt::TokioIo::new(b),
+                );
+                let _ = tokio::io::copy_bidirectional(&mut a, &mut b).await;
+            }
+        });
+    }
+    (response.map(|b: Incoming| b.boxed()), Some(addr))
 }

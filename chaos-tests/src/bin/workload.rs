@@ -3,6 +3,8 @@
 //!
 //! - `GET /` → `version=V replica=$SKR8TR_REPLICA pid=PID`
 //! - `GET /healthz` → 200, or 503 with `--fail-health`
+//! - `GET /echo` with `Upgrade: echo` → 101, then every byte is echoed back
+//!   (with `--upgrades`)
 //!
 //! Flags: `--version V` (default v1), `--startup-delay D` (sleep before
 //! binding), `--crash-after D` (exit 1 after D), `--fail-health`,
@@ -41,6 +43,9 @@ struct Options {
     burn_cpu: bool,
     exit_code: Option<i32>,
     run_for: Option<Duration>,
+    /// Serve `Upgrade` (the `/echo` endpoint); such connections are not
+    /// drained on SIGTERM (hyper cannot do both on one connection).
+    upgrades: bool,
 }
 
 /// What `GET /` and `/healthz` answer.
@@ -145,6 +150,10 @@ async fn serve(opts: Options) -> Result<(), String> {
         let identity = identity.clone();
         let service = service_fn(move |req| answer(req, identity.clone()));
         let connection = http1::Builder::new().serve_connection(TokioIo::new(stream), service);
+        if opts.upgrades {
+            tokio::spawn(connection.with_upgrades());
+            continue;
+        }
         let connection = graceful.watch(connection);
         tokio::spawn(async move {
             // A client that goes away mid-request is not our problem.
@@ -163,9 +172,30 @@ async fn serve(opts: Options) -> Result<(), String> {
 }
 
 async fn answer(
-    req: Request<Incoming>,
+    mut req: Request<Incoming>,
     id: Arc<Identity>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
+    if req.uri().path() == "/echo" && req.headers().contains_key(hyper::header::UPGRADE) {
+        // An `Upgrade: echo` connection: after the 101, every byte comes back.
+        let upgrade = hyper::upgrade::on(&mut req);
+        tokio::spawn(async move {
+            if let Ok(upgraded) = upgrade.await {
+                let (mut r, mut w) = tokio::io::split(TokioIo::new(upgraded));
+                let _ = tokio::io::copy(&mut r, &mut w).await;
+            }
+        });
+        let mut response = Response::new(Full::new(Bytes::new()));
+        *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+        response.headers_mut().insert(
+            hyper::header::CONNECTION,
+            hyper::header::HeaderValue::from_static("upgrade"),
+        );
+        response.headers_mut().insert(
+            hyper::header::UPGRADE,
+            hyper::header::HeaderValue::from_static("echo"),
+        );
+        return Ok(response);
+    }
     let (status, body) = match req.uri().path() {
         "/" => (
             StatusCode::OK,
@@ -211,6 +241,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Options, String>
                 opts.exit_code = Some(code);
             }
             "--fail-health" => opts.fail_health = true,
+            "--upgrades" => opts.upgrades = true,
             "--burn-cpu" => opts.burn_cpu = true,
             other => return Err(format!("unknown argument `{other}`")),
         }
