@@ -236,8 +236,14 @@ impl Cluster {
     /// Starts `skr8tr ingress` with `routes`; returns its address once it
     /// answers.
     pub fn start_ingress(&mut self, routes: &[&str]) -> String {
+        self.start_ingress_with(routes, &[])
+    }
+
+    /// [`Cluster::start_ingress`] with extra flags.
+    pub fn start_ingress_with(&mut self, routes: &[&str], extra: &[&str]) -> String {
         let addr = format!("127.0.0.1:{}", free_port());
         let mut args = vec!["ingress", "--listen", &addr];
+        args.extend_from_slice(extra);
         for r in routes {
             args.push("--route");
             args.push(r);

@@ -150,3 +150,88 @@ fn upgrade_connections_pass_through_both_ways() {
         assert_eq!(back, msg);
     }
 }
+
+#[test]
+fn tls_is_terminated_with_a_pem_certificate_and_key() {
+    let mut c = Cluster::start("ingress-tls");
+    c.start_node("n1");
+    c.ok(&["up", c.manifest("web.skr8tr", &web("v1")).to_str().unwrap()]);
+    c.wait_ready("web", 3, WAIT);
+    let (cert, key) = (c.dir.join("cert.pem"), c.dir.join("key.pem"));
+    let made = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-days",
+            "1",
+        ])
+        .args([
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=DNS:localhost,IP:127.0.0.1",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .unwrap();
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let addr = c.start_ingress_with(
+        &["/:web"],
+        &[
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+        ],
+    );
+    let port = addr.rsplit(':').next().unwrap().to_string();
+    let url = format!("https://localhost:{port}/");
+    let body = wait_for("an HTTPS answer", WAIT, || {
+        let out = std::process::Command::new("curl")
+            .args([
+                "-s",
+                "--cacert",
+                cert.to_str().unwrap(),
+                "--resolve",
+                &format!("localhost:{port}:127.0.0.1"),
+                &url,
+            ])
+            .output()
+            .ok()?;
+        let body = String::from_utf8_lossy(&out.stdout).into_owned();
+        body.contains("version=v1").then_some(body)
+    });
+    assert!(body.contains("replica=web/"), "{body}");
+    // Plain HTTP to the TLS port is not answered as HTTP.
+    assert!(http_get(&addr, "/").is_none_or(|(s, _)| s != 200));
+    // A bad key file is a clear error at start.
+    let out = c.skr8tr(&[
+        "ingress",
+        "--listen",
+        "127.0.0.1:1",
+        "--route",
+        "/:web",
+        "--tls-cert",
+        cert.to_str().unwrap(),
+        "--tls-key",
+        cert.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no private key could be read"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -9,6 +9,7 @@
 //!   passthrough, access log.
 //! - `headers`: hop-by-hop removal, `X-Forwarded-*`, `X-Real-IP`.
 //! - `state`: the shared snapshot, round robin, ejections, pooled client.
+//! - [`tls`]: the rustls server configuration from PEM files.
 //!
 //! Path: client → `proxy::handle` → route → endpoint (round robin) →
 //! pooled keep-alive connection → replica; registry: `watch` long-polls
@@ -20,6 +21,7 @@ mod headers;
 mod proxy;
 pub mod routes;
 mod state;
+pub mod tls;
 
 pub use routes::Route;
 
@@ -50,6 +52,8 @@ pub struct Config {
     pub idle_timeout: Duration,
     /// One `tracing` line per request (method, path, status, backend, ms).
     pub access_log: bool,
+    /// Terminate TLS with this configuration (see [`tls::server_config`]).
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl Config {
@@ -62,6 +66,7 @@ impl Config {
             max_header_bytes: 64 << 10,
             idle_timeout: Duration::from_secs(60),
             access_log: true,
+            tls: None,
         }
     }
 }
@@ -97,27 +102,45 @@ pub async fn run(
         let _ = stream.set_nodelay(true);
         let shared = shared.clone();
         tokio::spawn(async move {
-            let max_head = shared.config.max_header_bytes;
-            let idle = shared.config.idle_timeout;
-            let service = hyper::service::service_fn(move |req| {
-                let shared = shared.clone();
-                async move {
-                    Ok::<_, std::convert::Infallible>(proxy::handle(shared, client, req).await)
+            match shared.config.tls.clone() {
+                None => serve(shared, client, stream, false).await,
+                Some(config) => {
+                    let acceptor = tokio_rustls::TlsAcceptor::from(config);
+                    let handshake =
+                        tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream));
+                    match handshake.await {
+                        Ok(Ok(tls)) => serve(shared, client, tls, true).await,
+                        Ok(Err(e)) => tracing::debug!("TLS handshake with {client}: {e}"),
+                        Err(_) => tracing::debug!("TLS handshake with {client} timed out"),
+                    }
                 }
-            });
-            let conn = hyper::server::conn::http1::Builder::new()
-                .max_buf_size(max_head.max(8192))
-                .header_read_timeout(Some(idle))
-                .timer(TokioTimer::new())
-                .serve_connection(TokioIo::new(stream), service)
-                .with_upgrades();
-            if let Err(e) = conn.await {
-                tracing::debug!("connection from {client}: {e}");
             }
         });
     }
     watcher.abort();
     Ok(())
+}
+
+/// Serves HTTP/1 on one client connection (plain or TLS).
+async fn serve<S>(shared: Arc<Shared>, client: std::net::SocketAddr, stream: S, tls: bool)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let max_head = shared.config.max_header_bytes;
+    let idle = shared.config.idle_timeout;
+    let service = hyper::service::service_fn(move |req| {
+        let shared = shared.clone();
+        async move { Ok::<_, std::convert::Infallible>(proxy::handle(shared, client, tls, req).await) }
+    });
+    let conn = hyper::server::conn::http1::Builder::new()
+        .max_buf_size(max_head.max(8192))
+        .header_read_timeout(Some(idle))
+        .timer(TokioTimer::new())
+        .serve_connection(TokioIo::new(stream), service)
+        .with_upgrades();
+    if let Err(e) = conn.await {
+        tracing::debug!("connection from {client}: {e}");
+    }
 }
 
 /// Keeps the registry snapshot current; on any failure keeps the last good

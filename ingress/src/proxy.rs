@@ -47,12 +47,17 @@ fn idempotent(m: &Method) -> bool {
 pub async fn handle(
     shared: Arc<Shared>,
     client: SocketAddr,
+    tls: bool,
     req: Request<Incoming>,
 ) -> Response<Body> {
+    let proto = if tls { "https" } else { "http" };
+    if !shared.config.access_log {
+        return forward(&shared, client, proto, req).await.0;
+    }
     let started = Instant::now();
     let method = req.method().clone();
     let path = req.uri().path().to_string();
-    let (response, backend) = forward(&shared, client, req).await;
+    let (response, backend) = forward(&shared, client, proto, req).await;
     tracing::info!(
         %method,
         path = %path,
@@ -67,6 +72,7 @@ pub async fn handle(
 async fn forward(
     shared: &Shared,
     client: SocketAddr,
+    proto: &str,
     req: Request<Incoming>,
 ) -> (Response<Body>, Option<String>) {
     let path = req.uri().path().to_string();
@@ -83,7 +89,7 @@ async fn forward(
     }
     if req.headers().contains_key(hyper::header::UPGRADE) {
         let backend = endpoints[shared.next_index() % endpoints.len()].clone();
-        return upgrade(client, req, backend).await;
+        return upgrade(client, proto, req, backend).await;
     }
     let (mut parts, body) = req.into_parts();
     let body = match Limited::new(body, shared.config.max_body_bytes)
@@ -100,7 +106,7 @@ async fn forward(
         }
     };
     headers::strip_hop_by_hop(&mut parts.headers);
-    headers::add_forwarded(&mut parts.headers, client.ip(), "http");
+    headers::add_forwarded(&mut parts.headers, client.ip(), proto);
     let path_and_query = parts
         .uri
         .path_and_query()
@@ -171,6 +177,7 @@ async fn forward(
 /// until either side closes.
 async fn upgrade(
     client: SocketAddr,
+    proto: &str,
     mut req: Request<Incoming>,
     backend: crate::state::Backend,
 ) -> (Response<Body>, Option<String>) {
@@ -185,7 +192,7 @@ async fn upgrade(
             .headers
             .insert(CONNECTION, HeaderValue::from_static("upgrade"));
     }
-    headers::add_forwarded(&mut parts.headers, client.ip(), "http");
+    headers::add_forwarded(&mut parts.headers, client.ip(), proto);
     let addr = backend.addr.clone();
     let failed = |e: String| {
         (

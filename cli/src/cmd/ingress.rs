@@ -27,6 +27,12 @@ pub struct Args {
     /// Close client connections idle this long
     #[arg(long, default_value = "60s", value_parser = crate::duration)]
     idle_timeout: Duration,
+    /// Terminate TLS with this certificate chain (PEM)
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<std::path::PathBuf>,
+    /// The certificate's private key (PEM: PKCS#8, SEC1 or PKCS#1)
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<std::path::PathBuf>,
     /// Log one line per request (method, path, status, backend, duration)
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     access_log: bool,
@@ -40,6 +46,9 @@ pub fn run(conductor: String, args: Args) -> anyhow::Result<ExitCode> {
     config.request_timeout = args.timeout;
     config.idle_timeout = args.idle_timeout;
     config.access_log = args.access_log;
+    if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
+        config.tls = Some(skr8tr_ingress::tls::server_config(cert, key)?);
+    }
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -48,7 +57,12 @@ pub fn run(conductor: String, args: Args) -> anyhow::Result<ExitCode> {
             let listener = tokio::net::TcpListener::bind(args.listen)
                 .await
                 .with_context(|| format!("cannot listen on {}", args.listen))?;
-            tracing::info!(listen = %listener.local_addr()?, "ingress ready");
+            let scheme = if config.tls.is_some() {
+                "https"
+            } else {
+                "http"
+            };
+            tracing::info!(listen = %listener.local_addr()?, scheme, "ingress ready");
             skr8tr_ingress::run(config, listener, crate::shutdown_signal()).await?;
             anyhow::Ok(())
         })?;

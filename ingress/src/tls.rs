@@ -1,0 +1,49 @@
+//! TLS termination: a rustls server configuration from PEM files (a
+//! certificate chain and its private key), with the `ring` provider.
+
+use rustls::ServerConfig;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use std::path::Path;
+use std::sync::Arc;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error(
+        "{path}: no certificate could be read ({reason}); give a PEM file with `-----BEGIN CERTIFICATE-----` blocks"
+    )]
+    Certificates { path: String, reason: String },
+    #[error(
+        "{path}: no private key could be read ({reason}); give a PEM file with a PKCS#8, SEC1 or PKCS#1 key"
+    )]
+    Key { path: String, reason: String },
+    #[error("the certificate and key cannot be used together: {0}")]
+    Config(String),
+}
+
+pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, TlsError> {
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .and_then(|iter| iter.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| TlsError::Certificates {
+            path: cert.display().to_string(),
+            reason: e.to_string(),
+        })?;
+    if certs.is_empty() {
+        return Err(TlsError::Certificates {
+            path: cert.display().to_string(),
+            reason: "the file holds none".into(),
+        });
+    }
+    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| TlsError::Key {
+        path: key.display().to_string(),
+        reason: e.to_string(),
+    })?;
+    let config =
+        ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .map_err(|e| TlsError::Config(e.to_string()))?
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .map_err(|e| TlsError::Config(e.to_string()))?;
+    Ok(Arc::new(config))
+}
