@@ -104,6 +104,7 @@ pub fn seen(c: &Conductor, now: u64) -> HashMap<(String, String), Seen> {
 fn step(c: &Conductor, now: u64) -> Result<bool, String> {
     let nodes = fits(c, now);
     let seen = seen(c, now);
+    let step_timeout = c.config.step_timeout.map(|d| d.as_millis() as u64);
     let snap = c.store.snapshot().map_err(|e| e.to_string())?;
     let draining = {
         let stopped: BTreeSet<String> = snap
@@ -129,8 +130,8 @@ fn step(c: &Conductor, now: u64) -> Result<bool, String> {
         .collect();
     let mut advanced = Vec::new();
     for app in &rolling {
-        if let Some((s, _)) =
-            rollout_step(&snap, app, &nodes, &seen, &draining, now).map_err(|e| e.to_string())?
+        if let Some((s, _)) = rollout_step(&snap, app, &nodes, &seen, &draining, step_timeout, now)
+            .map_err(|e| e.to_string())?
         {
             advanced.push((app.clone(), s));
         }
@@ -159,7 +160,8 @@ fn step(c: &Conductor, now: u64) -> Result<bool, String> {
         let outcome = c
             .store
             .system(summary.clone(), now, move |tx| {
-                let Some((again, current)) = rollout_step(tx, &app, &nodes, &seen, &draining, now)?
+                let Some((again, current)) =
+                    rollout_step(tx, &app, &nodes, &seen, &draining, step_timeout, now)?
                 else {
                     return Err(
                         Refusal::new("stale-plan", "the rollout changed while planning").into(),
@@ -200,6 +202,7 @@ fn rollout_step(
     nodes: &BTreeMap<String, NodeFit>,
     seen: &HashMap<(String, String), Seen>,
     draining: &HashMap<String, u64>,
+    step_timeout_ms: Option<u64>,
     now: u64,
 ) -> Result<Option<(rollout::Step, AppRecord)>, StoreError> {
     let Some((_, record)) = src.rollouts()?.into_iter().find(|(a, _)| a == app) else {
@@ -235,6 +238,7 @@ fn rollout_step(
         desired: &d,
         seen: &on_node,
         draining_since: draining,
+        step_timeout_ms,
         now,
     });
     Ok((!s.is_noop(&record)).then(|| (s, app_record.clone())))

@@ -34,6 +34,11 @@ pub fn ready_timeout_ms(spec: &AppSpec) -> u64 {
     }
 }
 
+fn timeout(v: &View<'_>) -> u64 {
+    v.step_timeout_ms
+        .unwrap_or_else(|| ready_timeout_ms(v.to_spec))
+}
+
 /// A replica as its node reports it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Seen {
@@ -53,6 +58,8 @@ pub struct View<'a> {
     pub seen: &'a HashMap<String, Seen>,
     /// Replica id → since when the conductor has seen it draining (`Stop`).
     pub draining_since: &'a HashMap<String, u64>,
+    /// The operator's readiness deadline, overriding the spec's default.
+    pub step_timeout_ms: Option<u64>,
     pub now: u64,
 }
 
@@ -159,7 +166,7 @@ pub fn step(v: &View<'_>) -> Step {
                     replica: new_id,
                     record,
                 });
-                rec.step_deadline_ms = v.now + ready_timeout_ms(v.to_spec);
+                rec.step_deadline_ms = v.now + timeout(v);
             } else if old_running.len() > keep_old {
                 // Replace mode: the old replica's port frees once it is
                 // removed after its drain; the new one is placed then.
@@ -170,7 +177,7 @@ pub fn step(v: &View<'_>) -> Step {
                         k + 1
                     )
                 });
-                rec.step_deadline_ms = v.now + REGISTRY_DRAIN_MS + ready_timeout_ms(v.to_spec);
+                rec.step_deadline_ms = v.now + REGISTRY_DRAIN_MS + timeout(v);
             } else if !draining_left && v.now > rec.step_deadline_ms {
                 return start_revert(v, rec, changes, format!("no node can take {new_id}"));
             }
@@ -183,7 +190,7 @@ pub fn step(v: &View<'_>) -> Step {
                     None
                 };
                 rec.step = k + 1;
-                rec.step_deadline_ms = v.now + ready_timeout_ms(v.to_spec);
+                rec.step_deadline_ms = v.now + timeout(v);
                 note = Some(match drained {
                     Some(id) => format!("step {}/{n}: {new_id} ready; draining {id}", k + 1),
                     None => format!("step {}/{n}: {new_id} ready", k + 1),
@@ -198,7 +205,7 @@ pub fn step(v: &View<'_>) -> Step {
                 return start_revert(v, rec, changes, why);
             }
             _ if v.now > rec.step_deadline_ms => {
-                let secs = ready_timeout_ms(v.to_spec) / 1000;
+                let secs = timeout(v) / 1000;
                 return start_revert(
                     v,
                     rec,
@@ -470,6 +477,7 @@ mod tests {
                 desired: &d,
                 seen: &self.seen,
                 draining_since: &self.draining,
+                step_timeout_ms: None,
                 now: self.now,
             };
             let s = step(&view);
@@ -609,6 +617,57 @@ mod tests {
     }
 
     #[test]
+    fn the_operators_step_timeout_overrides_the_specs() {
+        let mut s = sim(
+            "app web\n  exec /v1\n",
+            "app web\n  exec /v2\n  settle 1s\n",
+        );
+        let starting = Seen {
+            state: ReplicaState::Starting,
+            restarts: 0,
+        };
+        let rolling = BTreeSet::from(["web".to_string()]);
+        let view_step = |s: &Sim, timeout: Option<u64>| {
+            let d = Sched {
+                apps: &s.apps,
+                placements: &s.placements,
+                nodes: &s.nodes,
+                rolling: &rolling,
+            };
+            step(&View {
+                app: "web",
+                record: &s.apps["web"].0,
+                rollout: &s.rollout,
+                from_spec: &s.specs[&1],
+                to_spec: &s.specs[&2],
+                desired: &d,
+                seen: &s.seen,
+                draining_since: &s.draining,
+                step_timeout_ms: timeout,
+                now: s.now,
+            })
+        };
+        let placed = view_step(&s, Some(2_000));
+        let Next::Continue(r) = &placed.next else {
+            panic!()
+        };
+        assert_eq!(
+            r.step_deadline_ms,
+            s.now + 2_000,
+            "2 s, not the spec's 11 s"
+        );
+        s.tick(starting);
+        s.now = 2_001;
+        s.rollout.step_deadline_ms = 2_000;
+        let late = view_step(&s, Some(2_000));
+        let Next::Continue(r) = &late.next else {
+            panic!()
+        };
+        assert_eq!(r.phase, RolloutPhase::Reverting);
+        assert!(r.reason.as_deref().unwrap().contains("within 2 s"), "{r:?}");
+    }
+
+    #[test]
     fn a_static_port_everywhere_replaces_instead_of_surging() {
         let mut s = sim(
             "app web\n  exec /v1\n  port 80\n",
@@ -656,6 +715,7 @@ mod tests {
             desired: &d,
             seen: &s.seen,
             draining_since: &s.draining,
+            step_timeout_ms: None,
             now: s.now,
         };
         assert_eq!(step(&view), step(&view));

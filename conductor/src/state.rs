@@ -25,6 +25,9 @@ pub struct Config {
     pub resync_timeout: Duration,
     /// How long an assignments long-poll waits for a change.
     pub long_poll: Duration,
+    /// How long a new replica may take to become ready during a rollout
+    /// before it reverts; `None`: from the spec (see `rollout::ready_timeout_ms`).
+    pub step_timeout: Option<Duration>,
 }
 
 impl Config {
@@ -34,6 +37,7 @@ impl Config {
             lost_after: Duration::from_secs(5),
             resync_timeout: Duration::from_secs(5),
             long_poll: Duration::from_secs(25),
+            step_timeout: None,
         }
     }
 }

@@ -23,12 +23,18 @@ pub struct Args {
     /// A node silent this long is lost and its replicas move
     #[arg(long, default_value = "5s", value_parser = crate::duration)]
     lost_after: Duration,
+    /// During a rollout, how long a new replica may take to become ready
+    /// before the rollout reverts [default: 5 x the health interval, at
+    /// least 10s; settle + 10s without a health check]
+    #[arg(long, value_parser = crate::duration)]
+    step_timeout: Option<Duration>,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     crate::init_tracing();
     let mut config = Config::new(args.data.clone());
     config.lost_after = args.lost_after;
+    config.step_timeout = args.step_timeout;
     // Long enough for every live node to report once more, even one in its
     // slowest retry backoff (2 s) after a failed request.
     config.resync_timeout = args.lost_after + Duration::from_secs(3);
