@@ -56,20 +56,53 @@ pub enum AssignmentError {
     WrongNode { expected: String, got: String },
 }
 
+/// The three signed messages (assignments, log requests, node requests)
+/// share this: a postcard payload and an ML-DSA-65 signature over it under
+/// the message kind's own context, so no signature passes as another kind.
+fn seal<T: Serialize>(
+    key: &SecretKey,
+    context: &[u8],
+    value: &T,
+) -> Result<(Vec<u8>, Vec<u8>), KeyError> {
+    let payload = encode(value);
+    let signature = key.sign(&payload, context)?;
+    Ok((payload, signature))
+}
+
+/// Verifies `signature` over `payload` under `context`, then decodes it.
+/// `None` for a bad signature; `Some(Err)` for an unreadable payload.
+fn unseal<T: serde::de::DeserializeOwned>(
+    key: &PublicKey,
+    context: &[u8],
+    payload: &[u8],
+    signature: &[u8],
+) -> Option<Result<T, String>> {
+    key.verify(payload, context, signature)
+        .then(|| decode(payload))
+}
+
+/// A request's `issued_at_ms` is within the clock window around `now_ms`.
+fn fresh(issued_at_ms: u64, now_ms: u64) -> bool {
+    issued_at_ms.abs_diff(now_ms) <= crate::envelope::MAX_CLOCK_SKEW.as_millis() as u64
+}
+
 impl SignedAssignments {
     pub fn sign(key: &SecretKey, assignments: &Assignments) -> Result<SignedAssignments, KeyError> {
-        let payload = postcard::to_allocvec(assignments).map_err(|_| KeyError::Sign)?;
-        let signature = key.sign(&payload, ASSIGNMENTS_CONTEXT)?;
+        let (payload, signature) = seal(key, ASSIGNMENTS_CONTEXT, assignments)?;
         Ok(SignedAssignments { payload, signature })
     }
 
     /// Returns the assignments only if the pinned conductor key signed them
     /// and they are addressed to `node`.
     pub fn open(&self, conductor: &PublicKey, node: &str) -> Result<Assignments, AssignmentError> {
-        if !conductor.verify(&self.payload, ASSIGNMENTS_CONTEXT, &self.signature) {
-            return Err(AssignmentError::BadSignature(conductor.fingerprint()));
-        }
-        let a: Assignments = decode(&self.payload).map_err(AssignmentError::Malformed)?;
+        let a: Assignments = unseal(
+            conductor,
+            ASSIGNMENTS_CONTEXT,
+            &self.payload,
+            &self.signature,
+        )
+        .ok_or(AssignmentError::BadSignature(conductor.fingerprint()))?
+        .map_err(AssignmentError::Malformed)?;
         if a.node != node {
             return Err(AssignmentError::WrongNode {
                 expected: node.to_string(),
@@ -336,8 +369,7 @@ pub struct SignedLogRequest {
 
 impl SignedLogRequest {
     pub fn sign(key: &SecretKey, request: &LogRequest) -> Result<SignedLogRequest, KeyError> {
-        let payload = encode(request);
-        let signature = key.sign(&payload, LOGS_CONTEXT)?;
+        let (payload, signature) = seal(key, LOGS_CONTEXT, request)?;
         Ok(SignedLogRequest { payload, signature })
     }
 
@@ -349,15 +381,12 @@ impl SignedLogRequest {
         node: &str,
         now_ms: u64,
     ) -> Result<LogRequest, String> {
-        if !conductor.verify(&self.payload, LOGS_CONTEXT, &self.signature) {
-            return Err("not signed by the pinned conductor key".into());
-        }
-        let r: LogRequest = decode(&self.payload)?;
+        let r: LogRequest = unseal(conductor, LOGS_CONTEXT, &self.payload, &self.signature)
+            .ok_or("not signed by the pinned conductor key")??;
         if r.node != node {
             return Err(format!("addressed to node `{}`", r.node));
         }
-        let skew = crate::envelope::MAX_CLOCK_SKEW.as_millis() as u64;
-        if r.issued_at_ms.abs_diff(now_ms) > skew {
+        if !fresh(r.issued_at_ms, now_ms) {
             return Err("stale or future request".into());
         }
         Ok(r)
@@ -424,8 +453,7 @@ impl SignedNodeRequest {
         request: &NodeRequest,
         join: Option<Join>,
     ) -> Result<SignedNodeRequest, KeyError> {
-        let payload = encode(request);
-        let signature = key.sign(&payload, NODE_CONTEXT)?;
+        let (payload, signature) = seal(key, NODE_CONTEXT, request)?;
         Ok(SignedNodeRequest {
             payload,
             signature,
@@ -441,15 +469,12 @@ impl SignedNodeRequest {
         node: &str,
         now_ms: u64,
     ) -> Result<NodeRequest, String> {
-        if !node_key.verify(&self.payload, NODE_CONTEXT, &self.signature) {
-            return Err(format!("not signed by the key admitted for node `{node}`"));
-        }
-        let r: NodeRequest = decode(&self.payload)?;
+        let r: NodeRequest = unseal(node_key, NODE_CONTEXT, &self.payload, &self.signature)
+            .ok_or_else(|| format!("not signed by the key admitted for node `{node}`"))??;
         if r.node != node {
             return Err(format!("signed for node `{}`, sent for `{node}`", r.node));
         }
-        let skew = crate::envelope::MAX_CLOCK_SKEW.as_millis() as u64;
-        if r.issued_at_ms.abs_diff(now_ms) > skew {
+        if !fresh(r.issued_at_ms, now_ms) {
             return Err("the node's clock is more than 30 s off; fix its time".into());
         }
         Ok(r)
