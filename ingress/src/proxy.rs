@@ -13,22 +13,19 @@ use crate::headers;
 use crate::routes;
 use crate::state::Shared;
 use bytes::Bytes;
-use http_body_util::combinators::BoxBody;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Either, Full, Limited};
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode, Uri};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-pub type Body = BoxBody<Bytes, hyper::Error>;
+/// A backend's body streamed through, or a short local answer: no boxing
+/// per response.
+pub type Body = Either<Incoming, Full<Bytes>>;
 
 fn local(status: StatusCode, text: String) -> Response<Body> {
-    let mut r = Response::new(
-        Full::new(Bytes::from(text + "\n"))
-            .map_err(|never| match never {})
-            .boxed(),
-    );
+    let mut r = Response::new(Either::Right(Full::new(Bytes::from(text + "\n"))));
     *r.status_mut() = status;
     r.headers_mut().insert(
         hyper::header::CONTENT_TYPE,
@@ -132,13 +129,18 @@ async fn forward(
         let mut out = Request::new(Full::new(body.clone()));
         *out.method_mut() = parts.method.clone();
         *out.uri_mut() = uri;
-        *out.headers_mut() = parts.headers.clone();
+        // The last try takes the headers; earlier ones copy them for a retry.
+        *out.headers_mut() = if attempt + 1 == tries {
+            std::mem::take(&mut parts.headers)
+        } else {
+            parts.headers.clone()
+        };
         let sent =
             tokio::time::timeout(shared.config.request_timeout, shared.client.request(out)).await;
         match sent {
             Ok(Ok(mut response)) => {
                 headers::strip_hop_by_hop(response.headers_mut());
-                return (response.map(|b: Incoming| b.boxed()), Some(addr));
+                return (response.map(Either::Left), Some(addr));
             }
             Ok(Err(e)) => {
                 last_error = format!("{addr}: {e}");
@@ -235,5 +237,5 @@ async fn upgrade(
             }
         });
     }
-    (response.map(|b: Incoming| b.boxed()), Some(addr))
+    (response.map(Either::Left), Some(addr))
 }
