@@ -8,7 +8,9 @@
 //! - `proxy`: one request: route, backend choice, retries, `Upgrade`
 //!   passthrough, access log.
 //! - `headers`: hop-by-hop removal, `X-Forwarded-*`, `X-Real-IP`.
-//! - `state`: the shared snapshot, round robin, ejections, pooled client.
+//! - `pool`: keep-alive HTTP/1 connections per backend.
+//! - `state`: the shared snapshot, round robin, ejections; the client the
+//!   registry watcher uses.
 //! - [`tls`]: the rustls server configuration from PEM files.
 //!
 //! Path: client → `proxy::handle` → route → endpoint (round robin) →
@@ -18,6 +20,7 @@
 #![forbid(unsafe_code)]
 
 mod headers;
+mod pool;
 mod proxy;
 pub mod routes;
 mod state;

@@ -1,6 +1,6 @@
 //! Forwarding one request: route, pick a backend (round robin over the
 //! app's ready endpoints, skipping ejected ones), rewrite headers, send on a
-//! pooled keep-alive connection, retry where it is safe, log the outcome.
+//! kept-alive connection (`pool`), retry where it is safe, log the outcome.
 //!
 //! Round robin rather than least-outstanding: replicas of one app are alike
 //! and requests short, so rotating is as fair and needs no shared counters
@@ -115,9 +115,9 @@ async fn forward(
     for attempt in 0..tries {
         let backend = &endpoints[(first + attempt) % endpoints.len()];
         let addr = backend.addr.clone();
+        // Origin form (`/path?query`) on a connection to the backend; the
+        // client's `Host` header travels unchanged.
         let Ok(uri) = Uri::builder()
-            .scheme("http")
-            .authority(backend.authority.clone())
             .path_and_query(path_and_query.clone())
             .build()
         else {
@@ -136,18 +136,19 @@ async fn forward(
             parts.headers.clone()
         };
         let sent =
-            tokio::time::timeout(shared.config.request_timeout, shared.client.request(out)).await;
+            tokio::time::timeout(shared.config.request_timeout, shared.pool.send(&addr, out)).await;
         match sent {
             Ok(Ok(mut response)) => {
                 headers::strip_hop_by_hop(response.headers_mut());
                 return (response.map(Either::Left), Some(addr));
             }
-            Ok(Err(e)) => {
+            Ok(Err(crate::pool::SendError::NotSent(e))) => {
                 last_error = format!("{addr}: {e}");
-                if e.is_connect() {
-                    shared.eject(&addr);
-                    continue;
-                }
+                shared.eject(&addr);
+                continue;
+            }
+            Ok(Err(crate::pool::SendError::Failed(e))) => {
+                last_error = format!("{addr}: {e}");
                 if !idempotent(&parts.method) {
                     break;
                 }

@@ -5,7 +5,6 @@
 use crate::Config;
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper::http::uri::Authority;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use skr8tr_proto::wire::RegistrySnapshot;
@@ -17,12 +16,11 @@ use std::time::{Duration, Instant};
 /// An endpoint that refused a connection is skipped this long.
 const EJECT_FOR: Duration = Duration::from_secs(5);
 
-/// A backend, with its authority parsed once per registry change rather
+/// A backend, its `host:port` formatted once per registry change rather
 /// than once per request.
 #[derive(Clone, Debug)]
 pub struct Backend {
     pub addr: String,
-    pub authority: Authority,
 }
 
 /// Per app, its backends.
@@ -31,6 +29,8 @@ type Table = std::collections::HashMap<String, Arc<Vec<Backend>>>;
 pub struct Shared {
     pub config: Config,
     pub client: Client<HttpConnector, Full<Bytes>>,
+    /// Keep-alive connections to backends.
+    pub pool: crate::pool::Pool,
     backends: RwLock<Arc<Table>>,
     any_ejected: std::sync::atomic::AtomicBool,
     next: AtomicUsize,
@@ -44,6 +44,7 @@ impl Shared {
         Shared {
             config,
             client,
+            pool: crate::pool::Pool::default(),
             backends: RwLock::new(Arc::new(Table::new())),
             any_ejected: std::sync::atomic::AtomicBool::new(false),
             next: AtomicUsize::new(0),
@@ -59,10 +60,8 @@ impl Shared {
             .map(|(app, endpoints)| {
                 let backends = endpoints
                     .iter()
-                    .filter_map(|e| {
-                        let addr = format!("{}:{}", e.address, e.port);
-                        let authority = addr.parse().ok()?;
-                        Some(Backend { addr, authority })
+                    .map(|e| Backend {
+                        addr: format!("{}:{}", e.address, e.port),
                     })
                     .collect();
                 (app.clone(), Arc::new(backends))
