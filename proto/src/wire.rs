@@ -2,10 +2,12 @@
 //! over HTTP (`application/x-skr8tr`); fields and variants are only ever
 //! appended.
 //!
-//! Node sync, one line: node `GET /v1/nodes/{name}/assignments?version=V`
-//! (long-poll) → [`SignedAssignments`] (signed by the conductor's key, which
+//! Node sync, one line: node `POST /v1/nodes/{name}/assignments` with a
+//! [`SignedNodeRequest`] (`Poll { version }`, signed with the node's key)
+//! → long-poll → [`SignedAssignments`] (signed by the conductor's key, which
 //! the node pins) → node converges → node `POST /v1/nodes/{name}/report`
-//! [`NodeReport`] on every local change and at least every second.
+//! ([`NodeMessage::Report`], signed the same way) on every local change and
+//! at least every second.
 
 use crate::command::ClusterId;
 use crate::keys::{Fingerprint, KeyError, PublicKey, SecretKey};
