@@ -8,5 +8,6 @@ n="${1:-10}"
 cargo build -q -p skr8tr -p skr8tr-chaos-tests
 for i in $(seq 1 "$n"); do
   echo "== run $i/$n"
-  cargo test -q -p skr8tr-chaos-tests --test rollout a_conductor_killed -- --exact --nocapture 2>&1 | tail -2
+  cargo test -q -p skr8tr-chaos-tests --test chaos -- --exact \
+    rollout::a_conductor_killed_at_any_step_of_a_rollout_finishes_it_without_duplicates 2>&1 | tail -2
 done

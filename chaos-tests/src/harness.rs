@@ -4,11 +4,11 @@
 //! Every process is killed when the `Cluster` is dropped (replicas die with
 //! their node agent).
 
-use skr8tr_node::http::Client;
+use skr8tr_net::Client;
 use skr8tr_proto::wire::{self, PingReply, ReplicaState, ReplicaView};
 use std::collections::BTreeMap;
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -344,24 +344,17 @@ pub fn block_on<F: Future>(f: F) -> F::Output {
         .block_on(f)
 }
 
-/// Whether a process exists.
+/// Whether a process exists and has not exited (a zombie does not count).
 pub fn alive(pid: u32) -> bool {
-    Path::new(&format!("/proc/{pid}")).exists()
-        && std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .map(|s| {
-                !s.rsplit(')')
-                    .next()
-                    .unwrap_or("")
-                    .trim_start()
-                    .starts_with('Z')
-            })
-            .unwrap_or(false)
+    skr8tr_node::process::procfs::is_running(pid)
 }
 
 /// A load generator: round-robin GETs over the endpoints the conductor
 /// lists as ready and not draining (refreshed every 50 ms), until stopped.
 pub struct Load {
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// Requests answered with a success so far.
+    served: std::sync::Arc<std::sync::atomic::AtomicU64>,
     thread: Option<std::thread::JoinHandle<LoadReport>>,
 }
 
@@ -383,10 +376,26 @@ impl Load {
         Load::spawn(Some((url.to_string(), app.to_string())), None)
     }
 
+    /// Requests answered with a success so far.
+    pub fn served(&self) -> u64 {
+        self.served.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Waits until `n` more requests than now have been answered with a
+    /// success: traffic flowed past this point.
+    pub fn wait_served(&self, n: u64, timeout: Duration) {
+        let from = self.served();
+        wait_for(&format!("{n} more requests served"), timeout, || {
+            (self.served() >= from + n).then_some(())
+        });
+    }
+
     fn spawn(registry: Option<(String, String)>, fixed: Option<String>) -> Load {
-        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
         let stop = std::sync::Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
+        let served = std::sync::Arc::new(AtomicU64::new(0));
+        let counter = served.clone();
         let (url, app) = registry.unwrap_or_else(|| ("http://127.0.0.1:1".into(), String::new()));
         let thread = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()
@@ -429,6 +438,7 @@ impl Load {
                     match client.get("/", Duration::from_secs(5)).await {
                         Ok((status, body)) if status.is_success() => {
                             report.ok += 1;
+                            counter.fetch_add(1, Ordering::Relaxed);
                             let body = String::from_utf8_lossy(&body);
                             if let Some(v) = body
                                 .split_whitespace()
@@ -447,6 +457,7 @@ impl Load {
         });
         Load {
             stop,
+            served,
             thread: Some(thread),
         }
     }

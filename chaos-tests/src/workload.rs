@@ -2,6 +2,7 @@
 //! effect writes three records (app, spec, placement) that must appear
 //! together or not at all.
 
+pub use skr8tr_proto::clock::now_ms;
 use skr8tr_proto::command::{ClusterId, Command};
 use skr8tr_proto::envelope::{self, Envelope, Nonce, Payload};
 use skr8tr_proto::keys::SecretKey;
@@ -12,10 +13,6 @@ use skr8tr_store::{CommandEntry, EffectError, Snapshot, StoreError, Tx};
 /// The operator key of the crash test and the benchmark.
 pub fn operator_key() -> SecretKey {
     SecretKey::from_seed(&[0x42; 32])
-}
-
-pub fn now_ms() -> u64 {
-    envelope::unix_ms(std::time::SystemTime::now())
 }
 
 /// A verified, ready-to-record command to scale `app`.
@@ -72,7 +69,7 @@ pub fn write_app(tx: &mut Tx<'_>, app: &str) -> Result<(), EffectError> {
             index: 0,
             node: "n1".into(),
             port: None,
-            desired: Desired::Run,
+            desired: DesiredStatus::Run,
         },
     )?;
     Ok(())

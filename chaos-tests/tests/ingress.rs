@@ -64,7 +64,7 @@ fn only_routed_prefixes_are_served() {
 fn a_replica_killed_under_load_costs_no_request() {
     let (c, ingress) = cluster("ingress-kill");
     let load = Load::through(&ingress);
-    std::thread::sleep(Duration::from_millis(500));
+    load.wait_served(50, WAIT);
     let victim = c.replicas("web")[0].pid.unwrap();
     let ok = std::process::Command::new("kill")
         .args(["-9", &victim.to_string()])
@@ -77,7 +77,7 @@ fn a_replica_killed_under_load_costs_no_request() {
             .any(|r| r.restarts > 0 && r.state == Some(skr8tr_proto::wire::ReplicaState::Ready))
             .then_some(())
     });
-    std::thread::sleep(Duration::from_millis(300));
+    load.wait_served(50, WAIT);
     let report = load.stop();
     assert!(report.ok > 100, "{report:?}");
     assert!(
@@ -91,7 +91,7 @@ fn a_replica_killed_under_load_costs_no_request() {
 fn a_rollout_and_a_conductor_restart_through_the_ingress_fail_no_request() {
     let (mut c, ingress) = cluster("ingress-roll");
     let load = Load::through(&ingress);
-    std::thread::sleep(Duration::from_millis(300));
+    load.wait_served(50, WAIT);
     c.ok(&[
         "rollout",
         c.manifest("v2.skr8tr", &web("v2")).to_str().unwrap(),
@@ -101,7 +101,8 @@ fn a_rollout_and_a_conductor_restart_through_the_ingress_fail_no_request() {
     std::thread::sleep(Duration::from_millis(1500));
     c.start_conductor();
     wait_for("re-sync", WAIT, || (!c.ping()?.resyncing).then_some(()));
-    std::thread::sleep(Duration::from_millis(500));
+    // Traffic after the restart: the tail below is all from then.
+    load.wait_served(50, WAIT);
     let report = load.stop();
     assert!(report.failed.is_empty(), "{:?}", report.failed);
     assert!(report.versions.iter().any(|v| v == "v1") && report.versions.iter().any(|v| v == "v2"));

@@ -36,14 +36,14 @@ fn a_rollout_under_load_fails_no_request_and_ends_on_the_new_version() {
     wait_for("load to flow", WAIT, || {
         c.replicas("web").first().map(|_| ())
     });
-    std::thread::sleep(Duration::from_millis(300)); // some v1 traffic first
+    load.wait_served(50, WAIT); // some v1 traffic first
     let m = c.manifest("v2.skr8tr", &manifest("v2", ""));
     let out = c.ok(&["rollout", m.to_str().unwrap()]);
     assert!(out.contains("all 3 replicas on generation 2"), "{out}");
     assert!(out.contains("step 3/3"), "{out}");
     let after = c.wait_ready("web", 3, WAIT);
     assert!(after.iter().all(|r| r.generation == 2));
-    std::thread::sleep(Duration::from_millis(500)); // traffic after the end
+    load.wait_served(50, WAIT); // traffic after the end
     let report = load.stop();
     assert!(
         report.failed.is_empty(),

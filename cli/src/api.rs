@@ -3,7 +3,7 @@
 
 use anyhow::{Context, bail};
 use serde::de::DeserializeOwned;
-use skr8tr_node::http::Client;
+use skr8tr_net::Client;
 use skr8tr_proto::command::Command;
 use skr8tr_proto::envelope::Envelope;
 use skr8tr_proto::keys::{self, SecretKey};

@@ -177,19 +177,7 @@ pub async fn shutdown_signal() {
     }
 }
 
-/// `500ms`, `5s`, `2m` for duration flags.
+/// Duration flags (`500ms`, `5s`, `2m`, `1h`) read as manifests write them.
 pub fn duration(text: &str) -> Result<std::time::Duration, String> {
-    let digits = text.chars().take_while(char::is_ascii_digit).count();
-    let (n, unit) = text.split_at(digits);
-    let n: u64 = n
-        .parse()
-        .map_err(|_| format!("`{text}` is not a duration like 500ms, 5s or 2m"))?;
-    let ms = match unit {
-        "ms" => Some(n),
-        "s" => n.checked_mul(1000),
-        "m" => n.checked_mul(60_000),
-        _ => return Err(format!("`{text}` is not a duration like 500ms, 5s or 2m")),
-    }
-    .ok_or_else(|| format!("`{text}` is too long"))?;
-    Ok(std::time::Duration::from_millis(ms))
+    skr8tr_proto::manifest::parse_duration(text)
 }

@@ -13,7 +13,8 @@
 //! - `reconciler`: runs the scheduler on every change and commits its plan.
 //! - `rollout`: one pure step of a rolling update (surge, drain, revert).
 //! - `registry`: ready, routable endpoints per app, derived from reports.
-//! - `desired`: desired state from a snapshot or a transaction; assignments.
+//! - `source`: desired state read alike from a snapshot or a transaction.
+//! - `assignments`: one node's assignment set and its version.
 //!
 //! Paths: command: CLI → `POST /v1/commands` → verify → `Store::command`
 //! (effect + audit, fsync) → reply. Sync: node long-polls
@@ -23,13 +24,16 @@
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod assignments;
 pub mod commands;
-pub mod desired;
 pub mod reconciler;
 pub mod registry;
 pub mod rollout;
 pub mod scheduler;
+pub mod source;
 pub mod state;
+#[cfg(test)]
+mod testing;
 
 pub use state::{Conductor, Config};
 
@@ -61,14 +65,10 @@ pub enum StartError {
     Random(String),
 }
 
-pub fn now_ms() -> u64 {
-    skr8tr_proto::envelope::unix_ms(std::time::SystemTime::now())
-}
-
 /// Opens (or, with `init_key`, creates) the cluster in `config.data_dir`.
 pub fn open(config: Config, init_key: Option<&Path>) -> Result<Conductor, StartError> {
     let dir = config.data_dir.clone();
-    let now = now_ms();
+    let now = skr8tr_proto::clock::now_ms();
     let store = match Store::open(&dir, Options::default()) {
         Ok(store) => {
             if let Some(path) = init_key {
@@ -131,7 +131,7 @@ pub async fn run(
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    conductor.mark_serving(now_ms());
+    conductor.mark_serving(conductor.now_ms());
     let reconciler = tokio::spawn(reconciler::run(conductor.clone()));
     let result = axum::serve(listener, api::router(conductor))
         .with_graceful_shutdown(shutdown)

@@ -7,9 +7,9 @@
 //! exactly what was done. After a start nothing is planned until the
 //! re-sync window closes, so a restart never places a replica twice.
 
-use crate::desired::{self, Source};
 use crate::rollout::{self, Next, Seen};
 use crate::scheduler::{self, Change, NodeFit, Plan};
+use crate::source::{self, Source};
 use crate::state::Conductor;
 use skr8tr_store::records::AppRecord;
 use skr8tr_store::{Outcome, Refusal, StoreError, Tx};
@@ -25,7 +25,7 @@ pub async fn run(c: Arc<Conductor>) {
             _ = c.wake.notified() => {}
             _ = tokio::time::sleep(TICK) => {}
         }
-        let now = crate::now_ms();
+        let now = c.now_ms();
         // Nodes fall silent without a report saying so: let registry
         // watchers recheck liveness every tick.
         c.registry_moved();
@@ -63,8 +63,9 @@ fn resync_done(c: &Conductor, now: u64) -> bool {
     placements.iter().all(|(_, p)| nodes.contains_key(&p.node))
 }
 
-/// The nodes as the scheduler sees them at `now`.
-pub fn fits(c: &Conductor, now: u64) -> BTreeMap<String, NodeFit> {
+/// Every reported node as the scheduler sees it at `now`: alive or lost,
+/// and what it offers.
+pub fn schedulable_nodes(c: &Conductor, now: u64) -> BTreeMap<String, NodeFit> {
     c.nodes()
         .iter()
         .map(|(name, seen)| {
@@ -101,8 +102,8 @@ pub fn seen(c: &Conductor, now: u64) -> HashMap<(String, String), Seen> {
 }
 
 /// Plans once; commits what there is. Returns whether anything was committed.
-fn step(c: &Conductor, now: u64) -> Result<bool, String> {
-    let nodes = fits(c, now);
+pub(crate) fn step(c: &Conductor, now: u64) -> Result<bool, String> {
+    let nodes = schedulable_nodes(c, now);
     let seen = seen(c, now);
     let step_timeout = c.config.step_timeout.map(|d| d.as_millis() as u64);
     let snap = c.store.snapshot().map_err(|e| e.to_string())?;
@@ -111,7 +112,7 @@ fn step(c: &Conductor, now: u64) -> Result<bool, String> {
             .placements()
             .map_err(|e| e.to_string())?
             .into_iter()
-            .filter(|(_, p)| p.desired == skr8tr_store::records::Desired::Stop)
+            .filter(|(_, p)| p.desired == skr8tr_store::records::DesiredStatus::Stop)
             .map(|(id, _)| id)
             .collect();
         let mut d = c.draining();
@@ -137,7 +138,7 @@ fn step(c: &Conductor, now: u64) -> Result<bool, String> {
         }
     }
     drop(snap);
-    *c.pending() = plan.pending.clone();
+    *c.unplaced() = plan.unplaced.clone();
     let mut committed = false;
     if !plan.changes.is_empty() {
         let nodes = nodes.clone();
@@ -152,7 +153,7 @@ fn step(c: &Conductor, now: u64) -> Result<bool, String> {
                 Ok(())
             })
             .map_err(|e| e.to_string())?;
-        committed |= matches!(outcome, Outcome::Accepted { .. });
+        committed |= accepted(outcome, "schedule");
     }
     for (app, s) in advanced {
         let summary = rollout_summary(&app, &s);
@@ -175,7 +176,7 @@ fn step(c: &Conductor, now: u64) -> Result<bool, String> {
                 Ok(())
             })
             .map_err(|e| e.to_string())?;
-        if matches!(outcome, Outcome::Accepted { .. }) {
+        if accepted(outcome, &summary) {
             tracing::info!("{summary}");
             committed = true;
         }
@@ -183,10 +184,23 @@ fn step(c: &Conductor, now: u64) -> Result<bool, String> {
     Ok(committed)
 }
 
+/// Whether a planned change was committed. A plan found stale inside its
+/// commit (state moved between planning and committing) is dropped and
+/// planned again on the next pass: worth a debug line, not an error.
+fn accepted(outcome: Outcome<()>, what: &str) -> bool {
+    match outcome {
+        Outcome::Accepted { .. } => true,
+        Outcome::Rejected { refusal, .. } => {
+            tracing::debug!(code = %refusal.code, "{what}: not committed: {}", refusal.message);
+            false
+        }
+    }
+}
+
 fn schedule(src: &impl Source, nodes: &BTreeMap<String, NodeFit>) -> Result<Plan, StoreError> {
-    let (apps, placements) = desired::load(src)?;
+    let (apps, placements) = source::load(src)?;
     let rolling: BTreeSet<String> = src.rollouts()?.into_iter().map(|(a, _)| a).collect();
-    Ok(scheduler::plan(&scheduler::Desired {
+    Ok(scheduler::plan(&scheduler::ClusterView {
         apps: &apps,
         placements: &placements,
         nodes,
@@ -208,7 +222,7 @@ fn rollout_step(
     let Some((_, record)) = src.rollouts()?.into_iter().find(|(a, _)| a == app) else {
         return Ok(None);
     };
-    let (apps, placements) = desired::load(src)?;
+    let (apps, placements) = source::load(src)?;
     let Some((app_record, from_spec)) = apps.get(app) else {
         return Ok(None);
     };
@@ -223,7 +237,7 @@ fn rollout_step(
                 .map(|s| (id.clone(), *s))
         })
         .collect();
-    let d = scheduler::Desired {
+    let d = scheduler::ClusterView {
         apps: &apps,
         placements: &placements,
         nodes,
@@ -290,4 +304,128 @@ fn apply(tx: &mut Tx<'_>, changes: &[Change]) -> Result<(), StoreError> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::Harness;
+    use skr8tr_proto::command::Command;
+    use skr8tr_proto::wire::ReplicaState;
+
+    const WEB: &str = "app web\n  exec /bin/web\n  replicas 3\n";
+
+    #[test]
+    fn a_pass_places_on_live_nodes_then_has_nothing_to_do() {
+        let h = Harness::new("rec-place");
+        h.up(WEB);
+        // No node yet: nothing placed, and status learns why.
+        assert!(!step(&h.c, h.now()).unwrap());
+        assert!(h.c.unplaced()["web"].contains("no live node"));
+        h.report("n1", &[]);
+        h.report("n2", &[]);
+        assert!(step(&h.c, h.now()).unwrap(), "committed a plan");
+        let nodes: Vec<String> = h.placements().into_iter().map(|(_, n)| n).collect();
+        assert_eq!(nodes, ["n1", "n2", "n1"]);
+        assert!(h.c.unplaced().is_empty());
+        assert!(
+            !step(&h.c, h.now()).unwrap(),
+            "a second pass changes nothing"
+        );
+        let last = h.history().pop().unwrap();
+        assert_eq!(
+            last,
+            "schedule: placed web/1/0 on n1; placed web/1/1 on n2; placed web/1/2 on n1"
+        );
+    }
+
+    #[test]
+    fn replicas_of_a_silent_node_move_once_it_is_lost() {
+        let h = Harness::new("rec-lost");
+        h.up(WEB);
+        h.report("n1", &[]);
+        h.report("n2", &[]);
+        step(&h.c, h.now()).unwrap();
+        // n2 keeps reporting; n1 falls silent past the lost-node timeout.
+        h.advance(Duration::from_secs(6));
+        h.report("n2", &[]);
+        let fits = schedulable_nodes(&h.c, h.now());
+        assert!(!fits["n1"].alive && fits["n2"].alive);
+        assert!(step(&h.c, h.now()).unwrap());
+        assert!(h.placements().iter().all(|(_, n)| n == "n2"));
+        assert!(
+            h.history()
+                .pop()
+                .unwrap()
+                .contains("from lost node n1 to n2")
+        );
+    }
+
+    #[test]
+    fn the_resync_window_closes_once_every_placed_node_reported_or_at_its_timeout() {
+        let h = Harness::new("rec-resync");
+        h.up(WEB);
+        h.report("n1", &[]);
+        step(&h.c, h.now()).unwrap();
+        // As after a restart: no node has reported to this conductor yet.
+        h.c.nodes().clear();
+        h.c.mark_serving(h.now());
+        assert!(!resync_done(&h.c, h.now()));
+        h.report("n1", &[]);
+        assert!(
+            resync_done(&h.c, h.now()),
+            "every node with placements reported"
+        );
+        h.c.nodes().clear();
+        h.advance(Duration::from_secs(5));
+        assert!(resync_done(&h.c, h.now()), "the window's timeout passed");
+    }
+
+    #[test]
+    fn a_rollout_steps_from_what_nodes_report() {
+        let h = Harness::new("rec-rollout");
+        h.up("app web\n  exec /bin/v1\n  replicas 1\n  health { check tcp }\n");
+        h.report("n1", &[]);
+        step(&h.c, h.now()).unwrap();
+        h.report("n1", &[("web/1/0", ReplicaState::Ready, Some(20000))]);
+        h.ok(Command::Rollout {
+            file: "t".into(),
+            manifest: "app web\n  exec /bin/v2\n  replicas 1\n  health { check tcp }\n".into(),
+        });
+        assert!(step(&h.c, h.now()).unwrap());
+        assert!(
+            h.history()
+                .pop()
+                .unwrap()
+                .starts_with("rollout web: step 1/1: surge web/2/0 on n1"),
+            "{:?}",
+            h.history()
+        );
+        // Not ready yet: nothing to do.
+        assert!(!step(&h.c, h.now()).unwrap());
+        h.report(
+            "n1",
+            &[
+                ("web/1/0", ReplicaState::Ready, Some(20000)),
+                ("web/2/0", ReplicaState::Ready, Some(20001)),
+            ],
+        );
+        assert!(step(&h.c, h.now()).unwrap());
+        assert_eq!(
+            h.history().pop().unwrap(),
+            "rollout web: step 1/1: web/2/0 ready; draining web/1/0"
+        );
+        // The drained replica is removed after its registry drain, then the
+        // rollout is done and the app is on generation 2.
+        step(&h.c, h.now()).unwrap();
+        h.advance(Duration::from_millis(rollout::REGISTRY_DRAIN_MS));
+        h.report("n1", &[("web/2/0", ReplicaState::Ready, Some(20001))]);
+        for _ in 0..3 {
+            step(&h.c, h.now()).unwrap();
+        }
+        let snap = h.c.store.snapshot().unwrap();
+        assert!(snap.rollout("web").unwrap().is_none());
+        assert_eq!(snap.app("web").unwrap().unwrap().generation, 2);
+        assert_eq!(h.placements(), [("web/2/0".to_string(), "n1".to_string())]);
+    }
 }

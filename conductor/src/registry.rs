@@ -8,7 +8,7 @@ use crate::state::Conductor;
 use sha2::{Digest, Sha256};
 use skr8tr_proto::wire::{Endpoint, RegistrySnapshot, ReplicaState};
 use skr8tr_store::StoreError;
-use skr8tr_store::records::Desired;
+use skr8tr_store::records::DesiredStatus;
 use std::collections::{BTreeMap, HashMap};
 
 pub fn snapshot(c: &Conductor, now: u64) -> Result<RegistrySnapshot, StoreError> {
@@ -29,7 +29,7 @@ pub fn snapshot(c: &Conductor, now: u64) -> Result<RegistrySnapshot, StoreError>
     }
     let mut apps: BTreeMap<String, Vec<Endpoint>> = BTreeMap::new();
     for (id, p) in placements {
-        if p.desired != Desired::Run {
+        if p.desired != DesiredStatus::Run {
             continue;
         }
         if let Some((address, port)) = ready.get(&(id.clone(), p.node.clone())) {
@@ -47,4 +47,77 @@ pub fn snapshot(c: &Conductor, now: u64) -> Result<RegistrySnapshot, StoreError>
         index: u64::from_le_bytes(index).max(1),
         apps,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::Harness;
+    use skr8tr_proto::command::Command;
+    use std::time::Duration;
+
+    #[test]
+    fn only_ready_run_replicas_of_live_nodes_are_routable() {
+        let h = Harness::new("registry");
+        h.up("app web\n  exec /bin/web\n  replicas 2\n");
+        h.report("n1", &[]);
+        h.report("n2", &[]);
+        crate::reconciler::step(&h.c, h.now()).unwrap();
+        let empty = snapshot(&h.c, h.now()).unwrap();
+        assert!(empty.apps.is_empty(), "nothing ready yet");
+        h.report("n1", &[("web/1/0", ReplicaState::Ready, Some(20000))]);
+        h.report("n2", &[("web/1/1", ReplicaState::Starting, Some(20001))]);
+        let one = snapshot(&h.c, h.now()).unwrap();
+        assert_eq!(
+            one.apps["web"],
+            [Endpoint {
+                replica: "web/1/0".into(),
+                address: "127.0.0.9".into(),
+                port: 20000,
+            }]
+        );
+        assert_ne!(one.index, empty.index, "the index follows the content");
+        assert_eq!(
+            snapshot(&h.c, h.now()).unwrap(),
+            one,
+            "and only the content"
+        );
+        // A replica reported by a node it is not placed on is not routed.
+        h.report("n2", &[("web/1/0", ReplicaState::Ready, Some(20005))]);
+        assert_eq!(snapshot(&h.c, h.now()).unwrap().apps["web"].len(), 1);
+        // A lost node's replicas leave the registry.
+        h.advance(Duration::from_secs(6));
+        h.report("n2", &[]);
+        assert!(snapshot(&h.c, h.now()).unwrap().apps.is_empty());
+    }
+
+    #[test]
+    fn a_draining_replica_leaves_the_registry_before_its_node_stops_it() {
+        let h = Harness::new("registry-drain");
+        h.up("app web\n  exec /bin/web\n  replicas 1\n");
+        h.report("n1", &[]);
+        crate::reconciler::step(&h.c, h.now()).unwrap();
+        h.report("n1", &[("web/1/0", ReplicaState::Ready, Some(20000))]);
+        assert_eq!(snapshot(&h.c, h.now()).unwrap().apps["web"].len(), 1);
+        h.ok(Command::Rollout {
+            file: "t".into(),
+            manifest: "app web\n  exec /bin/v2\n  replicas 1\n".into(),
+        });
+        crate::reconciler::step(&h.c, h.now()).unwrap();
+        h.report(
+            "n1",
+            &[
+                ("web/1/0", ReplicaState::Ready, Some(20000)),
+                ("web/2/0", ReplicaState::Ready, Some(20001)),
+            ],
+        );
+        crate::reconciler::step(&h.c, h.now()).unwrap();
+        // web/1/0 is now desired `Stop`: still placed, still running, not routed.
+        assert!(h.placements().iter().any(|(id, _)| id == "web/1/0"));
+        let routed: Vec<String> = snapshot(&h.c, h.now()).unwrap().apps["web"]
+            .iter()
+            .map(|e| e.replica.clone())
+            .collect();
+        assert_eq!(routed, ["web/2/0"]);
+    }
 }

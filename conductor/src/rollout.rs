@@ -3,9 +3,11 @@
 //! next placements and record. No clock, no randomness: a conductor killed
 //! at any point recomputes the same step from the same state.
 //!
-//! One step `k` of `N`, surge mode: place new replica `k` (`to/k`), wait
-//! until it is ready, then drain one old replica (desired `Stop`: it leaves
-//! the registry but keeps running) and go on to `k + 1` at once. A drained
+//! One step `k` of `N`, surge mode: place new replica `k` (`to/k`) —
+//! [`surge`] — wait until it is ready, then drain one old replica (desired
+//! `Stop`: it leaves the registry but keeps running) and go on to `k + 1`
+//! at once — [`replace`]. After the last step, [`finish`] waits for the
+//! last drains (phase `Draining`) and moves the app to the new generation. A drained
 //! replica is removed once it has drained for `REGISTRY_DRAIN_MS` (the node
 //! then sends SIGTERM, waits `drain`, kills); drains overlap the next steps.
 //! Capacity never drops below `N` ready replicas. How long each replica has
@@ -19,7 +21,9 @@
 use crate::scheduler::{self, Change, replica_id};
 use skr8tr_proto::manifest::AppSpec;
 use skr8tr_proto::wire::ReplicaState;
-use skr8tr_store::records::{AppRecord, Desired, PlacementRecord, RolloutPhase, RolloutRecord};
+use skr8tr_store::records::{
+    AppRecord, DesiredStatus, PlacementRecord, RolloutPhase, RolloutRecord,
+};
 use std::collections::HashMap;
 
 /// How long a drained replica keeps serving in-flight requests after it
@@ -53,7 +57,7 @@ pub struct View<'a> {
     pub from_spec: &'a AppSpec,
     pub to_spec: &'a AppSpec,
     /// Everything, for placing a replica where the scheduler would.
-    pub desired: &'a scheduler::Desired<'a>,
+    pub desired: &'a scheduler::ClusterView<'a>,
     /// Replica id → what its (live) node reports.
     pub seen: &'a HashMap<String, Seen>,
     /// Replica id → since when the conductor has seen it draining (`Stop`).
@@ -89,138 +93,191 @@ impl Step {
     }
 }
 
+/// One step of `v.app`'s rollout: reverting, or [`finish`] once every
+/// replica was replaced, or [`surge`] the next new replica, or [`replace`]
+/// an old one by it once it is ready.
 pub fn step(v: &View<'_>) -> Step {
     if v.rollout.phase == RolloutPhase::Reverting {
         return revert(v);
     }
-    let n = v.record.replicas;
-    let (from, to) = (v.rollout.from_generation, v.rollout.to_generation);
-    let mine = |generation: u64, desired: Desired| -> Vec<(&String, &PlacementRecord)> {
-        v.desired
-            .placements
-            .iter()
-            .filter(|(_, p)| p.app == v.app && p.generation == generation && p.desired == desired)
-            .collect()
-    };
-    let mut rec = v.rollout.clone();
-    // Records written before drains overlapped steps may say `Draining`.
-    rec.phase = RolloutPhase::Surging;
-    let mut changes = remove_drained(v, from);
-    let old_running = mine(from, Desired::Run);
-    let draining_left = mine(from, Desired::Stop).len() > changes.len();
-    let k = rec.step;
-    let keep_old = n.saturating_sub(k + 1) as usize;
-    let drain_one = |changes: &mut Vec<Change>| -> Option<String> {
-        let (id, p) = old_running.iter().max_by_key(|(_, p)| p.index)?;
-        changes.push(Change::Update {
+    let s = Surge::new(v);
+    let k = s.rec.step;
+    if k >= s.n {
+        return finish(s);
+    }
+    let new_id = replica_id(v.app, s.to, k);
+    let placed = v
+        .desired
+        .placements
+        .get(&new_id)
+        .is_some_and(|p| p.generation == s.to);
+    if placed {
+        replace(s, new_id)
+    } else {
+        surge(s, new_id)
+    }
+}
+
+/// What every step of the forward direction works from.
+struct Surge<'v, 'a> {
+    v: &'v View<'a>,
+    n: u32,
+    from: u64,
+    to: u64,
+    /// The record as this step leaves it.
+    rec: RolloutRecord,
+    /// Removals of drained old replicas, then whatever the step adds.
+    changes: Vec<Change>,
+    /// Old replicas still desired `Run`.
+    old_running: Vec<(&'v String, &'v PlacementRecord)>,
+    /// Old replicas draining that are not removed by this step.
+    draining_left: bool,
+    /// How many old replicas must keep running once step `k` is done.
+    keep_old: usize,
+}
+
+impl<'v, 'a> Surge<'v, 'a> {
+    fn new(v: &'v View<'a>) -> Surge<'v, 'a> {
+        let from = v.rollout.from_generation;
+        let mine = |desired: DesiredStatus| -> Vec<(&'v String, &'v PlacementRecord)> {
+            v.desired
+                .placements
+                .iter()
+                .filter(|(_, p)| p.app == v.app && p.generation == from && p.desired == desired)
+                .collect()
+        };
+        let changes = remove_drained(v, from);
+        let draining_left = mine(DesiredStatus::Stop).len() > changes.len();
+        let n = v.record.replicas;
+        Surge {
+            v,
+            n,
+            from,
+            to: v.rollout.to_generation,
+            rec: v.rollout.clone(),
+            old_running: mine(DesiredStatus::Run),
+            draining_left,
+            keep_old: n.saturating_sub(v.rollout.step + 1) as usize,
+            changes,
+        }
+    }
+
+    /// Drains the old replica with the highest index; its id.
+    fn drain_one(&mut self) -> Option<String> {
+        let (id, p) = self.old_running.iter().max_by_key(|(_, p)| p.index)?;
+        self.changes.push(Change::Update {
             replica: (*id).clone(),
             record: PlacementRecord {
-                desired: Desired::Stop,
+                desired: DesiredStatus::Stop,
                 ..(*p).clone()
             },
         });
         Some((*id).clone())
-    };
-    if k >= n {
-        if !old_running.is_empty() {
-            // More old replicas than steps (scaled down mid-way): drain them.
-            let id = drain_one(&mut changes);
-            let note = id.map(|id| format!("draining {id}"));
-            return Step {
-                changes,
-                next: Next::Continue(rec),
-                note,
+    }
+
+    fn more_old_than_needed(&self) -> bool {
+        self.old_running.len() > self.keep_old
+    }
+
+    fn next(mut self, phase: RolloutPhase, note: Option<String>) -> Step {
+        self.rec.phase = phase;
+        Step {
+            changes: self.changes,
+            next: Next::Continue(self.rec),
+            note,
+        }
+    }
+}
+
+/// Step `k` has no new replica yet: place `to/k` where the scheduler would;
+/// where no node can take it (a static port held everywhere), drain an old
+/// replica first so its port frees (replace mode); revert if neither is
+/// possible by the deadline.
+fn surge(mut s: Surge<'_, '_>, new_id: String) -> Step {
+    let (v, k, n) = (s.v, s.rec.step, s.n);
+    if let Some(record) = scheduler::place_one(v.desired, v.app, v.to_spec, s.to, k) {
+        let note = format!("step {}/{n}: surge {new_id} on {}", k + 1, record.node);
+        s.changes.push(Change::Place {
+            replica: new_id,
+            record,
+        });
+        s.rec.step_deadline_ms = v.now + timeout(v);
+        return s.next(RolloutPhase::Surging, Some(note));
+    }
+    if s.more_old_than_needed() {
+        // Replace mode: the old replica's port frees once it is removed
+        // after its drain; the new one is placed then.
+        let note = s.drain_one().map(|id| {
+            format!(
+                "step {}/{n}: no room to surge (static port); draining {id} first",
+                k + 1
+            )
+        });
+        s.rec.step_deadline_ms = v.now + REGISTRY_DRAIN_MS + timeout(v);
+        return s.next(RolloutPhase::Surging, note);
+    }
+    if !s.draining_left && v.now > s.rec.step_deadline_ms {
+        return start_revert(v, s.rec, s.changes, format!("no node can take {new_id}"));
+    }
+    s.next(RolloutPhase::Surging, None)
+}
+
+/// Step `k`'s new replica is placed: once it is ready, drain one old
+/// replica (if more run than the steps left need) and go on to `k + 1`;
+/// if it crashed or missed its deadline, revert.
+fn replace(mut s: Surge<'_, '_>, new_id: String) -> Step {
+    let (v, k, n) = (s.v, s.rec.step, s.n);
+    match v.seen.get(&new_id) {
+        Some(seen) if seen.state == ReplicaState::Ready => {
+            let drained = if s.more_old_than_needed() {
+                s.drain_one()
+            } else {
+                None
             };
-        }
-        if draining_left {
-            return Step {
-                changes,
-                next: Next::Continue(rec),
-                note: None,
+            s.rec.step = k + 1;
+            s.rec.step_deadline_ms = v.now + timeout(v);
+            let note = match drained {
+                Some(id) => format!("step {}/{n}: {new_id} ready; draining {id}", k + 1),
+                None => format!("step {}/{n}: {new_id} ready", k + 1),
             };
+            s.next(RolloutPhase::Surging, Some(note))
         }
-        return done(
-            changes,
-            to,
-            Some(from),
-            false,
-            format!("all {n} replicas on generation {to}"),
-        );
-    }
-    let new_id = replica_id(v.app, to, k);
-    let new_k = v
-        .desired
-        .placements
-        .get(&new_id)
-        .filter(|p| p.generation == to);
-    let mut note = None;
-    match new_k {
-        None => {
-            if let Some(record) = scheduler::place_one(v.desired, v.app, v.to_spec, to, k) {
-                note = Some(format!(
-                    "step {}/{n}: surge {new_id} on {}",
-                    k + 1,
-                    record.node
-                ));
-                changes.push(Change::Place {
-                    replica: new_id,
-                    record,
-                });
-                rec.step_deadline_ms = v.now + timeout(v);
-            } else if old_running.len() > keep_old {
-                // Replace mode: the old replica's port frees once it is
-                // removed after its drain; the new one is placed then.
-                let id = drain_one(&mut changes);
-                note = id.map(|id| {
-                    format!(
-                        "step {}/{n}: no room to surge (static port); draining {id} first",
-                        k + 1
-                    )
-                });
-                rec.step_deadline_ms = v.now + REGISTRY_DRAIN_MS + timeout(v);
-            } else if !draining_left && v.now > rec.step_deadline_ms {
-                return start_revert(v, rec, changes, format!("no node can take {new_id}"));
-            }
+        Some(seen) if crashed(seen) => {
+            let why = format!(
+                "{new_id} crashed ({}, {} restarts)",
+                seen.state.label(),
+                seen.restarts
+            );
+            start_revert(v, s.rec, s.changes, why)
         }
-        Some(_) => match v.seen.get(&new_id) {
-            Some(s) if s.state == ReplicaState::Ready => {
-                let drained = if old_running.len() > keep_old {
-                    drain_one(&mut changes)
-                } else {
-                    None
-                };
-                rec.step = k + 1;
-                rec.step_deadline_ms = v.now + timeout(v);
-                note = Some(match drained {
-                    Some(id) => format!("step {}/{n}: {new_id} ready; draining {id}", k + 1),
-                    None => format!("step {}/{n}: {new_id} ready", k + 1),
-                });
-            }
-            Some(s) if crashed(s) => {
-                let why = format!(
-                    "{new_id} crashed ({}, {} restarts)",
-                    s.state.label(),
-                    s.restarts
-                );
-                return start_revert(v, rec, changes, why);
-            }
-            _ if v.now > rec.step_deadline_ms => {
-                let secs = timeout(v) / 1000;
-                return start_revert(
-                    v,
-                    rec,
-                    changes,
-                    format!("{new_id} was not ready within {secs} s"),
-                );
-            }
-            _ => {}
-        },
+        _ if v.now > s.rec.step_deadline_ms => {
+            let secs = timeout(v) / 1000;
+            let why = format!("{new_id} was not ready within {secs} s");
+            start_revert(v, s.rec, s.changes, why)
+        }
+        _ => s.next(RolloutPhase::Surging, None),
     }
-    Step {
-        changes,
-        next: Next::Continue(rec),
-        note,
+}
+
+/// Every step is done: drain old replicas still running (the app was
+/// scaled down mid-way), wait for the drains to end (phase `Draining`),
+/// then the app runs the new generation.
+fn finish(mut s: Surge<'_, '_>) -> Step {
+    if !s.old_running.is_empty() {
+        let note = s.drain_one().map(|id| format!("draining {id}"));
+        return s.next(RolloutPhase::Draining, note);
     }
+    if s.draining_left {
+        let note = (s.v.rollout.phase != RolloutPhase::Draining).then(|| {
+            format!(
+                "all {} new replicas ready; the last old ones are draining",
+                s.n
+            )
+        });
+        return s.next(RolloutPhase::Draining, note);
+    }
+    let note = format!("all {} replicas on generation {}", s.n, s.to);
+    done(s.changes, s.to, Some(s.from), false, note)
 }
 
 /// Removes this app's `generation` replicas that have drained long enough.
@@ -228,7 +285,9 @@ fn remove_drained(v: &View<'_>, generation: u64) -> Vec<Change> {
     v.desired
         .placements
         .iter()
-        .filter(|(_, p)| p.app == v.app && p.generation == generation && p.desired == Desired::Stop)
+        .filter(|(_, p)| {
+            p.app == v.app && p.generation == generation && p.desired == DesiredStatus::Stop
+        })
         .filter(|(id, _)| {
             v.draining_since
                 .get(*id)
@@ -289,11 +348,11 @@ fn revert(v: &View<'_>) -> Step {
     for i in 0..n {
         let id = replica_id(v.app, from, i);
         match v.desired.placements.get(&id) {
-            Some(p) if p.desired == Desired::Stop => {
+            Some(p) if p.desired == DesiredStatus::Stop => {
                 changes.push(Change::Update {
                     replica: id.clone(),
                     record: PlacementRecord {
-                        desired: Desired::Run,
+                        desired: DesiredStatus::Run,
                         ..p.clone()
                     },
                 });
@@ -328,14 +387,14 @@ fn revert(v: &View<'_>) -> Step {
     if old_ready || unplaceable {
         let running: Vec<_> = new
             .iter()
-            .filter(|(_, p)| p.desired == Desired::Run)
+            .filter(|(_, p)| p.desired == DesiredStatus::Run)
             .collect();
         if !running.is_empty() {
             for (id, p) in running {
                 changes.push(Change::Update {
                     replica: (*id).clone(),
                     record: PlacementRecord {
-                        desired: Desired::Stop,
+                        desired: DesiredStatus::Stop,
                         ..(*p).clone()
                     },
                 });
@@ -371,7 +430,7 @@ fn revert(v: &View<'_>) -> Step {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scheduler::{Desired as Sched, NodeFit};
+    use crate::scheduler::{ClusterView as Sched, NodeFit};
     use skr8tr_proto::manifest;
     use skr8tr_store::records::AppStatus;
     use std::collections::{BTreeMap, BTreeSet};
@@ -414,7 +473,7 @@ mod tests {
                         skr8tr_proto::manifest::Port::Fixed(p) => Some(p),
                         _ => None,
                     },
-                    desired: Desired::Run,
+                    desired: DesiredStatus::Run,
                 },
             );
             seen.insert(
@@ -458,8 +517,10 @@ mod tests {
     }
 
     impl Sim {
-        /// One engine step, applied; new replicas get `fate`.
-        fn tick(&mut self, fate: Seen) -> Step {
+        /// The engine's step from the simulated state (not applied), with
+        /// the operator's `step_timeout_ms`: the one place tests build a
+        /// `View`.
+        fn step_with(&self, step_timeout_ms: Option<u64>) -> Step {
             let rolling = BTreeSet::from(["web".to_string()]);
             let d = Sched {
                 apps: &self.apps,
@@ -467,20 +528,23 @@ mod tests {
                 nodes: &self.nodes,
                 rolling: &rolling,
             };
-            let (record, _) = &self.apps["web"];
-            let view = View {
+            step(&View {
                 app: "web",
-                record,
+                record: &self.apps["web"].0,
                 rollout: &self.rollout,
                 from_spec: &self.specs[&self.rollout.from_generation],
                 to_spec: &self.specs[&self.rollout.to_generation],
                 desired: &d,
                 seen: &self.seen,
                 draining_since: &self.draining,
-                step_timeout_ms: None,
+                step_timeout_ms,
                 now: self.now,
-            };
-            let s = step(&view);
+            })
+        }
+
+        /// One engine step, applied; new replicas get `fate`.
+        fn tick(&mut self, fate: Seen) -> Step {
+            let s = self.step_with(None);
             for c in &s.changes {
                 match c {
                     Change::Place { replica, record }
@@ -491,7 +555,7 @@ mod tests {
                         self.seen.insert(replica.clone(), fate);
                     }
                     Change::Update { replica, record } => {
-                        if record.desired == Desired::Stop {
+                        if record.desired == DesiredStatus::Stop {
                             self.draining.insert(replica.clone(), self.now);
                         }
                         self.placements.insert(replica.clone(), record.clone());
@@ -514,7 +578,7 @@ mod tests {
             self.placements
                 .iter()
                 .filter(|(id, p)| {
-                    p.desired == Desired::Run
+                    p.desired == DesiredStatus::Run
                         && self
                             .seen
                             .get(*id)
@@ -559,6 +623,36 @@ mod tests {
         );
         let ids: Vec<&String> = s.placements.keys().collect();
         assert_eq!(ids, ["web/2/0", "web/2/1", "web/2/2"]);
+    }
+
+    #[test]
+    fn the_last_drains_show_as_the_draining_phase_then_it_is_done() {
+        let mut s = sim("app web\n  exec /v1\n", "app web\n  exec /v2\n");
+        let mut phases = Vec::new();
+        for _ in 0..100 {
+            let st = s.tick(READY);
+            if let Next::Done { .. } = st.next {
+                break;
+            }
+            phases.push((s.rollout.step, s.rollout.phase));
+        }
+        let first_draining = phases
+            .iter()
+            .position(|(_, p)| *p == RolloutPhase::Draining)
+            .expect("a draining phase before the end");
+        assert!(
+            phases[..first_draining]
+                .iter()
+                .all(|(k, p)| *p == RolloutPhase::Surging && *k <= 3),
+            "{phases:?}"
+        );
+        assert!(
+            phases[first_draining..]
+                .iter()
+                .all(|(k, p)| *p == RolloutPhase::Draining && *k == 3),
+            "draining only once every step is done: {phases:?}"
+        );
+        assert_eq!(s.placements.len(), 3);
     }
 
     #[test]
@@ -626,28 +720,7 @@ mod tests {
             state: ReplicaState::Starting,
             restarts: 0,
         };
-        let rolling = BTreeSet::from(["web".to_string()]);
-        let view_step = |s: &Sim, timeout: Option<u64>| {
-            let d = Sched {
-                apps: &s.apps,
-                placements: &s.placements,
-                nodes: &s.nodes,
-                rolling: &rolling,
-            };
-            step(&View {
-                app: "web",
-                record: &s.apps["web"].0,
-                rollout: &s.rollout,
-                from_spec: &s.specs[&1],
-                to_spec: &s.specs[&2],
-                desired: &d,
-                seen: &s.seen,
-                draining_since: &s.draining,
-                step_timeout_ms: timeout,
-                now: s.now,
-            })
-        };
-        let placed = view_step(&s, Some(2_000));
+        let placed = s.step_with(Some(2_000));
         let Next::Continue(r) = &placed.next else {
             panic!()
         };
@@ -659,7 +732,7 @@ mod tests {
         s.tick(starting);
         s.now = 2_001;
         s.rollout.step_deadline_ms = 2_000;
-        let late = view_step(&s, Some(2_000));
+        let late = s.step_with(Some(2_000));
         let Next::Continue(r) = &late.next else {
             panic!()
         };
@@ -699,25 +772,6 @@ mod tests {
         let mut s = sim("app web\n  exec /v1\n", "app web\n  exec /v2\n");
         s.tick(READY);
         s.tick(READY);
-        let rolling = BTreeSet::from(["web".to_string()]);
-        let d = Sched {
-            apps: &s.apps,
-            placements: &s.placements,
-            nodes: &s.nodes,
-            rolling: &rolling,
-        };
-        let view = View {
-            app: "web",
-            record: &s.apps["web"].0,
-            rollout: &s.rollout,
-            from_spec: &s.specs[&1],
-            to_spec: &s.specs[&2],
-            desired: &d,
-            seen: &s.seen,
-            draining_since: &s.draining,
-            step_timeout_ms: None,
-            now: s.now,
-        };
-        assert_eq!(step(&view), step(&view));
+        assert_eq!(s.step_with(None), s.step_with(None));
     }
 }

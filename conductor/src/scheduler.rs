@@ -24,8 +24,9 @@ pub struct NodeFit {
     pub ram_bytes: u64,
 }
 
-/// What the scheduler reads.
-pub struct Desired<'a> {
+/// What the scheduler reads: desired state (apps with their current
+/// spec, placements) and the nodes as observed.
+pub struct ClusterView<'a> {
     pub apps: &'a BTreeMap<String, (AppRecord, AppSpec)>,
     pub placements: &'a BTreeMap<String, PlacementRecord>,
     pub nodes: &'a BTreeMap<String, NodeFit>,
@@ -62,7 +63,7 @@ pub enum Change {
 pub struct Plan {
     pub changes: Vec<Change>,
     /// Apps with replicas that fit nowhere, and why.
-    pub pending: BTreeMap<String, String>,
+    pub unplaced: BTreeMap<String, String>,
 }
 
 impl Plan {
@@ -82,8 +83,8 @@ impl Plan {
                 }
                 Change::Remove { replica, node } => format!("removed {replica} from {node}"),
                 Change::Update { replica, record } => match record.desired {
-                    records::Desired::Stop => format!("draining {replica}"),
-                    records::Desired::Run => format!("restored {replica}"),
+                    records::DesiredStatus::Stop => format!("draining {replica}"),
+                    records::DesiredStatus::Run => format!("restored {replica}"),
                 },
             })
             .collect();
@@ -96,7 +97,7 @@ pub fn replica_id(app: &str, generation: u64, index: u32) -> String {
     format!("{app}/{generation}/{index}")
 }
 
-pub fn plan(d: &Desired<'_>) -> Plan {
+pub fn plan(d: &ClusterView<'_>) -> Plan {
     let mut plan = Plan::default();
     // Reservations as they will be once the plan is applied.
     let mut load: BTreeMap<&str, Load> = d
@@ -143,8 +144,8 @@ pub fn plan(d: &Desired<'_>) -> Plan {
                 continue;
             }
             let Some(node) = choose(d, &load, name, spec) else {
-                plan.pending
-                    .insert(name.clone(), why_pending(d, &load, spec));
+                plan.unplaced
+                    .insert(name.clone(), why_unplaced(d, &load, spec));
                 continue;
             };
             let record = PlacementRecord {
@@ -156,7 +157,7 @@ pub fn plan(d: &Desired<'_>) -> Plan {
                     Port::Fixed(p) => Some(p),
                     Port::Auto => None,
                 },
-                desired: records::Desired::Run,
+                desired: records::DesiredStatus::Run,
             };
             if let Some(l) = load.get_mut(node.as_str()) {
                 l.add(spec, name);
@@ -185,7 +186,7 @@ pub fn plan(d: &Desired<'_>) -> Plan {
 /// A placement for one replica of `app` (the rollout engine's surge), on
 /// the node the scheduler would pick, counting every placement's load.
 pub fn place_one(
-    d: &Desired<'_>,
+    d: &ClusterView<'_>,
     app: &str,
     spec: &AppSpec,
     generation: u64,
@@ -217,7 +218,7 @@ pub fn place_one(
             Port::Fixed(p) => Some(p),
             Port::Auto => None,
         },
-        desired: records::Desired::Run,
+        desired: records::DesiredStatus::Run,
     })
 }
 
@@ -260,7 +261,9 @@ impl Load {
     }
 }
 
-fn fits(node: &NodeFit, load: &Load, spec: &AppSpec) -> bool {
+/// Whether `node` has room for one more replica of `spec` on top of `load`:
+/// alive, CPU and RAM reservations within what it offers, static port free.
+fn has_room(node: &NodeFit, load: &Load, spec: &AppSpec) -> bool {
     let cpu = u64::from(spec.cpu_millis.unwrap_or(0));
     let ram = spec.ram.unwrap_or(0);
     let port_free = match spec.port {
@@ -274,7 +277,7 @@ fn fits(node: &NodeFit, load: &Load, spec: &AppSpec) -> bool {
 }
 
 fn choose(
-    d: &Desired<'_>,
+    d: &ClusterView<'_>,
     load: &BTreeMap<&str, Load>,
     app: &str,
     spec: &AppSpec,
@@ -283,14 +286,14 @@ fn choose(
         .iter()
         .filter_map(|(name, node)| {
             let l = load.get(name.as_str())?;
-            fits(node, l, spec)
+            has_room(node, l, spec)
                 .then(|| (l.per_app.get(app).copied().unwrap_or(0), l.replicas, name))
         })
         .min()
         .map(|(_, _, name)| name.clone())
 }
 
-fn why_pending(d: &Desired<'_>, load: &BTreeMap<&str, Load>, spec: &AppSpec) -> String {
+fn why_unplaced(d: &ClusterView<'_>, load: &BTreeMap<&str, Load>, spec: &AppSpec) -> String {
     let alive: Vec<&String> = d
         .nodes
         .iter()
@@ -372,7 +375,7 @@ mod tests {
         apps: &BTreeMap<String, (AppRecord, AppSpec)>,
         nodes: &BTreeMap<String, NodeFit>,
     ) {
-        let p = plan(&Desired {
+        let p = plan(&ClusterView {
             apps,
             placements,
             nodes,
@@ -390,7 +393,7 @@ mod tests {
         let apps = BTreeMap::from([("web".to_string(), app("app web\n  exec /x\n", 1, 3))]);
         let nodes = nodes(&[("n1", true), ("n2", true)]);
         let mut placements = BTreeMap::new();
-        let p = plan(&Desired {
+        let p = plan(&ClusterView {
             apps: &apps,
             placements: &placements,
             nodes: &nodes,
@@ -401,7 +404,7 @@ mod tests {
         assert_eq!(nodes_of(&placements), ["n1", "n2", "n1"]);
         assert_eq!(placements["web/1/0"].port, None);
         // Nothing to do the second time.
-        let again = plan(&Desired {
+        let again = plan(&ClusterView {
             apps: &apps,
             placements: &placements,
             nodes: &nodes,
@@ -417,7 +420,7 @@ mod tests {
         let two = nodes(&[("n1", true), ("n2", true)]);
         step(&mut placements, &apps, &two);
         let lost = nodes(&[("n1", false), ("n2", true)]);
-        let p = plan(&Desired {
+        let p = plan(&ClusterView {
             apps: &apps,
             placements: &placements,
             nodes: &lost,
@@ -447,14 +450,14 @@ mod tests {
             app("app api\n  exec /x\n  port 8080\n", 1, 3),
         )]);
         let nodes = nodes(&[("n1", true), ("n2", true)]);
-        let p = plan(&Desired {
+        let p = plan(&ClusterView {
             apps: &apps,
             placements: &BTreeMap::new(),
             nodes: &nodes,
             rolling: &Default::default(),
         });
         assert_eq!(p.changes.len(), 2);
-        let reason = &p.pending["api"];
+        let reason = &p.unplaced["api"];
         assert!(
             reason.contains("static port 8080 is taken on every live node"),
             "{reason}"
@@ -479,7 +482,7 @@ mod tests {
             "huge".to_string(),
             app("app huge\n  exec /x\n  ram 8gb\n", 1, 1),
         )]);
-        let p = plan(&Desired {
+        let p = plan(&ClusterView {
             apps: &huge,
             placements: &BTreeMap::new(),
             nodes: &nodes,
@@ -487,17 +490,17 @@ mod tests {
         });
         assert!(p.changes.is_empty());
         assert!(
-            p.pending["huge"].contains("no live node has room"),
+            p.unplaced["huge"].contains("no live node has room"),
             "{:?}",
-            p.pending
+            p.unplaced
         );
-        let none = plan(&Desired {
+        let none = plan(&ClusterView {
             apps: &huge,
             placements: &BTreeMap::new(),
             nodes: &BTreeMap::new(),
             rolling: &Default::default(),
         });
-        assert!(none.pending["huge"].contains("no live node"));
+        assert!(none.unplaced["huge"].contains("no live node"));
     }
 
     #[test]
@@ -507,7 +510,7 @@ mod tests {
         let mut placements = BTreeMap::new();
         step(&mut placements, &apps, &nodes);
         apps.get_mut("web").unwrap().0.replicas = 1;
-        let p = plan(&Desired {
+        let p = plan(&ClusterView {
             apps: &apps,
             placements: &placements,
             nodes: &nodes,

@@ -49,15 +49,25 @@ pub struct NodeSeen {
     pub last_ms: u64,
 }
 
+/// The conductor's shared state. Desired state lives only in `store`;
+/// everything else here is observed or derived, rebuilt after a restart.
 pub struct Conductor {
+    /// Desired state and the audit log: the one durable thing.
     pub store: Arc<Store>,
+    /// The conductor's own signing key (assignments, log requests); nodes
+    /// pin its public half.
     pub key: SecretKey,
+    /// Fixed when the store was created; every signed command names it.
     pub cluster: ClusterId,
     pub config: Config,
+    /// Where `now` comes from: the system clock, or a hand-set one in tests.
+    clock: Clock,
     /// When this conductor began serving: the re-sync window counts from
     /// here, not from opening the store (which may take a repair's time).
     started_ms: std::sync::atomic::AtomicU64,
+    /// Observed: each node's last report and when it arrived.
     nodes: Mutex<BTreeMap<String, NodeSeen>>,
+    /// Operator keys, decoded once (reloaded after key commands).
     keyring: Mutex<OperatorKeys>,
     /// Admitted nodes' keys, decoded once.
     node_keys: Mutex<HashMap<String, PublicKey>>,
@@ -70,12 +80,47 @@ pub struct Conductor {
     pub registry_changed: watch::Sender<u64>,
     /// Round-robin position for `lookup --one`.
     pub lookup_next: std::sync::atomic::AtomicUsize,
+    /// True until the re-sync window after a start has closed: nothing is
+    /// scheduled and no registry is published meanwhile.
     resyncing: AtomicBool,
-    pending: Mutex<BTreeMap<String, String>>,
+    /// Derived by the last scheduler pass: apps with replicas that fit on
+    /// no node, and why (shown by `status`).
+    unplaced: Mutex<BTreeMap<String, String>>,
     /// Replica id → when the reconciler first saw it draining (observed,
     /// not stored: after a restart a drain lasts one more period).
     draining: Mutex<HashMap<String, u64>>,
+    /// Node → the assignment set last signed for it, with its version:
+    /// a node re-polling an unchanged set gets the same signature.
     signed: Mutex<HashMap<String, (u64, Arc<SignedAssignments>)>>,
+}
+
+/// Where the conductor reads the time. Handlers and the reconciler ask
+/// [`Conductor::now_ms`], so tests can drive them at a chosen moment.
+#[derive(Debug)]
+pub enum Clock {
+    System,
+    /// Set by hand (tests): Unix milliseconds.
+    Manual(std::sync::atomic::AtomicU64),
+}
+
+impl Clock {
+    pub fn manual(now_ms: u64) -> Clock {
+        Clock::Manual(std::sync::atomic::AtomicU64::new(now_ms))
+    }
+
+    pub fn now_ms(&self) -> u64 {
+        match self {
+            Clock::System => skr8tr_proto::clock::now_ms(),
+            Clock::Manual(t) => t.load(Ordering::Acquire),
+        }
+    }
+
+    /// Moves a manual clock forward (a system clock is not moved).
+    pub fn advance(&self, by: Duration) {
+        if let Clock::Manual(t) = self {
+            t.fetch_add(by.as_millis() as u64, Ordering::AcqRel);
+        }
+    }
 }
 
 impl Conductor {
@@ -98,6 +143,7 @@ impl Conductor {
             key,
             cluster,
             config,
+            clock: Clock::System,
             started_ms: std::sync::atomic::AtomicU64::new(started_ms),
             nodes: Mutex::new(BTreeMap::new()),
             keyring: Mutex::new(keyring),
@@ -107,10 +153,25 @@ impl Conductor {
             lookup_next: std::sync::atomic::AtomicUsize::new(0),
             wake: Notify::new(),
             resyncing: AtomicBool::new(true),
-            pending: Mutex::new(BTreeMap::new()),
+            unplaced: Mutex::new(BTreeMap::new()),
             draining: Mutex::new(HashMap::new()),
             signed: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// The same conductor, reading the time from `clock`.
+    pub fn with_clock(mut self, clock: Clock) -> Conductor {
+        self.clock = clock;
+        self
+    }
+
+    /// Now, by this conductor's clock (Unix ms).
+    pub fn now_ms(&self) -> u64 {
+        self.clock.now_ms()
+    }
+
+    pub fn clock(&self) -> &Clock {
+        &self.clock
     }
 
     pub fn nodes(&self) -> MutexGuard<'_, BTreeMap<String, NodeSeen>> {
@@ -156,8 +217,8 @@ impl Conductor {
         lock(&self.draining)
     }
 
-    pub fn pending(&self) -> MutexGuard<'_, BTreeMap<String, String>> {
-        lock(&self.pending)
+    pub fn unplaced(&self) -> MutexGuard<'_, BTreeMap<String, String>> {
+        lock(&self.unplaced)
     }
 
     pub fn signed_cache(&self) -> MutexGuard<'_, HashMap<String, (u64, Arc<SignedAssignments>)>> {

@@ -3,14 +3,14 @@
 //! snapshot, and keeps serving with it while the conductor is away.
 //!
 //! Layout:
-//! - this file: [`Config`] and [`run`] (accept loop, registry watcher).
+//! - this file: [`Config`] and [`run`] (accept loop, registry watcher on
+//!   `skr8tr_net::Client`).
 //! - `routes`: longest-prefix route matching.
 //! - `proxy`: one request: route, backend choice, retries, `Upgrade`
 //!   passthrough, access log.
 //! - `headers`: hop-by-hop removal, `X-Forwarded-*`, `X-Real-IP`.
 //! - `pool`: keep-alive HTTP/1 connections per backend.
-//! - `state`: the shared snapshot, round robin, ejections; the client the
-//!   registry watcher uses.
+//! - `state`: the shared snapshot, round robin, ejections, the backend pool.
 //! - [`tls`]: the rustls server configuration from PEM files.
 //!
 //! Path: client → `proxy::handle` → route → endpoint (round robin) →
@@ -28,11 +28,8 @@ pub mod tls;
 
 pub use routes::Route;
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use skr8tr_net::Client;
 use skr8tr_proto::wire::{self, RegistrySnapshot};
 use state::Shared;
 use std::future::Future;
@@ -80,16 +77,13 @@ pub async fn run(
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
-    let mut connector = HttpConnector::new();
-    connector.set_nodelay(true);
-    connector.set_connect_timeout(Some(Duration::from_secs(2)));
-    let client = Client::builder(TokioExecutor::new())
-        .pool_timer(TokioTimer::new())
-        .pool_idle_timeout(Duration::from_secs(30))
-        .pool_max_idle_per_host(64)
-        .build(connector);
-    let shared = Arc::new(Shared::new(config, client));
-    let watcher = tokio::spawn(watch(shared.clone()));
+    // The registry watcher's client: a snapshot names every endpoint of
+    // every app, so it may be larger than a command reply.
+    let conductor = Client::new(&config.conductor)
+        .map_err(std::io::Error::other)?
+        .with_max_body(REGISTRY_MAX_BYTES);
+    let shared = Arc::new(Shared::new(config));
+    let watcher = tokio::spawn(watch(shared.clone(), conductor));
     tokio::pin!(shutdown);
     loop {
         let (stream, client) = tokio::select! {
@@ -146,14 +140,18 @@ where
     }
 }
 
+/// Largest registry snapshot read (about 100,000 endpoints).
+const REGISTRY_MAX_BYTES: usize = 8 * wire::MAX_BODY_BYTES;
+/// Longer than the conductor's long-poll window (25 s).
+const REGISTRY_POLL_TIMEOUT: Duration = Duration::from_secs(35);
+
 /// Keeps the registry snapshot current; on any failure keeps the last good
-/// one and tries again. Uses the same pooled client as the proxy.
-async fn watch(shared: Arc<Shared>) {
-    let base = shared.config.conductor.trim_end_matches('/').to_string();
+/// one and tries again.
+async fn watch(shared: Arc<Shared>, conductor: Client) {
     let mut index = 0u64;
     let mut backoff = Duration::from_millis(100);
     loop {
-        match fetch(&shared, &format!("{base}/v1/registry?index={index}")).await {
+        match fetch(&conductor, index).await {
             Ok(snapshot) => {
                 backoff = Duration::from_millis(100);
                 if snapshot.index != index {
@@ -175,31 +173,16 @@ async fn watch(shared: Arc<Shared>) {
     }
 }
 
-async fn fetch(shared: &Shared, url: &str) -> Result<RegistrySnapshot, String> {
-    let uri: hyper::Uri = url
-        .parse()
-        .map_err(|_| format!("`{url}` is not a conductor URL"))?;
-    let request = hyper::Request::get(uri)
-        .body(Full::new(Bytes::new()))
-        .map_err(|e| e.to_string())?;
-    let exchange = async {
-        let response = shared
-            .client
-            .request(request)
-            .await
-            .map_err(|e| format!("cannot reach the conductor: {e}"))?;
-        let status = response.status();
-        let body = http_body_util::Limited::new(response.into_body(), wire::MAX_BODY_BYTES * 8)
-            .collect()
-            .await
-            .map_err(|e| e.to_string())?
-            .to_bytes();
-        if !status.is_success() {
-            return Err(format!("conductor answered {status}"));
-        }
-        wire::decode::<RegistrySnapshot>(&body)
-    };
-    tokio::time::timeout(Duration::from_secs(35), exchange)
+async fn fetch(conductor: &Client, index: u64) -> Result<RegistrySnapshot, String> {
+    let path = format!("/v1/registry?index={index}");
+    let (status, body) = conductor
+        .get(&path, REGISTRY_POLL_TIMEOUT)
         .await
-        .map_err(|_| "the conductor did not answer".to_string())?
+        .map_err(|e| e.to_string())?;
+    if !status.is_success() {
+        let reason = wire::decode::<wire::ErrorReply>(&body)
+            .map_or_else(|_| status.to_string(), |e| e.message);
+        return Err(format!("conductor answered {status}: {reason}"));
+    }
+    wire::decode::<RegistrySnapshot>(&body)
 }

@@ -1,12 +1,9 @@
 //! What every request shares: the configuration, the last good registry
-//! snapshot, the round-robin position, ejected endpoints and the pooled
-//! client. Locks are `std::sync`: nothing awaits while holding one.
+//! snapshot, the round-robin position, ejected endpoints and the pool of
+//! backend connections. Locks are `std::sync`: nothing awaits while
+//! holding one.
 
 use crate::Config;
-use bytes::Bytes;
-use http_body_util::Full;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
 use skr8tr_proto::wire::RegistrySnapshot;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -28,7 +25,6 @@ type Table = std::collections::HashMap<String, Arc<Vec<Backend>>>;
 
 pub struct Shared {
     pub config: Config,
-    pub client: Client<HttpConnector, Full<Bytes>>,
     /// Keep-alive connections to backends.
     pub pool: crate::pool::Pool,
     backends: RwLock<Arc<Table>>,
@@ -40,10 +36,9 @@ pub struct Shared {
 }
 
 impl Shared {
-    pub fn new(config: Config, client: Client<HttpConnector, Full<Bytes>>) -> Shared {
+    pub fn new(config: Config) -> Shared {
         Shared {
             config,
-            client,
             pool: crate::pool::Pool::default(),
             backends: RwLock::new(Arc::new(Table::new())),
             any_ejected: std::sync::atomic::AtomicBool::new(false),

@@ -3,9 +3,9 @@
 //! soon as its first report lands), then long-polls and reports until
 //! shutdown, when every replica is drained.
 
-use crate::http::Client;
 use crate::supervisor::{Supervisor, SupervisorConfig};
-use crate::sync::{self, Sync};
+use crate::sync::{self, NodeSync};
+use skr8tr_net::Client;
 use skr8tr_proto::keys::{self, KeyFileError, PublicKey, SecretKey};
 use skr8tr_proto::wire::Join;
 use std::future::Future;
@@ -45,7 +45,7 @@ pub const NODE_PUBLIC_FILE: &str = "node.pub";
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
     #[error(transparent)]
-    Http(#[from] crate::http::HttpError),
+    Http(#[from] skr8tr_net::HttpError),
     #[error(transparent)]
     Key(#[from] KeyFileError),
     #[error("cannot create the node key: {0}")]
@@ -93,7 +93,7 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
         ticket,
     });
     tracing::info!(key = %key.public().fingerprint(), "node key");
-    let sync = Arc::new(Sync {
+    let sync = Arc::new(NodeSync {
         client,
         key,
         join: std::sync::Mutex::new(join),

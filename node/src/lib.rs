@@ -18,13 +18,11 @@
 //! - [`logs`]: per-replica ring of the last N stdout/stderr lines, 16 KiB
 //!   per line at most.
 //! - [`logs_server`]: serves log lines to conductor-signed requests only.
-//! - [`http`]: the HTTP client to the conductor (the CLI uses it too).
 
 #![deny(unsafe_code)]
 
 pub mod agent;
 pub mod health;
-pub mod http;
 pub mod logs;
 pub mod logs_server;
 pub mod process;

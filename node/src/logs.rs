@@ -9,7 +9,6 @@
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::SystemTime;
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 
 /// Default number of lines kept per replica.
@@ -145,7 +144,8 @@ impl SharedLog {
     }
 
     pub fn push(&self, stream: Stream, text: &str) -> u64 {
-        self.lock().push(stream, text, now_ms())
+        self.lock()
+            .push(stream, text, skr8tr_proto::clock::now_ms())
     }
 
     pub fn tail(&self, n: usize) -> Vec<LogLine> {
@@ -155,12 +155,6 @@ impl SharedLog {
     pub fn since(&self, after: u64) -> Vec<LogLine> {
         self.lock().since(after)
     }
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// Reads `reader` (a child's stdout or stderr) line by line into `log`
@@ -205,7 +199,8 @@ fn emit(log: &SharedLog, stream: Stream, line: &mut Vec<u8>, dropped: &mut usize
         line.pop();
     }
     let text = String::from_utf8_lossy(line);
-    log.lock().push_cut(stream, &text, *dropped, now_ms());
+    log.lock()
+        .push_cut(stream, &text, *dropped, skr8tr_proto::clock::now_ms());
     line.clear();
     *dropped = 0;
 }

@@ -53,7 +53,7 @@ impl LogServer {
             Ok(b) => b.to_bytes(),
             Err(_) => return reply(StatusCode::PAYLOAD_TOO_LARGE, b"request too large".to_vec()),
         };
-        let now = skr8tr_proto::envelope::unix_ms(std::time::SystemTime::now());
+        let now = skr8tr_proto::clock::now_ms();
         let request = match wire::decode::<SignedLogRequest>(&body)
             .and_then(|s| s.open(&self.conductor_key, &self.node, now))
         {

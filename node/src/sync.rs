@@ -4,8 +4,8 @@
 //! by the pinned conductor key ever reaches the supervisor. While the
 //! conductor is unreachable the node keeps running what it has.
 
-use crate::http::Client;
 use crate::supervisor::Supervisor;
+use skr8tr_net::Client;
 use skr8tr_proto::keys::{PublicKey, SecretKey};
 use skr8tr_proto::wire::{
     self, Join, NodeMessage, NodeReport, NodeRequest, ReportAck, Resources, SignedAssignments,
@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::Notify;
 
-pub struct Sync {
+pub struct NodeSync {
     pub client: Client,
     /// This node's key: every request to the conductor is signed with it.
     pub key: SecretKey,
@@ -39,13 +39,13 @@ pub struct Sync {
 
 const POLL_TIMEOUT: Duration = Duration::from_secs(35);
 
-impl Sync {
+impl NodeSync {
     /// A request body signed with the node key (plus the join ticket until
     /// admitted).
     fn signed(&self, message: NodeMessage) -> Result<Vec<u8>, String> {
         let request = NodeRequest {
             node: self.name.clone(),
-            issued_at_ms: skr8tr_proto::envelope::unix_ms(std::time::SystemTime::now()),
+            issued_at_ms: skr8tr_proto::clock::now_ms(),
             message,
         };
         let join = self.join.lock().unwrap_or_else(|p| p.into_inner()).clone();

@@ -35,12 +35,7 @@ fn plan<'a>(spec: &'a AppSpec, port: u16) -> LaunchPlan<'a> {
 
 /// Gone, or a zombie nobody reaped yet (PID 1 in a container may not).
 fn dead(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Err(_) => true,
-        Ok(stat) => stat[stat.rfind(')').unwrap() + 1..]
-            .trim_start()
-            .starts_with('Z'),
-    }
+    !skr8tr_node::process::procfs::is_running(pid)
 }
 
 fn wait_until(what: &str, mut done: impl FnMut() -> bool) {

@@ -125,12 +125,7 @@ fn ready(r: &ReplicaReport) -> bool {
 
 /// Gone, or a zombie nobody reaped yet (PID 1 in a container may not).
 fn dead(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Err(_) => true,
-        Ok(stat) => stat[stat.rfind(')').unwrap() + 1..]
-            .trim_start()
-            .starts_with('Z'),
-    }
+    !skr8tr_node::process::procfs::is_running(pid)
 }
 
 fn pid_file(node: &Node) -> String {

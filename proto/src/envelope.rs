@@ -7,10 +7,11 @@
 //! window — and only then returns the command. Nonce replay is checked by
 //! the conductor against its store, since only it remembers nonces.
 
+use crate::clock::unix_ms;
 use crate::command::{ClusterId, Command};
 use crate::keys::{Fingerprint, KeyError, PublicKey, SecretKey};
 use serde::{Deserialize, Serialize};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 /// Domain separation: a signature made for a Skr8tr command verifies for
 /// nothing else, and nothing else verifies as a command.
@@ -66,13 +67,6 @@ pub struct Envelope {
     pub signer: Fingerprint,
     pub payload: Vec<u8>,
     pub signature: Vec<u8>,
-}
-
-/// Milliseconds since the Unix epoch (0 for a clock set before 1970).
-pub fn unix_ms(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
 }
 
 impl Envelope {

@@ -7,9 +7,12 @@
 //! - [`command`]: operator commands and the cluster id they are bound to.
 //! - [`envelope`]: the signed-command envelope: sign, encode, verify.
 //! - [`wire`]: conductor/node/CLI messages; conductor-signed assignments.
+//! - [`clock`]: the wall clock as Unix milliseconds (one place reads it).
+//! - [`hex`]: lowercase hex for ids shown to people.
 
 #![forbid(unsafe_code)]
 
+pub mod clock;
 pub mod command;
 pub mod envelope;
 pub mod hex;

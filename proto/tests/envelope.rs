@@ -1,5 +1,6 @@
 //! Signed-command envelopes and ML-DSA-65 keys, with real keys.
 
+use skr8tr_proto::clock::now_ms;
 use skr8tr_proto::command::{ClusterId, Command};
 use skr8tr_proto::envelope::{
     self, Envelope, KeyRing, KeyStatus, MAX_CLOCK_SKEW, MAX_ENVELOPE_BYTES, Nonce, Payload,
@@ -20,10 +21,6 @@ fn scale_cmd() -> Command {
         app: "api".into(),
         replicas: 5,
     }
-}
-
-fn now_ms() -> u64 {
-    envelope::unix_ms(SystemTime::now())
 }
 
 fn signed(key: &SecretKey) -> Vec<u8> {

@@ -93,7 +93,7 @@ fn main() {
                         index: i,
                         node: format!("node-{}", i % 2),
                         port: Some(8080),
-                        desired: Desired::Run,
+                        desired: DesiredStatus::Run,
                     },
                 )?;
             }

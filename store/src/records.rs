@@ -51,11 +51,14 @@ pub struct PlacementRecord {
     pub node: String,
     /// The static port, when the spec has one.
     pub port: Option<u16>,
-    pub desired: Desired,
+    pub desired: DesiredStatus,
 }
 
+/// What the conductor wants of one placed replica: desired state, as
+/// Nomad's `DesiredStatus`. What its node observes is the other side,
+/// `skr8tr_proto::wire::ReplicaState` (Nomad's `ClientStatus`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Desired {
+pub enum DesiredStatus {
     Run,
     /// Drain and stop (the registry drops it first).
     Stop,
@@ -80,7 +83,8 @@ pub struct RolloutRecord {
 pub enum RolloutPhase {
     /// A new-generation replica was asked for; waiting for it to be ready.
     Surging,
-    /// An old-generation replica is being drained.
+    /// Every new replica is placed and ready; the last old ones are
+    /// draining before the app moves to the new generation.
     Draining,
     /// Going back to `from_generation`.
     Reverting,

@@ -37,7 +37,7 @@ fn placement(app: &str, node: &str) -> PlacementRecord {
         index: 0,
         node: node.into(),
         port: Some(8080),
-        desired: Desired::Run,
+        desired: DesiredStatus::Run,
     }
 }
 

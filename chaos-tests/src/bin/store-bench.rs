@@ -37,17 +37,9 @@ impl Figures {
     }
 }
 
-/// User + system CPU time of this process so far, from /proc (10 ms ticks).
+/// User + system CPU time of this process so far, from /proc.
 fn cpu_time() -> Duration {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let after_name = stat.rsplit(')').next().unwrap_or("");
-    let fields: Vec<u64> = after_name
-        .split_whitespace()
-        .map(|f| f.parse().unwrap_or(0))
-        .collect();
-    // Fields 14 and 15 of the line are the 12th and 13th after the name.
-    let ticks = fields.get(11).copied().unwrap_or(0) + fields.get(12).copied().unwrap_or(0);
-    Duration::from_millis(ticks * 10)
+    skr8tr_node::process::procfs::cpu_time(std::process::id()).unwrap_or_default()
 }
 
 fn fresh(dir: &Path, name: &str) -> PathBuf {

@@ -9,7 +9,8 @@
 //! Flags: `--version V` (default v1), `--startup-delay D` (sleep before
 //! binding), `--crash-after D` (exit 1 after D), `--fail-health`,
 //! `--burn-cpu` (one busy thread), and `--exit-code N --run-for D` (a job:
-//! no server, exit N after D). Durations: `500ms`, `2s`, `1m`.
+//! no server, exit N after D). Durations as manifests write them: `500ms`,
+//! `2s`, `1m`.
 //!
 //! On SIGTERM (or SIGINT) it stops accepting, lets in-flight requests
 //! finish (keep-alive connections close after their current request) and
@@ -249,18 +250,9 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Options, String>
     Ok(opts)
 }
 
-/// `500ms`, `2s`, `1m`; a bare number is seconds.
+/// `500ms`, `2s`, `1m`: durations as manifests write them.
 fn duration(s: &str) -> Result<Duration, String> {
-    let bad = || format!("bad duration `{s}` (write 500ms, 2s or 1m)");
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (digits, unit) = s.split_at(split);
-    let n: u64 = digits.parse().map_err(|_| bad())?;
-    match unit {
-        "ms" => Ok(Duration::from_millis(n)),
-        "s" | "" => Ok(Duration::from_secs(n)),
-        "m" => Ok(Duration::from_secs(n.checked_mul(60).ok_or_else(bad)?)),
-        _ => Err(bad()),
-    }
+    skr8tr_proto::manifest::parse_duration(s).map_err(|e| format!("bad duration: {e}"))
 }
 
 #[cfg(test)]
@@ -275,9 +267,10 @@ mod tests {
     fn durations() {
         assert_eq!(duration("500ms"), Ok(Duration::from_millis(500)));
         assert_eq!(duration("2s"), Ok(Duration::from_secs(2)));
-        assert_eq!(duration("3"), Ok(Duration::from_secs(3)));
         assert_eq!(duration("1m"), Ok(Duration::from_secs(60)));
-        for bad in ["", "ms", "1h", "1.5s", "-1s", "99999999999999999999s"] {
+        // The manifest's syntax: a unit is required, hours are allowed.
+        assert_eq!(duration("1h"), Ok(Duration::from_secs(3600)));
+        for bad in ["", "3", "ms", "1.5s", "-1s", "99999999999999999999s", "25h"] {
             assert!(duration(bad).is_err(), "{bad}");
         }
     }

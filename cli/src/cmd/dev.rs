@@ -8,8 +8,9 @@ use crate::api::{self, Ctx};
 use anyhow::Context;
 use skr8tr_conductor::Config;
 use skr8tr_node::agent::NodeConfig;
+use skr8tr_proto::clock::unix_ms;
 use skr8tr_proto::command::Command;
-use skr8tr_proto::envelope::{Envelope, unix_ms};
+use skr8tr_proto::envelope::Envelope;
 use skr8tr_proto::keys::{self, SecretKey};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -147,7 +148,7 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitCode> {
                 let c = conductor.clone();
                 let first = first.clone();
                 wait("the app to be ready", move || {
-                    skr8tr_conductor::registry::snapshot(&c, skr8tr_conductor::now_ms())
+                    skr8tr_conductor::registry::snapshot(&c, c.now_ms())
                         .is_ok_and(|s| s.apps.get(&first).is_some_and(|e| !e.is_empty()))
                 })
                 .await?;

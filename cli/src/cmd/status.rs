@@ -39,7 +39,7 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<ExitCode> {
             a.desired.to_string(),
             a.rollout
                 .map(|r| format!("rolling out {r}"))
-                .or(a.pending)
+                .or(a.unplaced)
                 .unwrap_or_default(),
         ]);
     }

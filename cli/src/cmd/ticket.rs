@@ -5,8 +5,9 @@
 
 use crate::api::{self, Ctx};
 use anyhow::Context;
+use skr8tr_proto::clock::unix_ms;
 use skr8tr_proto::command::Command;
-use skr8tr_proto::envelope::{Envelope, MAX_TICKET_LIFETIME_MS, unix_ms};
+use skr8tr_proto::envelope::{Envelope, MAX_TICKET_LIFETIME_MS};
 use skr8tr_proto::wire::PingReply;
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;

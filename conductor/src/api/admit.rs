@@ -20,7 +20,7 @@ pub async fn authenticate(
 ) -> Result<NodeRequest, ApiError> {
     let signed: SignedNodeRequest = wire::decode(bytes)
         .map_err(|e| ApiError::new("bad-request", format!("not a signed node request: {e}")))?;
-    let now = crate::now_ms();
+    let now = c.now_ms();
     if let Some(key) = c.node_key(name) {
         return match (signed.open(&key, name, now), signed.join) {
             (Ok(request), _) => Ok(request),

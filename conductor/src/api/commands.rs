@@ -27,7 +27,7 @@ pub async fn command(State(c): State<Arc<Conductor>>, bytes: Bytes) -> Response 
 /// Verifies a command request, records it (accepted or not) and applies it.
 /// Returns the reply and, when accepted, the command.
 pub(super) async fn record(c: &Arc<Conductor>, bytes: Bytes) -> (CommandReply, Option<Command>) {
-    let now = crate::now_ms();
+    let now = c.now_ms();
     let request: CommandRequest = match skr8tr_proto::wire::decode(&bytes) {
         Ok(r) => r,
         Err(e) => {

@@ -132,7 +132,7 @@ async fn fetch(c: &Conductor, t: &Target, limit: u32, after_seq: Option<u64>) ->
         replica: t.replica.clone(),
         limit,
         after_seq,
-        issued_at_ms: crate::now_ms(),
+        issued_at_ms: c.now_ms(),
     };
     let signed = match SignedLogRequest::sign(&c.key, &request) {
         Ok(s) => s,

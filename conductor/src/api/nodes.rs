@@ -2,7 +2,7 @@
 //! reports. Both take a request signed with the node's key (see `admit`).
 
 use super::{ApiError, body};
-use crate::desired;
+use crate::assignments;
 use crate::state::{Conductor, NodeSeen};
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -46,7 +46,7 @@ pub async fn assignments(
     loop {
         changes.borrow_and_update();
         let snap = c.store.snapshot().map_err(ApiError::internal)?;
-        let current = desired::assignments(&snap, c.cluster, &name).map_err(ApiError::internal)?;
+        let current = assignments::of_node(&snap, c.cluster, &name).map_err(ApiError::internal)?;
         drop(snap);
         if since != Some(current.version) || tokio::time::Instant::now() >= deadline {
             let signed = sign_cached(&c, &name, &current)?;
@@ -93,7 +93,7 @@ pub async fn report(
             format!("report from `{}` posted for node `{name}`", report.node),
         ));
     }
-    let now = crate::now_ms();
+    let now = c.now_ms();
     let first = {
         let mut nodes = c.nodes();
         let previous = nodes.insert(
@@ -115,7 +115,7 @@ pub async fn report(
     c.wake.notify_one();
     c.registry_moved();
     let snap = c.store.snapshot().map_err(ApiError::internal)?;
-    let current = desired::assignments(&snap, c.cluster, &name).map_err(ApiError::internal)?;
+    let current = assignments::of_node(&snap, c.cluster, &name).map_err(ApiError::internal)?;
     Ok(body(
         StatusCode::OK,
         &ReportAck {

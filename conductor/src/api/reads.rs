@@ -42,10 +42,10 @@ fn observed(c: &Conductor, now: u64) -> HashMap<String, (String, String, Replica
 }
 
 pub async fn status(State(c): State<Arc<Conductor>>) -> Result<Response, ApiError> {
-    let now = crate::now_ms();
+    let now = c.now_ms();
     let snap = c.store.snapshot().map_err(ApiError::internal)?;
     let seen = observed(&c, now);
-    let pending = c.pending().clone();
+    let unplaced = c.unplaced().clone();
     let mut apps = Vec::new();
     for (name, app) in snap.apps().map_err(ApiError::internal)? {
         let kind = snap
@@ -56,7 +56,7 @@ pub async fn status(State(c): State<Arc<Conductor>>) -> Result<Response, ApiErro
         // Serving replicas: every generation during a rollout, drained ones not.
         let current: Vec<_> = placements
             .iter()
-            .filter(|(_, p)| p.desired == skr8tr_store::records::Desired::Run)
+            .filter(|(_, p)| p.desired == skr8tr_store::records::DesiredStatus::Run)
             .collect();
         let states: Vec<ReplicaState> = current
             .iter()
@@ -81,7 +81,7 @@ pub async fn status(State(c): State<Arc<Conductor>>) -> Result<Response, ApiErro
                 .filter(|s| !matches!(s, ReplicaState::Exited { .. } | ReplicaState::Backoff))
                 .count() as u32,
             ready: states.iter().filter(|s| **s == ReplicaState::Ready).count() as u32,
-            pending: pending.get(&name).cloned(),
+            unplaced: unplaced.get(&name).cloned(),
             rollout: snap.rollout(&name).map_err(ApiError::internal)?.map(|r| {
                 let phase = format!("{:?}", r.phase).to_lowercase();
                 let why = r.reason.map(|w| format!(": {w}")).unwrap_or_default();
@@ -110,7 +110,7 @@ pub async fn status(State(c): State<Arc<Conductor>>) -> Result<Response, ApiErro
 }
 
 pub async fn nodes(State(c): State<Arc<Conductor>>) -> Result<Response, ApiError> {
-    let now = crate::now_ms();
+    let now = c.now_ms();
     let placements = c
         .store
         .snapshot()
@@ -147,7 +147,7 @@ pub async fn replicas(
     State(c): State<Arc<Conductor>>,
     Query(f): Query<AppFilter>,
 ) -> Result<Response, ApiError> {
-    let now = crate::now_ms();
+    let now = c.now_ms();
     let snap = c.store.snapshot().map_err(ApiError::internal)?;
     let placements = match &f.app {
         Some(app) => snap.placements_of(app),
@@ -173,7 +173,7 @@ pub async fn replicas(
                 state: report.map(|r| r.state),
                 pid: report.and_then(|r| r.pid),
                 restarts: report.map_or(0, |r| r.restarts),
-                draining: p.desired == skr8tr_store::records::Desired::Stop,
+                draining: p.desired == skr8tr_store::records::DesiredStatus::Stop,
                 replica: id,
                 app: p.app,
                 generation: p.generation,

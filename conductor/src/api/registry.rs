@@ -32,8 +32,7 @@ pub async fn registry(
                 "the conductor is re-syncing after a start; keep the last registry snapshot",
             ));
         }
-        let snapshot =
-            crate::registry::snapshot(&c, crate::now_ms()).map_err(ApiError::internal)?;
+        let snapshot = crate::registry::snapshot(&c, c.now_ms()).map_err(ApiError::internal)?;
         if w.index != Some(snapshot.index) || tokio::time::Instant::now() >= deadline {
             return Ok(body(StatusCode::OK, &snapshot));
         }
@@ -54,7 +53,7 @@ pub async fn lookup(
     Path(app): Path<String>,
     Query(q): Query<One>,
 ) -> Result<Response, ApiError> {
-    let snapshot = crate::registry::snapshot(&c, crate::now_ms()).map_err(ApiError::internal)?;
+    let snapshot = crate::registry::snapshot(&c, c.now_ms()).map_err(ApiError::internal)?;
     let mut endpoints: Vec<Endpoint> = snapshot.apps.get(&app).cloned().unwrap_or_default();
     if endpoints.is_empty() {
         let known = c

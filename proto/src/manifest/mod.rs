@@ -29,6 +29,17 @@ pub use spec::*;
 /// The largest manifest accepted, from a file or from the network.
 pub const MAX_MANIFEST_BYTES: usize = 1 << 20;
 
+/// A duration as a manifest writes it: `500ms`, `10s`, `2m` or `1h`, a
+/// whole number with a unit, at most a day. The one duration syntax of
+/// Skr8tr: command-line flags and the test workload use it too. The error
+/// says what is wrong and how to write it.
+pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    values::duration(text).map_err(|e| match e.hint {
+        Some(hint) => format!("{}; {hint}", e.message),
+        None => e.message,
+    })
+}
+
 /// Parses a manifest already known to be text. `file` names it in messages.
 pub fn parse(file: &str, text: &str) -> Result<Vec<AppSpec>, Diagnostics> {
     let mut sink = error::Sink::new(file);

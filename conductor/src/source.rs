@@ -1,10 +1,8 @@
-//! Reading desired state the same way from a snapshot or from inside the
-//! transaction that changes it, and computing one node's assignments.
+//! Reading desired state the same way from a store snapshot or from
+//! inside the transaction that changes it ([`Source`]), so a plan computed
+//! from a snapshot can be recomputed and checked inside its commit.
 
-use sha2::{Digest, Sha256};
-use skr8tr_proto::command::ClusterId;
 use skr8tr_proto::manifest::AppSpec;
-use skr8tr_proto::wire::{Assignment, Assignments};
 use skr8tr_store::records::{AppRecord, PlacementRecord, RolloutRecord, SpecRecord};
 use skr8tr_store::{Snapshot, StoreError, Tx};
 use std::collections::BTreeMap;
@@ -50,38 +48,4 @@ pub fn load(src: &impl Source) -> Result<(Apps, Placements), StoreError> {
         }
     }
     Ok((apps, src.placements()?.into_iter().collect()))
-}
-
-/// The replicas `node` should run, and a version that changes whenever
-/// they do (a digest of the set, so no counter has to be stored).
-pub fn assignments(
-    src: &impl Source,
-    cluster: ClusterId,
-    node: &str,
-) -> Result<Assignments, StoreError> {
-    let mut replicas = Vec::new();
-    for (id, p) in src.placements()? {
-        // Draining (`Stop`) replicas keep running until their placement is
-        // removed: they have left the registry, not yet the node.
-        if p.node != node {
-            continue;
-        }
-        if let Some(spec) = src.spec(&p.app, p.generation)? {
-            replicas.push(Assignment {
-                replica: id,
-                app: p.app,
-                generation: p.generation,
-                spec: spec.spec,
-            });
-        }
-    }
-    let digest = Sha256::digest(skr8tr_proto::wire::encode(&replicas));
-    let mut v = [0u8; 8];
-    v.copy_from_slice(&digest[..8]);
-    Ok(Assignments {
-        cluster,
-        node: node.to_string(),
-        version: u64::from_le_bytes(v).max(1),
-        replicas,
-    })
 }

@@ -1,6 +1,6 @@
 //! A small HTTP/1 client over hyper-util's pooled client: postcard bodies
-//! to and from the conductor, with a timeout and a size cap on every
-//! response. The CLI uses it too.
+//! to and from the conductor, with a timeout on every exchange and a size
+//! cap on every response body.
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
@@ -26,10 +26,15 @@ pub enum HttpError {
     BadBody { url: String, reason: String },
 }
 
+/// Largest response body read by default: two of the largest request
+/// bodies (a command reply, a report ack or a page of history is far less).
+pub const DEFAULT_MAX_BODY: usize = 2 * MAX_BODY_BYTES;
+
 #[derive(Clone)]
 pub struct Client {
     inner: Pooled<HttpConnector, Full<Bytes>>,
     base: String,
+    max_body: usize,
 }
 
 impl Client {
@@ -50,7 +55,18 @@ impl Client {
             .pool_idle_timeout(Duration::from_secs(60))
             .pool_max_idle_per_host(4)
             .build(connector);
-        Ok(Client { inner, base })
+        Ok(Client {
+            inner,
+            base,
+            max_body: DEFAULT_MAX_BODY,
+        })
+    }
+
+    /// The same client, reading response bodies of up to `bytes` (a
+    /// larger one is an error, never a truncated answer).
+    pub fn with_max_body(mut self, bytes: usize) -> Client {
+        self.max_body = bytes;
+        self
     }
 
     pub fn base(&self) -> &str {
@@ -126,7 +142,7 @@ impl Client {
                         reason: root_cause(&e),
                     })?;
             let status = response.status();
-            let bytes = Limited::new(response.into_body(), 2 * MAX_BODY_BYTES)
+            let bytes = Limited::new(response.into_body(), self.max_body)
                 .collect()
                 .await
                 .map_err(|e| HttpError::BadBody {
@@ -152,4 +168,101 @@ fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
         cur = next;
     }
     cur.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hyper::body::Incoming;
+    use hyper_util::rt::TokioIo;
+
+    /// A local HTTP server answering `/big` with `n` bytes, `/slow` never,
+    /// and anything else with the request's method and path.
+    async fn server() -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            loop {
+                let (stream, _) = listener.accept().await.unwrap();
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(|req: Request<Incoming>| async move {
+                        let body = match req.uri().path() {
+                            "/big" => Bytes::from(vec![b'x'; 64 * 1024]),
+                            "/slow" => {
+                                tokio::time::sleep(Duration::from_secs(3600)).await;
+                                Bytes::new()
+                            }
+                            path => Bytes::from(format!("{} {path}", req.method())),
+                        };
+                        Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(body)))
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        format!("http://{addr}")
+    }
+
+    #[test]
+    fn only_plain_base_urls_are_accepted() {
+        assert!(Client::new("http://127.0.0.1:7771").is_ok());
+        assert_eq!(
+            Client::new("http://127.0.0.1:7771/").unwrap().base(),
+            "http://127.0.0.1:7771"
+        );
+        for bad in ["127.0.0.1:7771", "http://", "http://h/path", "ftp://h", ""] {
+            let e = Client::new(bad).err().map(|e| e.to_string());
+            assert!(
+                e.as_deref()
+                    .is_some_and(|e| e.contains("is not a conductor URL")),
+                "{bad}: {e:?}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn requests_answer_within_their_timeout_and_bodies_are_capped() {
+        let base = server().await;
+        let client = Client::new(&base).unwrap();
+        let (status, body) = client.get("/a", Duration::from_secs(5)).await.unwrap();
+        assert_eq!((status, &body[..]), (StatusCode::OK, &b"GET /a"[..]));
+        let (_, body) = client
+            .post("/b", b"x".to_vec(), Duration::from_secs(5))
+            .await
+            .unwrap();
+        assert_eq!(&body[..], b"POST /b");
+        let (_, big) = client.get("/big", Duration::from_secs(5)).await.unwrap();
+        assert_eq!(big.len(), 64 * 1024);
+        let small = client.clone().with_max_body(1024);
+        let e = small.get("/big", Duration::from_secs(5)).await.unwrap_err();
+        assert!(matches!(e, HttpError::BadBody { .. }), "{e}");
+        let e = client
+            .get("/slow", Duration::from_millis(200))
+            .await
+            .unwrap_err();
+        assert!(matches!(e, HttpError::Timeout { .. }), "{e}");
+    }
+
+    #[tokio::test]
+    async fn nothing_listening_says_where_and_what_to_check() {
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let client = Client::new(&format!("http://127.0.0.1:{port}")).unwrap();
+        let e = client
+            .get("/v1/ping", Duration::from_secs(5))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains(&format!(
+                "cannot reach the conductor at http://127.0.0.1:{port}"
+            )),
+            "{e}"
+        );
+        assert!(e.contains("SKR8TR_CONDUCTOR"), "{e}");
+    }
 }

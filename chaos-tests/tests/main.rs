@@ -1,0 +1,17 @@
+//! Every integration test of the chaos harness, in one test binary (as
+//! ripgrep's `tests/tests.rs`), so the crate graph is linked once. Each
+//! module is one area; the shared helpers are the crate's own `harness`.
+//!
+//! - `cluster`: deploy, spread, heal, security, conductor restarts, logs.
+//! - `dev`: `skr8tr dev`, the README's main command.
+//! - `ingress`: requests through `skr8tr ingress` under kills and rollouts.
+//! - `rollout`: rolling updates under load, reverts, kill -9 mid-rollout.
+//! - `store_crash`: the store's writer killed at random moments.
+//! - `workload`: the test workload itself.
+
+mod cluster;
+mod dev;
+mod ingress;
+mod rollout;
+mod store_crash;
+mod workload;

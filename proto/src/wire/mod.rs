@@ -1,0 +1,50 @@
+//! Messages between the conductor, nodes and the CLI. All travel as postcard
+//! over HTTP (`application/x-skr8tr`); fields and variants are only ever
+//! appended.
+//!
+//! Node sync, one line: node `POST /v1/nodes/{name}/assignments` with a
+//! [`SignedNodeRequest`] (`Poll { version }`, signed with the node's key)
+//! → long-poll → [`SignedAssignments`] (signed by the conductor's key, which
+//! the node pins) → node converges → node `POST /v1/nodes/{name}/report`
+//! ([`NodeMessage::Report`], signed the same way) on every local change and
+//! at least every second.
+//!
+//! Layout:
+//! - this file: the postcard codec ([`encode`], [`decode`]) and limits.
+//! - `seal`: sign/verify shared by the three conductor- or node-signed
+//!   message kinds, each under its own context.
+//! - `sync`: node sync — assignments, reports, node requests, joins.
+//! - `views`: what the API answers — command replies, status, nodes,
+//!   replicas, history, keys, the audit export, the registry.
+//! - `logs`: conductor-signed log requests and the lines they return.
+
+mod logs;
+mod seal;
+mod sync;
+mod views;
+
+pub use logs::*;
+pub use sync::*;
+pub use views::*;
+
+use serde::Serialize;
+
+/// The media type of every postcard body.
+pub const CONTENT_TYPE: &str = "application/x-skr8tr";
+/// Largest body any endpoint reads (a full envelope, or a big report).
+pub const MAX_BODY_BYTES: usize = crate::envelope::MAX_ENVELOPE_BYTES;
+
+/// Decodes exactly one `T` from a body: trailing bytes are an error.
+pub fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
+    match postcard::take_from_bytes::<T>(bytes) {
+        Ok((v, [])) => Ok(v),
+        Ok((_, rest)) => Err(format!("{} unexpected trailing bytes", rest.len())),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Encodes a body.
+pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    // Plain data into a Vec cannot fail.
+    postcard::to_allocvec(value).unwrap_or_default()
+}
