@@ -16,6 +16,9 @@
 //! - `tests/cluster.rs`: deploy, spread, heal, security and conductor
 //!   restart with real processes.
 
+// Test tooling: a failed expectation here is a failed test or benchmark,
+// and `expect` says which.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 #![forbid(unsafe_code)]
 
 pub mod harness;

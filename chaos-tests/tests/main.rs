@@ -9,6 +9,10 @@
 //! - `store_crash`: the store's writer killed at random moments.
 //! - `workload`: the test workload itself.
 
+// A test: an unwrap is an assertion (clippy allows it inside #[test]
+// functions only; these helpers are part of the tests too).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod cluster;
 mod dev;
 mod ingress;

@@ -1,5 +1,9 @@
 //! The real `skr8tr` binary, run as an operator would.
 
+// A test: an unwrap is an assertion (clippy allows it inside #[test]
+// functions only; these helpers are part of the tests too).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -26,6 +26,9 @@ pub mod routes;
 mod state;
 pub mod tls;
 
+#[cfg(test)]
+mod tests;
+
 pub use routes::Route;
 
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -84,6 +87,18 @@ pub async fn run(
         .with_max_body(REGISTRY_MAX_BYTES);
     let shared = Arc::new(Shared::new(config));
     let watcher = tokio::spawn(watch(shared.clone(), conductor));
+    accept_loop(shared, listener, shutdown).await;
+    watcher.abort();
+    Ok(())
+}
+
+/// Accepts client connections and serves each on a task of its own, until
+/// `shutdown`.
+async fn accept_loop(
+    shared: Arc<Shared>,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()>,
+) {
     tokio::pin!(shutdown);
     loop {
         let (stream, client) = tokio::select! {
@@ -114,8 +129,6 @@ pub async fn run(
             }
         });
     }
-    watcher.abort();
-    Ok(())
 }
 
 /// Serves HTTP/1 on one client connection (plain or TLS).

@@ -2,6 +2,10 @@
 //! volumes, the parent-death signal, stopping a group, the pid file, and
 //! CPU/RSS sampling.
 
+// A test: an unwrap is an assertion (clippy allows it inside #[test]
+// functions only; these helpers are part of the tests too).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use skr8tr_node::process::{
     self, LaunchPlan, PID_FILE, PidFile, ProcessGroup, Sampler, SpawnError, Usage,
 };

@@ -2,6 +2,10 @@
 //! http.server): readiness, restarts, backoff, health failures, jobs,
 //! draining and shutdown. Every wait is for a condition, with a deadline.
 
+// A test: an unwrap is an assertion (clippy allows it inside #[test]
+// functions only; these helpers are part of the tests too).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use skr8tr_node::process::{self, PID_FILE, ProcessGroup};
 use skr8tr_node::supervisor::{
     BACKOFF_FIRST, BACKOFF_RESET_AFTER, Backoff, Supervisor, SupervisorConfig, should_restart,

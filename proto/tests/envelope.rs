@@ -1,5 +1,9 @@
 //! Signed-command envelopes and ML-DSA-65 keys, with real keys.
 
+// A test: an unwrap is an assertion (clippy allows it inside #[test]
+// functions only; these helpers are part of the tests too).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use skr8tr_proto::clock::now_ms;
 use skr8tr_proto::command::{ClusterId, Command};
 use skr8tr_proto::envelope::{

@@ -4,6 +4,10 @@
 //! count scales with `SKR8TR_FUZZ_CASES` (default 20 000 per property).
 //! The `fuzz/` directory has a coverage-guided `cargo fuzz` target too.
 
+// A test: an unwrap is an assertion (clippy allows it inside #[test]
+// functions only; these helpers are part of the tests too).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use skr8tr_proto::manifest;
 use std::path::Path;
 

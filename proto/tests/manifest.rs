@@ -5,6 +5,10 @@
 //! parsed spec (secrets hidden from `Debug`, postcard round trip).
 //! Invalid manifests and their positions are in `manifest_invalid.rs`.
 
+// A test: an unwrap is an assertion (clippy allows it inside #[test]
+// functions only; these helpers are part of the tests too).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use skr8tr_proto::manifest::{
     AppKind, AppSpec, Build, Check, Health, HttpMethod, Hypervisor, Port, Restart, Scale, Secret,
     Serve, Vm, Volume, parse,

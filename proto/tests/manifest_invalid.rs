@@ -2,6 +2,10 @@
 //! diagnostic, a fragment of its message and, where it matters, of its hint.
 //! Columns count characters from 1, as editors show them.
 
+// A test: an unwrap is an assertion (clippy allows it inside #[test]
+// functions only; these helpers are part of the tests too).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use skr8tr_proto::manifest::{Diagnostic, MAX_MANIFEST_BYTES, parse, parse_bytes};
 
 /// `(name, manifest, line, column, message fragment, hint fragment)`.

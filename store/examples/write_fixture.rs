@@ -5,6 +5,10 @@
 //! an old one. `store/tests/fixtures.rs` opens a copy of every fixture and
 //! checks what this program wrote, so a schema change must upgrade it.
 
+// Test tooling: a failed expectation here is a failed test or benchmark,
+// and `expect` says which.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use skr8tr_proto::command::{ClusterId, Command};
 use skr8tr_proto::envelope::{self, Envelope, Nonce, Payload};
 use skr8tr_proto::keys::SecretKey;

@@ -1,5 +1,9 @@
 //! Every store operation against a real redb file, with real ML-DSA keys.
 
+// A test: an unwrap is an assertion (clippy allows it inside #[test]
+// functions only; these helpers are part of the tests too).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod util;
 
 use skr8tr_proto::command::Command;

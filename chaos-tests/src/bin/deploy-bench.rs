@@ -6,6 +6,10 @@
 //! machine (DESIGN.md), are printed beside ours as the named peer; it cannot
 //! be built here, so they are cited, not re-measured. Run via `bench/deploy`.
 
+// Test tooling: a failed expectation here is a failed test or benchmark,
+// and `expect` says which.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use skr8tr_chaos_tests::harness::{Cluster, http_get};
 use std::time::{Duration, Instant};
 

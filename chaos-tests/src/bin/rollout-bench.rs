@@ -5,6 +5,10 @@
 //! fixed-port rollout (DESIGN.md); those figures are cited beside ours.
 //! Run via `bench/rollout`.
 
+// Test tooling: a failed expectation here is a failed test or benchmark,
+// and `expect` says which.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use skr8tr_chaos_tests::harness::{Cluster, Load};
 use std::time::{Duration, Instant};
 

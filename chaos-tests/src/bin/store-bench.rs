@@ -4,6 +4,10 @@
 //! is built on: raw redb, one durable insert of the same bytes per commit.
 //! Run through `bench/store`.
 
+// Test tooling: a failed expectation here is a failed test or benchmark,
+// and `expect` says which.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use redb::{Database, TableDefinition};
 use skr8tr_chaos_tests::workload;
 use skr8tr_proto::command::ClusterId;

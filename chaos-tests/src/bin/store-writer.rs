@@ -2,6 +2,10 @@
 //! in DIR from THREADS threads until killed, printing `ack APP SEQ` after
 //! each commit returns. Exits 3 if the store cannot be opened.
 
+// Test tooling: a failed expectation here is a failed test or benchmark,
+// and `expect` says which.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use skr8tr_chaos_tests::workload;
 use skr8tr_store::{Options, Outcome, Store};
 use std::io::Write;

@@ -17,6 +17,10 @@
 //! exits 0, as a well-behaved service does during a rolling update.
 //! Exit codes: 0 stopped, 1 crashed as asked or could not serve, 2 usage.
 
+// Test tooling: a failed expectation here is a failed test or benchmark,
+// and `expect` says which.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;

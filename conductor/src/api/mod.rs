@@ -60,3 +60,6 @@ pub fn body<T: Serialize>(status: StatusCode, value: &T) -> Response {
     )
         .into_response()
 }
+
+#[cfg(test)]
+mod tests;

@@ -59,6 +59,16 @@ impl fmt::Display for Diagnostic {
 pub struct Diagnostics(pub Vec<Diagnostic>);
 
 impl Diagnostics {
+    /// One diagnostic, for a problem found before parsing starts.
+    pub(crate) fn one(file: &str, pos: Pos, message: &str, hint: &str) -> Diagnostics {
+        Diagnostics(vec![Diagnostic {
+            file: file.to_string(),
+            pos,
+            message: message.to_string(),
+            hint: Some(hint.to_string()),
+        }])
+    }
+
     pub fn iter(&self) -> impl Iterator<Item = &Diagnostic> {
         self.0.iter()
     }

@@ -42,18 +42,18 @@ pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
 
 /// Parses a manifest already known to be text. `file` names it in messages.
 pub fn parse(file: &str, text: &str) -> Result<Vec<AppSpec>, Diagnostics> {
-    let mut sink = error::Sink::new(file);
     if text.len() > MAX_MANIFEST_BYTES {
-        sink.error_hint(
+        return Err(Diagnostics::one(
+            file,
             Pos::new(1, 1),
-            format!(
+            &format!(
                 "the manifest is {} bytes; the limit is {MAX_MANIFEST_BYTES}",
                 text.len()
             ),
             "split it into several files",
-        );
-        return Err(sink.finish().expect_err("an error was just recorded"));
+        ));
     }
+    let mut sink = error::Sink::new(file);
     // Some editors start UTF-8 files with a byte-order mark; it is not
     // part of the first key, and editors do not count it as a column.
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
@@ -85,13 +85,12 @@ pub fn parse_bytes(file: &str, bytes: &[u8]) -> Result<Vec<AppSpec>, Diagnostics
                 before = before.strip_prefix(b"\xef\xbb\xbf").unwrap_or(before);
             }
             let col = String::from_utf8_lossy(before).chars().count() + 1;
-            let mut sink = error::Sink::new(file);
-            sink.error_hint(
+            Err(Diagnostics::one(
+                file,
                 Pos::new(line, col),
                 "the manifest is not UTF-8 text",
                 "save the file as UTF-8",
-            );
-            Err(sink.finish().expect_err("an error was just recorded"))
+            ))
         }
     }
 }

@@ -75,16 +75,59 @@ enum Dedent {
     Misaligned,
 }
 
+/// The blocks open at a line: the file itself, then each block inside the
+/// one before. The file's frame is not in `open`, so there is always a top.
+struct Stack {
+    file: Frame,
+    open: Vec<Frame>,
+}
+
+impl Stack {
+    /// How many blocks are open (0: at the top level of the file).
+    fn depth(&self) -> usize {
+        self.open.len()
+    }
+
+    fn top(&self) -> &Frame {
+        self.open.last().unwrap_or(&self.file)
+    }
+
+    fn top_mut(&mut self) -> &mut Frame {
+        match self.open.last_mut() {
+            Some(frame) => frame,
+            None => &mut self.file,
+        }
+    }
+
+    fn push(&mut self, frame: Frame) {
+        self.open.push(frame);
+    }
+
+    /// Closes the innermost block and hands it to its owner entry.
+    fn close(&mut self) {
+        let Some(frame) = self.open.pop() else { return };
+        if let Some(mut owner) = frame.owner {
+            owner.block = Some(Block {
+                entries: frame.entries,
+            });
+            self.top_mut().entries.push(owner);
+        }
+    }
+}
+
 pub(crate) fn parse(text: &str, sink: &mut Sink) -> Vec<Entry> {
-    let mut stack = vec![Frame {
-        owner: None,
-        brace: false,
-        literal: false,
-        base: Some(0),
-        owner_indent: 0,
-        open_at: Pos::new(1, 1),
-        entries: Vec::new(),
-    }];
+    let mut stack = Stack {
+        file: Frame {
+            owner: None,
+            brace: false,
+            literal: false,
+            base: Some(0),
+            owner_indent: 0,
+            open_at: Pos::new(1, 1),
+            entries: Vec::new(),
+        },
+        open: Vec::new(),
+    };
 
     for (idx, raw) in text.split('\n').enumerate() {
         let line_no = idx + 1;
@@ -96,11 +139,11 @@ pub(crate) fn parse(text: &str, sink: &mut Sink) -> Vec<Entry> {
         let at = Pos::new(line_no, lead + 1);
 
         if content == "}" {
-            while stack.len() > 1 && !top(&stack).brace {
-                close(&mut stack);
+            while stack.depth() > 0 && !stack.top().brace {
+                stack.close();
             }
-            if stack.len() > 1 {
-                close(&mut stack);
+            if stack.depth() > 0 {
+                stack.close();
             } else {
                 sink.error_hint(
                     at,
@@ -113,7 +156,7 @@ pub(crate) fn parse(text: &str, sink: &mut Sink) -> Vec<Entry> {
 
         let app_line = content.split([' ', '\t']).next() == Some(TOP_KEY);
         let dedent = dedent(&mut stack, indent, app_line, line_no, sink);
-        let frame = top_mut(&mut stack);
+        let frame = stack.top_mut();
         match frame.base {
             None => frame.base = Some(indent),
             Some(b) if indent == b => {}
@@ -122,8 +165,8 @@ pub(crate) fn parse(text: &str, sink: &mut Sink) -> Vec<Entry> {
                 let can_own = !frame.literal
                     && dedent == Dedent::None
                     && frame.entries.last().is_some_and(|e| e.block.is_none());
-                if can_own {
-                    let owner = frame.entries.pop().expect("checked by can_own");
+                let owner = if can_own { frame.entries.pop() } else { None };
+                if let Some(owner) = owner {
                     stack.push(Frame::open(owner, b, false, Some(indent), at));
                 } else if dedent == Dedent::Closed {
                     misaligned(at, indent, b, sink);
@@ -142,16 +185,16 @@ pub(crate) fn parse(text: &str, sink: &mut Sink) -> Vec<Entry> {
             ),
         }
 
-        let literal = top(&stack).literal;
+        let literal = stack.top().literal;
         let (entry, opens) = split_line(content, at, literal, sink);
         match opens {
             Some(brace_at) => stack.push(Frame::open(entry, indent, true, None, brace_at)),
-            None => top_mut(&mut stack).entries.push(entry),
+            None => stack.top_mut().entries.push(entry),
         }
     }
 
-    while stack.len() > 1 {
-        let frame = top(&stack);
+    while stack.depth() > 0 {
+        let frame = stack.top();
         if frame.brace {
             let key = frame.owner.as_ref().map(|o| o.key.as_str()).unwrap_or("");
             sink.error_hint(
@@ -160,23 +203,23 @@ pub(crate) fn parse(text: &str, sink: &mut Sink) -> Vec<Entry> {
                 "add a line with `}` where the block ends",
             );
         }
-        close(&mut stack);
+        stack.close();
     }
-    stack.pop().map(|f| f.entries).unwrap_or_default()
+    stack.file.entries
 }
 
 /// Closes the blocks that a line indented by `indent` ends; `app_line`
 /// when the line starts with `app`.
 fn dedent(
-    stack: &mut Vec<Frame>,
+    stack: &mut Stack,
     indent: usize,
     app_line: bool,
     line_no: usize,
     sink: &mut Sink,
 ) -> Dedent {
     let mut done = Dedent::None;
-    while stack.len() > 1 {
-        let frame = top(stack);
+    while stack.depth() > 0 {
+        let frame = stack.top();
         let below_base = frame.base.is_some_and(|b| indent < b);
         // A `{` block whose lines were indented, followed by a line back at
         // the opener's level: the `}` was forgotten. Say so once and close
@@ -190,7 +233,7 @@ fn dedent(
         // Only `app` lines sit at the top level, unindented: another
         // indented line is still part of this app, just misaligned. Keeping
         // it here avoids a second, wrong "outside any app block" error.
-        if !frame.brace && stack.len() == 2 && indent > 0 && !app_line {
+        if !frame.brace && stack.depth() == 1 && indent > 0 && !app_line {
             return Dedent::Misaligned;
         }
         if forgotten_brace {
@@ -201,7 +244,7 @@ fn dedent(
                 format!("add a line with `}}` before line {line_no}"),
             );
         }
-        close(stack);
+        stack.close();
         done = Dedent::Closed;
     }
     done
@@ -215,29 +258,6 @@ fn misaligned(at: Pos, indent: usize, base: usize, sink: &mut Sink) {
         format!("indentation of {indent} spaces lines up with no block above"),
         format!("indent this line by {base} spaces, like the lines it belongs with"),
     );
-}
-
-fn top(stack: &[Frame]) -> &Frame {
-    stack
-        .last()
-        .expect("the file frame is never popped inside the loop")
-}
-
-fn top_mut(stack: &mut [Frame]) -> &mut Frame {
-    stack
-        .last_mut()
-        .expect("the file frame is never popped inside the loop")
-}
-
-/// Pops the innermost block and hands it to its owner entry.
-fn close(stack: &mut Vec<Frame>) {
-    let Some(frame) = stack.pop() else { return };
-    if let Some(mut owner) = frame.owner {
-        owner.block = Some(Block {
-            entries: frame.entries,
-        });
-        top_mut(stack).entries.push(owner);
-    }
 }
 
 /// Returns the indentation width (a tab counts two), the number of leading

@@ -1,0 +1,383 @@
+//! The API handlers in process: requests through the real router, bodies
+//! in postcard, a real store in a scratch directory, the clock set by hand.
+
+use crate::testing::Harness;
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use skr8tr_proto::command::Command;
+use skr8tr_proto::envelope::Envelope;
+use skr8tr_proto::keys::SecretKey;
+use skr8tr_proto::wire::{
+    self, AuditExport, CommandReply, ErrorReply, HistoryEntry, Join, KeyView, NodeMessage,
+    NodeReport, NodeRequest, NodeView, PingReply, RegistrySnapshot, ReplicaState, ReplicaView,
+    ReportAck, Resources, SignedAssignments, SignedNodeRequest, StatusReply,
+};
+use tower::ServiceExt;
+
+async fn call(h: &Harness, method: &str, uri: &str, body: Vec<u8>) -> (StatusCode, Vec<u8>) {
+    let request = Request::builder()
+        .method(method)
+        .uri(uri)
+        .body(Body::from(body))
+        .unwrap();
+    let response = super::router(h.c.clone()).oneshot(request).await.unwrap();
+    let status = response.status();
+    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    (status, bytes.to_vec())
+}
+
+async fn get<T: serde::de::DeserializeOwned>(h: &Harness, uri: &str) -> T {
+    let (status, body) = call(h, "GET", uri, vec![]).await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "{uri}: {:?}",
+        wire::decode::<ErrorReply>(&body)
+    );
+    wire::decode(&body).unwrap()
+}
+
+async fn command(h: &Harness, body: Vec<u8>) -> (StatusCode, CommandReply) {
+    let (status, body) = call(h, "POST", "/v1/commands", body).await;
+    (status, wire::decode(&body).unwrap())
+}
+
+#[tokio::test]
+async fn ping_names_the_cluster_and_the_conductor_key() {
+    let h = Harness::new("api-ping");
+    let ping: PingReply = get(&h, "/v1/ping").await;
+    assert_eq!(ping.cluster, h.c.cluster);
+    assert_eq!(ping.conductor_key, h.c.key.public().fingerprint());
+    assert!(ping.resyncing, "a fresh conductor re-syncs first");
+    h.c.end_resync();
+    assert!(!get::<PingReply>(&h, "/v1/ping").await.resyncing);
+}
+
+#[tokio::test]
+async fn commands_are_answered_after_they_are_recorded_and_refusals_have_their_status() {
+    let h = Harness::new("api-commands");
+    let up = Command::Up {
+        file: "web.skr8tr".into(),
+        manifest: "app web\n  exec /bin/web\n".into(),
+    };
+    let body = h.request(up);
+    let (status, reply) = command(&h, body.clone()).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(reply.accepted, "{reply:?}");
+    let seq = reply.seq.unwrap();
+    assert_eq!(h.history()[seq as usize - 1], "up web.skr8tr");
+
+    // The same bytes again: a replay, refused and recorded.
+    let (status, reply) = command(&h, body).await;
+    assert_eq!(
+        (status, reply.code.as_deref()),
+        (StatusCode::CONFLICT, Some("replayed"))
+    );
+    assert!(reply.seq.is_some());
+
+    // A stranger's key: refused before anything is decoded, recorded.
+    let stranger = SecretKey::from_seed(&[0x66; 32]);
+    let forged = h.request_by(&stranger, Command::Down { app: "web".into() }, vec![]);
+    let (status, reply) = command(&h, forged).await;
+    assert_eq!(
+        (status, reply.code.as_deref()),
+        (StatusCode::UNAUTHORIZED, Some("unknown-key"))
+    );
+    assert!(
+        reply.message.contains("skr8tr key add"),
+        "{}",
+        reply.message
+    );
+
+    // Signed too long ago.
+    let stale = h.request(Command::Down { app: "web".into() });
+    h.advance(std::time::Duration::from_secs(31));
+    let (status, reply) = command(&h, stale).await;
+    assert_eq!(
+        (status, reply.code.as_deref()),
+        (StatusCode::FORBIDDEN, Some("stale"))
+    );
+
+    // Not a command request at all.
+    let (status, reply) = command(&h, b"garbage".to_vec()).await;
+    assert_eq!(
+        (status, reply.code.as_deref()),
+        (StatusCode::BAD_REQUEST, Some("malformed"))
+    );
+
+    // Over the body limit: refused by the router before it is read whole.
+    let (status, _) = call(
+        &h,
+        "POST",
+        "/v1/commands",
+        vec![0; wire::MAX_BODY_BYTES + 1],
+    )
+    .await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+
+    let history: Vec<HistoryEntry> = get(&h, "/v1/history?limit=10").await;
+    let outcomes: Vec<(bool, Option<&str>)> = history
+        .iter()
+        .skip(1)
+        .map(|e| (e.accepted, e.code.as_deref()))
+        .collect();
+    assert_eq!(
+        outcomes,
+        [
+            (true, None),
+            (false, Some("replayed")),
+            (false, Some("unknown-key")),
+            (false, Some("stale")),
+            (false, Some("malformed")),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn reads_merge_desired_state_with_what_nodes_report() {
+    let h = Harness::new("api-reads");
+    h.up("app web\n  exec /bin/web\n  replicas 2\n");
+    h.report("n1", &[]);
+    crate::reconciler::step(&h.c, h.now()).unwrap();
+    h.report(
+        "n1",
+        &[
+            ("web/1/0", ReplicaState::Ready, Some(20000)),
+            ("web/1/1", ReplicaState::Starting, Some(20001)),
+        ],
+    );
+    let status: StatusReply = get(&h, "/v1/status").await;
+    assert_eq!((status.nodes_alive, status.nodes_lost), (1, 0));
+    let web = &status.apps[0];
+    assert_eq!(
+        (
+            web.name.as_str(),
+            web.desired,
+            web.placed,
+            web.running,
+            web.ready
+        ),
+        ("web", 2, 2, 2, 1)
+    );
+    let nodes: Vec<NodeView> = get(&h, "/v1/nodes").await;
+    assert_eq!(
+        (nodes[0].name.as_str(), nodes[0].replicas, nodes[0].alive),
+        ("n1", 2, true)
+    );
+    let replicas: Vec<ReplicaView> = get(&h, "/v1/replicas?app=web").await;
+    assert_eq!(replicas.len(), 2);
+    assert_eq!(replicas[0].state, Some(ReplicaState::Ready));
+    assert_eq!(replicas[0].port, Some(20000));
+    assert_eq!(replicas[0].address, "127.0.0.9");
+    let keys: Vec<KeyView> = get(&h, "/v1/keys").await;
+    assert_eq!(keys[0].fingerprint, h.operator.public().fingerprint());
+    // History filtered by app finds the `up` (it names only the file) and
+    // the placements, not other apps' entries.
+    h.up("app other\n  exec /bin/other\n");
+    let about_web: Vec<HistoryEntry> = get(&h, "/v1/history?app=web").await;
+    let summaries: Vec<&str> = about_web.iter().map(|e| e.summary.as_str()).collect();
+    assert_eq!(summaries.len(), 2, "{summaries:?}");
+    assert!(
+        summaries[1].starts_with("schedule: placed web/1/0"),
+        "{summaries:?}"
+    );
+    // The audit export verifies offline, as `history --verify` does.
+    let export: AuditExport = get(&h, "/v1/audit").await;
+    let records = export
+        .entries
+        .iter()
+        .map(|b| skr8tr_store::audit::decode_entry(b).unwrap());
+    let report = skr8tr_store::audit::verify_chain(records).unwrap();
+    assert_eq!(report.signatures_verified, 2);
+}
+
+/// A node request for `node`, signed by `key`, optionally with a join.
+fn node_request(
+    h: &Harness,
+    key: &SecretKey,
+    node: &str,
+    message: NodeMessage,
+    join: Option<Join>,
+) -> Vec<u8> {
+    let request = NodeRequest {
+        node: node.into(),
+        issued_at_ms: h.now(),
+        message,
+    };
+    wire::encode(&SignedNodeRequest::sign(key, &request, join).unwrap())
+}
+
+fn ticket(h: &Harness, node: &str) -> Vec<u8> {
+    let admit = Command::AdmitNode {
+        name: node.into(),
+        expires_at_ms: h.now() + 600_000,
+    };
+    let now = std::time::UNIX_EPOCH + std::time::Duration::from_millis(h.now());
+    Envelope::sign(&h.operator, admit, h.c.cluster, now)
+        .unwrap()
+        .to_bytes()
+}
+
+fn empty_report(node: &str) -> NodeMessage {
+    NodeMessage::Report(NodeReport {
+        node: node.into(),
+        address: "127.0.0.9".into(),
+        boot_id: 7,
+        assignments_version: 0,
+        resources: Resources {
+            cpu_millis: 2000,
+            ram_bytes: 1 << 30,
+            ..Resources::default()
+        },
+        replicas: vec![],
+        logs_port: None,
+    })
+}
+
+#[tokio::test]
+async fn nodes_are_admitted_once_by_ticket_and_then_poll_signed_assignments() {
+    let h = Harness::new("api-nodes");
+    let node_key = SecretKey::from_seed(&[0x11; 32]);
+    let report = "/v1/nodes/n1/report";
+    // Unknown and without a ticket: told how to get one.
+    let body = node_request(&h, &node_key, "n1", empty_report("n1"), None);
+    let (status, answer) = call(&h, "POST", report, body).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let e: ErrorReply = wire::decode(&answer).unwrap();
+    assert_eq!(e.code, "not-admitted");
+    assert!(e.message.contains("skr8tr ticket n1"), "{}", e.message);
+
+    // With a ticket: admitted, and the report lands.
+    let join = Join {
+        public_key: node_key.public().to_bytes(),
+        ticket: ticket(&h, "n1"),
+    };
+    let body = node_request(&h, &node_key, "n1", empty_report("n1"), Some(join.clone()));
+    let (status, answer) = call(&h, "POST", report, body).await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "{:?}",
+        wire::decode::<ErrorReply>(&answer)
+    );
+    let _: ReportAck = wire::decode(&answer).unwrap();
+    assert!(h.c.nodes().contains_key("n1"));
+    assert!(h.history().last().unwrap().starts_with("admit node n1"));
+
+    // Another agent with its own key and a ticket for the same name: refused.
+    let impostor = SecretKey::from_seed(&[0x12; 32]);
+    let join2 = Join {
+        public_key: impostor.public().to_bytes(),
+        ticket: ticket(&h, "n1"),
+    };
+    let body = node_request(&h, &impostor, "n1", empty_report("n1"), Some(join2));
+    let (status, answer) = call(&h, "POST", report, body).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(
+        wire::decode::<ErrorReply>(&answer).unwrap().code,
+        "already-admitted"
+    );
+    // A request the admitted key did not sign: refused.
+    let body = node_request(&h, &impostor, "n1", empty_report("n1"), None);
+    let (status, _) = call(&h, "POST", report, body).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    // A report posted under another node's name.
+    let body = node_request(&h, &node_key, "n1", empty_report("n2"), None);
+    let (status, _) = call(&h, "POST", report, body).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, _) = call(&h, "POST", "/v1/nodes/bad%20name/report", vec![]).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+
+    // The node's assignments: signed by the conductor key, for n1.
+    h.up("app web\n  exec /bin/web\n");
+    crate::reconciler::step(&h.c, h.now()).unwrap();
+    let poll = node_request(&h, &node_key, "n1", NodeMessage::Poll { version: 0 }, None);
+    let (status, answer) = call(&h, "POST", "/v1/nodes/n1/assignments", poll).await;
+    assert_eq!(status, StatusCode::OK);
+    let signed: SignedAssignments = wire::decode(&answer).unwrap();
+    let set = signed.open(&h.c.key.public(), "n1").unwrap();
+    assert_eq!(set.replicas[0].replica, "web/1/0");
+    // Polling with that version waits out the long-poll, then answers the
+    // same set (the test's long-poll window is 300 ms).
+    let poll = node_request(
+        &h,
+        &node_key,
+        "n1",
+        NodeMessage::Poll {
+            version: set.version,
+        },
+        None,
+    );
+    let (status, answer) = call(&h, "POST", "/v1/nodes/n1/assignments", poll).await;
+    assert_eq!(status, StatusCode::OK);
+    let again: SignedAssignments = wire::decode(&answer).unwrap();
+    assert_eq!(again, signed, "the cached signature is reused");
+}
+
+#[tokio::test]
+async fn the_registry_is_withheld_while_resyncing_and_lookup_rotates() {
+    let h = Harness::new("api-registry");
+    let (status, answer) = call(&h, "GET", "/v1/registry?index=0", vec![]).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(
+        wire::decode::<ErrorReply>(&answer)
+            .unwrap()
+            .message
+            .contains("re-syncing")
+    );
+    h.c.end_resync();
+    h.up("app web\n  exec /bin/web\n  replicas 2\n");
+    h.report("n1", &[]);
+    crate::reconciler::step(&h.c, h.now()).unwrap();
+    h.report(
+        "n1",
+        &[
+            ("web/1/0", ReplicaState::Ready, Some(20000)),
+            ("web/1/1", ReplicaState::Ready, Some(20001)),
+        ],
+    );
+    let snap: RegistrySnapshot = get(&h, "/v1/registry?index=0").await;
+    assert_eq!(snap.apps["web"].len(), 2);
+    let ones: Vec<u16> = {
+        let mut v = Vec::new();
+        for _ in 0..2 {
+            let one: Vec<wire::Endpoint> = get(&h, "/v1/lookup/web?one=true").await;
+            v.push(one[0].port);
+        }
+        v
+    };
+    assert_ne!(ones[0], ones[1], "round robin");
+    let (status, _) = call(&h, "GET", "/v1/lookup/nope", vec![]).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    // Known, but nothing ready: 503, not 404.
+    h.report("n1", &[("web/1/0", ReplicaState::Starting, Some(20000))]);
+    let (status, _) = call(&h, "GET", "/v1/lookup/web", vec![]).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+}
+
+#[tokio::test]
+async fn the_logs_endpoint_serves_only_signed_logs_commands() {
+    let h = Harness::new("api-logs");
+    let body = h.request(Command::Down { app: "web".into() });
+    let (status, answer) = call(&h, "POST", "/v1/logs", body).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let reply: CommandReply = wire::decode(&answer).unwrap();
+    assert!(reply.message.contains("only signed `logs` commands"));
+    assert_eq!(h.history().len(), 1, "turned away before it was recorded");
+    let logs = h.request(Command::Logs {
+        app: "web".into(),
+        replica: None,
+        follow: false,
+    });
+    let (status, answer) = call(&h, "POST", "/v1/logs", logs).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        wire::decode::<CommandReply>(&answer)
+            .unwrap()
+            .code
+            .as_deref(),
+        Some("unknown-app")
+    );
+}
