@@ -45,18 +45,36 @@ pub fn workload_bin() -> PathBuf {
 }
 
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port on 127.0.0.1")
+    // Handed to a child that binds it later, so it must stay free until
+    // then: a port from the kernel's ephemeral range (`bind(0)`) does not,
+    // since any outgoing connection may take it as its local port in the
+    // meantime — the child then fails with "Address already in use", or a
+    // poll that connects to the port reaches itself (a TCP self-connect)
+    // and reports a server that is not there. So pick below that range,
+    // each port once per process, from a per-process offset.
+    use std::sync::atomic::{AtomicU16, Ordering};
+    const LOW: u16 = 12000;
+    const SPAN: u16 = 8000; // 12000..20000: below node port ranges too
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let offset = (std::process::id() % u32::from(SPAN)) as u16;
+    for _ in 0..SPAN {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = LOW + (offset.wrapping_add(n) % SPAN);
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in {LOW}..{}", LOW + SPAN);
 }
 
 /// Each cluster of this process gets its own 1000 ports for its nodes, so
 /// clusters of tests running in parallel never hand out the same port.
+/// They stay below the kernel's ephemeral range (32768 and up), which
+/// outgoing connections draw from (see [`free_port`]).
 fn next_port_block() -> u16 {
     use std::sync::atomic::{AtomicU16, Ordering};
     static NEXT: AtomicU16 = AtomicU16::new(0);
-    let n = NEXT.fetch_add(1, Ordering::Relaxed) % 30;
+    let n = NEXT.fetch_add(1, Ordering::Relaxed) % 12;
     20000 + n * 1000
 }
 

@@ -2,21 +2,14 @@
 //! answering `/` and `/healthz`, failing health on demand, behaving as a job,
 //! and stopping cleanly on SIGTERM.
 
+use skr8tr_chaos_tests::harness::free_port;
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 const WORKLOAD: &str = env!("CARGO_BIN_EXE_skr8tr-workload");
 const DEADLINE: Duration = Duration::from_secs(20);
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// Starts the workload with `PORT` set and waits until it accepts.
 fn start(args: &[&str]) -> (Child, u16) {

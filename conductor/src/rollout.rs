@@ -609,6 +609,11 @@ mod tests {
         restarts: 0,
     };
 
+    const STARTING: Seen = Seen {
+        state: ReplicaState::Starting,
+        restarts: 0,
+    };
+
     #[test]
     fn surges_one_at_a_time_and_never_drops_below_n_ready() {
         let mut s = sim("app web\n  exec /v1\n", "app web\n  exec /v2\n");
@@ -688,14 +693,10 @@ mod tests {
             "app web\n  exec /v1\n",
             "app web\n  exec /v2\n  settle 1s\n",
         );
-        let starting = Seen {
-            state: ReplicaState::Starting,
-            restarts: 0,
-        };
-        s.tick(starting);
+        s.tick(STARTING);
         assert_eq!(s.rollout.phase, RolloutPhase::Surging);
         s.now = s.rollout.step_deadline_ms + 1;
-        let st = s.tick(starting);
+        let st = s.tick(STARTING);
         assert_eq!(s.rollout.phase, RolloutPhase::Reverting, "{st:?}");
         assert!(
             s.rollout
@@ -705,7 +706,7 @@ mod tests {
                 .contains("not ready within 11 s")
         );
         assert!(matches!(
-            s.run_to_end(starting),
+            s.run_to_end(STARTING),
             Next::Done { reverted: true, .. }
         ));
     }
@@ -716,10 +717,6 @@ mod tests {
             "app web\n  exec /v1\n",
             "app web\n  exec /v2\n  settle 1s\n",
         );
-        let starting = Seen {
-            state: ReplicaState::Starting,
-            restarts: 0,
-        };
         let placed = s.step_with(Some(2_000));
         let Next::Continue(r) = &placed.next else {
             panic!()
@@ -729,7 +726,7 @@ mod tests {
             s.now + 2_000,
             "2 s, not the spec's 11 s"
         );
-        s.tick(starting);
+        s.tick(STARTING);
         s.now = 2_001;
         s.rollout.step_deadline_ms = 2_000;
         let late = s.step_with(Some(2_000));

@@ -153,14 +153,7 @@ impl Harness {
     /// `skr8tr up` does).
     pub fn up(&self, text: &str) -> Outcome<String> {
         let (signed, values) = secrets::redact("t.skr8tr", text, || [7; 16]).unwrap();
-        let sidecar: Vec<SecretValue> = values
-            .into_iter()
-            .map(|v| SecretValue {
-                app: v.app,
-                name: v.name,
-                value: v.value,
-            })
-            .collect();
+        let sidecar: Vec<SecretValue> = values.into_iter().map(SecretValue::from).collect();
         self.apply_with(
             Command::Up {
                 file: "t.skr8tr".into(),

@@ -45,9 +45,27 @@ pub async fn probe(check: &Check, addr: SocketAddr, timeout: Duration) -> Result
 }
 
 async fn connect(addr: SocketAddr) -> Result<TcpStream, ProbeFailure> {
-    TcpStream::connect(addr)
+    let stream = TcpStream::connect(addr)
         .await
-        .map_err(|source| ProbeFailure::Connect { addr, source })
+        .map_err(|source| ProbeFailure::Connect { addr, source })?;
+    if connected_to_itself(&stream) {
+        return Err(ProbeFailure::Connect {
+            addr,
+            source: io::Error::new(
+                io::ErrorKind::ConnectionRefused,
+                "nothing listens yet (the probe connected to itself)",
+            ),
+        });
+    }
+    Ok(stream)
+}
+
+/// A connection to a local port nothing listens on can meet itself: when
+/// the kernel picks that same port as the connection's own (TCP
+/// simultaneous open), connect succeeds with no server at all. A replica
+/// that has not bound its port yet must not look alive because of it.
+fn connected_to_itself(stream: &TcpStream) -> bool {
+    matches!((stream.local_addr(), stream.peer_addr()), (Ok(l), Ok(p)) if l == p)
 }
 
 async fn http(
@@ -175,6 +193,28 @@ mod tests {
         assert!(e.to_string().starts_with(&format!("connect to {addr}: ")));
         let e = probe(&get("/healthz", 200), addr, T).await.unwrap_err();
         assert!(matches!(e, ProbeFailure::Connect { .. }), "{e}");
+    }
+
+    #[tokio::test]
+    async fn a_connection_that_met_itself_is_no_server() {
+        // Make the self-connect happen on purpose: bind a socket to a free
+        // port, then connect it to that same port.
+        let port = TcpListener::bind("127.0.0.1:0")
+            .await
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind(addr).unwrap();
+        let stream = socket.connect(addr).await.unwrap();
+        assert!(connected_to_itself(&stream));
+        let real = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let to_real = TcpStream::connect(real.local_addr().unwrap())
+            .await
+            .unwrap();
+        assert!(!connected_to_itself(&to_real));
     }
 
     #[tokio::test]

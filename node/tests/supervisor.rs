@@ -303,7 +303,7 @@ async fn a_replica_assigned_again_while_stopping_starts_anew() {
 
 #[tokio::test]
 async fn a_job_reports_its_exit_code_and_on_failure_restarts_it() {
-    let n = node("job", (21090, 21099));
+    let n = node("job", (21150, 21159));
     let marker = n.dir.join("ran-once");
     let once = format!(
         "app retry\n  type job\n  exec /bin/sh\n  args -c 'test -e {m} && exit 0; mkdir -p {d} && touch {m}; exit 1'\n  restart on-failure\n",

@@ -44,14 +44,7 @@ pub fn read_manifest(path: &std::path::Path) -> anyhow::Result<(String, String, 
     let file = path
         .file_name()
         .map_or(name.clone(), |f| f.to_string_lossy().into_owned());
-    let secrets = values
-        .into_iter()
-        .map(|v| SecretValue {
-            app: v.app,
-            name: v.name,
-            value: v.value,
-        })
-        .collect();
+    let secrets = values.into_iter().map(SecretValue::from).collect();
     Ok((file, signed_text, secrets))
 }
 

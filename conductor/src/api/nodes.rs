@@ -28,6 +28,12 @@ pub fn check_name(name: &str) -> Result<(), ApiError> {
     }
 }
 
+/// What node `name` asks, once the request is proven to come from it.
+async fn message(c: &Arc<Conductor>, name: &str, bytes: &[u8]) -> Result<NodeMessage, ApiError> {
+    check_name(name)?;
+    Ok(super::admit::authenticate(c, name, bytes).await?.message)
+}
+
 /// Answers as soon as the node's assignments differ from `version`, or
 /// after the long-poll window with the current ones.
 pub async fn assignments(
@@ -35,9 +41,7 @@ pub async fn assignments(
     Path(name): Path<String>,
     bytes: Bytes,
 ) -> Result<Response, ApiError> {
-    check_name(&name)?;
-    let request = super::admit::authenticate(&c, &name, &bytes).await?;
-    let NodeMessage::Poll { version } = request.message else {
+    let NodeMessage::Poll { version } = message(&c, &name, &bytes).await? else {
         return Err(ApiError::new("bad-request", "expected a poll"));
     };
     let since = Some(version);
@@ -82,9 +86,7 @@ pub async fn report(
     Path(name): Path<String>,
     bytes: Bytes,
 ) -> Result<Response, ApiError> {
-    check_name(&name)?;
-    let request = super::admit::authenticate(&c, &name, &bytes).await?;
-    let NodeMessage::Report(report) = request.message else {
+    let NodeMessage::Report(report) = message(&c, &name, &bytes).await? else {
         return Err(ApiError::new("bad-request", "expected a report"));
     };
     if report.node != name {

@@ -135,9 +135,9 @@ async fn commands_are_answered_after_they_are_recorded_and_refusals_have_their_s
     );
 }
 
-#[tokio::test]
-async fn reads_merge_desired_state_with_what_nodes_report() {
-    let h = Harness::new("api-reads");
+/// Deploys two replicas of `web`, placed on node n1, which reports the
+/// first ready and the second in `second`.
+fn two_replicas_on_n1(h: &Harness, second: ReplicaState) {
     h.up("app web\n  exec /bin/web\n  replicas 2\n");
     h.report("n1", &[]);
     crate::reconciler::step(&h.c, h.now()).unwrap();
@@ -145,9 +145,15 @@ async fn reads_merge_desired_state_with_what_nodes_report() {
         "n1",
         &[
             ("web/1/0", ReplicaState::Ready, Some(20000)),
-            ("web/1/1", ReplicaState::Starting, Some(20001)),
+            ("web/1/1", second, Some(20001)),
         ],
     );
+}
+
+#[tokio::test]
+async fn reads_merge_desired_state_with_what_nodes_report() {
+    let h = Harness::new("api-reads");
+    two_replicas_on_n1(&h, ReplicaState::Starting);
     let status: StatusReply = get(&h, "/v1/status").await;
     assert_eq!((status.nodes_alive, status.nodes_lost), (1, 0));
     let web = &status.apps[0];
@@ -328,16 +334,7 @@ async fn the_registry_is_withheld_while_resyncing_and_lookup_rotates() {
             .contains("re-syncing")
     );
     h.c.end_resync();
-    h.up("app web\n  exec /bin/web\n  replicas 2\n");
-    h.report("n1", &[]);
-    crate::reconciler::step(&h.c, h.now()).unwrap();
-    h.report(
-        "n1",
-        &[
-            ("web/1/0", ReplicaState::Ready, Some(20000)),
-            ("web/1/1", ReplicaState::Ready, Some(20001)),
-        ],
-    );
+    two_replicas_on_n1(&h, ReplicaState::Ready);
     let snap: RegistrySnapshot = get(&h, "/v1/registry?index=0").await;
     assert_eq!(snap.apps["web"].len(), 2);
     let ones: Vec<u16> = {

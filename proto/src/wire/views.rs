@@ -22,6 +22,16 @@ pub struct SecretValue {
     pub value: String,
 }
 
+impl From<crate::manifest::secrets::Extracted> for SecretValue {
+    fn from(e: crate::manifest::secrets::Extracted) -> SecretValue {
+        SecretValue {
+            app: e.app,
+            name: e.name,
+            value: e.value,
+        }
+    }
+}
+
 impl std::fmt::Debug for SecretValue {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "SecretValue({}/{} = ***)", self.app, self.name)

@@ -1,0 +1,93 @@
+//! What each verified operator command does to desired state. Checks that
+//! need no state (the manifest parses, secrets match their signed digests)
+//! happen in `prepare`; the effect then runs inside the store transaction
+//! that also records the command, reading current state through `Tx`.
+
+//!
+//! Layout:
+//! - this file: [`prepare`] — a command to its effect.
+//! - `apps`: up, rollout, rollback, down, scale.
+//! - `keys`: operator keys added and revoked.
+//! - `secrets`: secret values put back from beside the signed manifest.
+
+mod apps;
+mod keys;
+mod secrets;
+#[cfg(test)]
+mod tests;
+
+use apps::{down, rollback, scale, up};
+use keys::{add_key, revoke_key};
+use secrets::parse_with_secrets;
+use sha2::{Digest, Sha256};
+use skr8tr_proto::command::Command;
+use skr8tr_proto::keys::{Fingerprint, PublicKey};
+use skr8tr_proto::manifest::MAX_REPLICAS;
+use skr8tr_proto::wire::SecretValue;
+use skr8tr_store::{EffectError, Refusal, Tx};
+
+/// A command ready to apply: its effect returns the message the operator reads.
+pub type Effect = Box<dyn FnMut(&mut Tx<'_>) -> Result<String, EffectError> + Send>;
+
+/// Checks a command and builds its effect; `Err` refuses it before any
+/// state is read.
+pub fn prepare(
+    command: &Command,
+    signer: Fingerprint,
+    sidecar: &[SecretValue],
+) -> Result<Effect, Refusal> {
+    match command.clone() {
+        Command::Up { file, manifest } => {
+            let specs = parse_with_secrets(&file, &manifest, sidecar)?;
+            let hash: [u8; 32] = Sha256::digest(manifest.as_bytes()).into();
+            Ok(Box::new(move |tx| {
+                up(tx, &file, &manifest, hash, &specs, false)
+            }))
+        }
+        Command::Rollout { file, manifest } => {
+            let specs = parse_with_secrets(&file, &manifest, sidecar)?;
+            let hash: [u8; 32] = Sha256::digest(manifest.as_bytes()).into();
+            Ok(Box::new(move |tx| {
+                up(tx, &file, &manifest, hash, &specs, true)
+            }))
+        }
+        Command::Rollback { app } => Ok(Box::new(move |tx| rollback(tx, &app))),
+        Command::Down { app } => Ok(Box::new(move |tx| down(tx, &app))),
+        Command::Scale { app, replicas } => {
+            if replicas > MAX_REPLICAS {
+                return Err(Refusal::new(
+                    "bad-count",
+                    format!("{replicas} replicas is more than the limit of {MAX_REPLICAS}"),
+                ));
+            }
+            Ok(Box::new(move |tx| scale(tx, &app, replicas)))
+        }
+        Command::Logs { app, .. } => Ok(Box::new(move |tx| {
+            apps::known_app(tx, &app)?;
+            Ok(format!("logs of {app} read"))
+        })),
+        Command::AddOperatorKey { name, public_key } => {
+            let key = PublicKey::from_bytes(&public_key)
+                .map_err(|e| Refusal::new("bad-key", format!("cannot add key `{name}`: {e}")))?;
+            Ok(Box::new(move |tx| add_key(tx, &name, &key, signer)))
+        }
+        Command::RevokeOperatorKey { fingerprint } => {
+            Ok(Box::new(move |tx| revoke_key(tx, &fingerprint)))
+        }
+        Command::AdmitNode { name, .. } => Err(Refusal::new(
+            "ticket",
+            format!(
+                "a join ticket is presented by the node it admits: start it with \
+                 `skr8tr node --name {name} --ticket FILE` (this ticket is now used up)"
+            ),
+        )),
+    }
+}
+
+pub(crate) fn plural(n: u32, word: &str) -> String {
+    if n == 1 {
+        format!("1 {word}")
+    } else {
+        format!("{n} {word}s")
+    }
+}
