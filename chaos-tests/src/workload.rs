@@ -3,6 +3,7 @@
 //! together or not at all.
 
 pub use skr8tr_proto::clock::now_ms;
+use skr8tr_proto::code::Code;
 use skr8tr_proto::command::{ClusterId, Command};
 use skr8tr_proto::envelope::{self, Envelope, Nonce, Payload};
 use skr8tr_proto::keys::SecretKey;
@@ -40,7 +41,7 @@ pub fn signed_entry(key: &SecretKey, cluster: ClusterId, app: &str, n: u32) -> C
 pub fn write_app(tx: &mut Tx<'_>, app: &str) -> Result<(), EffectError> {
     let text = format!("app {app}\n  exec /bin/true\n  replicas 1\n");
     let spec = manifest::parse("workload.skr8tr", &text)
-        .map_err(|d| skr8tr_store::Refusal::new("invalid", d.to_string()))?
+        .map_err(|d| skr8tr_store::Refusal::new(Code::InvalidManifest, d.to_string()))?
         .remove(0);
     tx.put_app(
         app,

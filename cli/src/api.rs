@@ -58,7 +58,7 @@ pub async fn get<T: DeserializeOwned>(client: &Client, path: &str) -> anyhow::Re
     if !status.is_success() {
         let reason =
             wire::decode::<ErrorReply>(&body).map_or_else(|_| status.to_string(), |e| e.message);
-        bail!("the conductor refused: {reason}");
+        bail!("the conductor refused: {}", crate::show::text(&reason));
     }
     wire::decode(&body).map_err(|e| anyhow::anyhow!("unreadable answer from the conductor: {e}"))
 }
@@ -102,10 +102,14 @@ pub fn finish(ctx: &Ctx, reply: CommandReply) -> anyhow::Result<std::process::Ex
     }
     if !reply.accepted {
         let code = reply.code.unwrap_or_default();
-        bail!("refused ({code}): {}", reply.message);
+        bail!(
+            "refused ({}): {}",
+            crate::show::line(&code),
+            crate::show::text(&reply.message)
+        );
     }
     if !ctx.json {
-        println!("{}", reply.message);
+        println!("{}", crate::show::text(&reply.message));
     }
     Ok(std::process::ExitCode::SUCCESS)
 }

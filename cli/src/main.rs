@@ -8,6 +8,7 @@
 
 mod api;
 mod cmd;
+mod show;
 mod table;
 
 use clap::{Parser, Subcommand};

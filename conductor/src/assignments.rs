@@ -95,7 +95,7 @@ mod tests {
         let expected = from_snapshot.clone();
         let outcome =
             h.c.store
-                .system("test: read only", h.now(), move |tx| {
+                .system("test: read only", vec![], h.now(), move |tx| {
                     let from_tx = crate::source::load(tx)?;
                     Ok(from_tx == expected)
                 })

@@ -7,12 +7,14 @@
 //! Layout:
 //! - this file: [`open`] (store, conductor key, first operator key) and [`run`].
 //! - `state`: [`Conductor`] — shared state, key ring, change signals.
+//! - `limits`: [`Limits`] — the API socket's bounds, with their defaults.
 //! - `api/`: the HTTP API (axum), one file per resource.
 //! - `commands`: what each operator command does, inside its commit.
 //! - `scheduler`: pure placement decisions.
 //! - `reconciler`: runs the scheduler on every change and commits its plan.
 //! - `rollout`: one pure step of a rolling update (surge, drain, revert).
 //! - `registry`: ready, routable endpoints per app, derived from reports.
+//! - `refusals`: the audit budget for refusals from senders who proved no key.
 //! - `source`: desired state read alike from a snapshot or a transaction.
 //! - `assignments`: one node's assignment set and its version.
 //!
@@ -26,7 +28,9 @@
 pub mod api;
 pub mod assignments;
 pub mod commands;
+pub mod limits;
 pub mod reconciler;
+pub mod refusals;
 pub mod registry;
 pub mod rollout;
 pub mod scheduler;
@@ -35,6 +39,7 @@ pub mod state;
 #[cfg(test)]
 mod testing;
 
+pub use limits::Limits;
 pub use state::{Conductor, Config};
 
 use skr8tr_proto::command::ClusterId;
@@ -63,6 +68,8 @@ pub enum StartError {
     Key(#[from] KeyFileError),
     #[error("cannot create the cluster id: {0}")]
     Random(String),
+    #[error(transparent)]
+    Private(#[from] skr8tr_proto::files::PrivateError),
 }
 
 /// Opens (or, with `init_key`, creates) the cluster in `config.data_dir`.
@@ -107,10 +114,12 @@ pub fn open(config: Config, init_key: Option<&Path>) -> Result<Conductor, StartE
     Ok(Conductor::new(store, key, config, now)?)
 }
 
-/// Loads the conductor's signing key, creating it on first start.
+/// Loads the conductor's signing key, creating it on first start (a key
+/// file found readable by others is made 0600 first).
 fn conductor_key(dir: &Path) -> Result<SecretKey, StartError> {
     let path = dir.join(CONDUCTOR_SECRET_FILE);
     if path.exists() {
+        skr8tr_proto::files::private_file(&path)?;
         return Ok(keys::read_secret_key(&path)?);
     }
     let key = SecretKey::generate().map_err(|e| StartError::Random(e.to_string()))?;
@@ -126,6 +135,8 @@ fn conductor_key(dir: &Path) -> Result<SecretKey, StartError> {
 }
 
 /// Serves the API on `listener` and runs the reconciler until `shutdown`.
+/// Every connection is held to `config.limits.api` (connection caps,
+/// header, idle and body timeouts).
 pub async fn run(
     conductor: Arc<Conductor>,
     listener: tokio::net::TcpListener,
@@ -133,9 +144,57 @@ pub async fn run(
 ) -> std::io::Result<()> {
     conductor.mark_serving(conductor.now_ms());
     let reconciler = tokio::spawn(reconciler::run(conductor.clone()));
-    let result = axum::serve(listener, api::router(conductor))
-        .with_graceful_shutdown(shutdown)
-        .await;
+    let summaries = tokio::spawn(refusal_summaries(conductor.clone()));
+    let limits = conductor.config.limits.api.clone();
+    let router = api::router(conductor);
+    let http = limits.clone();
+    skr8tr_net::server::serve(
+        "conductor API",
+        listener,
+        limits,
+        shutdown,
+        move |io, peer| {
+            let router = router.clone();
+            let http = http.clone();
+            async move {
+                let body_timeout = http.body_timeout;
+                let service = hyper::service::service_fn(
+                    move |mut req: hyper::Request<hyper::body::Incoming>| {
+                        req.extensions_mut().insert(api::Peer(peer));
+                        let req = req.map(|b| {
+                            axum::body::Body::new(skr8tr_net::server::DeadlineBody::new(
+                                b,
+                                body_timeout,
+                            ))
+                        });
+                        let mut router = router.clone();
+                        async move { tower::Service::call(&mut router, req).await }
+                    },
+                );
+                if let Err(e) = http
+                    .http1()
+                    .serve_connection(hyper_util::rt::TokioIo::new(io), service)
+                    .await
+                {
+                    tracing::debug!("connection from {peer}: {e}");
+                }
+            }
+        },
+    )
+    .await;
     reconciler.abort();
-    result
+    summaries.abort();
+    Ok(())
+}
+
+/// Ends each budget window of unverified refusals on time, so a flood that
+/// stopped still gets its count recorded.
+async fn refusal_summaries(c: Arc<Conductor>) {
+    loop {
+        tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+        let now = c.now_ms();
+        if let Some(summary) = c.refusals.roll(now) {
+            api::record_summary(&c, summary, now).await;
+        }
+    }
 }

@@ -11,6 +11,7 @@ use crate::rollout::{self, Next, Seen};
 use crate::scheduler::{self, Change, NodeFit, Plan};
 use crate::source::{self, Source};
 use crate::state::Conductor;
+use skr8tr_proto::code::Code;
 use skr8tr_store::records::AppRecord;
 use skr8tr_store::{Outcome, Refusal, StoreError, Tx};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -144,10 +145,12 @@ pub(crate) fn step(c: &Conductor, now: u64) -> Result<bool, String> {
         let nodes = nodes.clone();
         let outcome = c
             .store
-            .system(plan.summary(), now, move |tx| {
+            .system(plan.summary(), plan.apps(), now, move |tx| {
                 let again = schedule(tx, &nodes)?;
                 if again != plan {
-                    return Err(Refusal::new("stale-plan", "state changed while planning").into());
+                    return Err(
+                        Refusal::new(Code::StalePlan, "state changed while planning").into(),
+                    );
                 }
                 apply(tx, &again.changes)?;
                 Ok(())
@@ -160,16 +163,20 @@ pub(crate) fn step(c: &Conductor, now: u64) -> Result<bool, String> {
         let (nodes, seen, draining) = (nodes.clone(), seen.clone(), draining.clone());
         let outcome = c
             .store
-            .system(summary.clone(), now, move |tx| {
+            .system(summary.clone(), vec![app.clone()], now, move |tx| {
                 let Some((again, current)) =
                     rollout_step(tx, &app, &nodes, &seen, &draining, step_timeout, now)?
                 else {
-                    return Err(
-                        Refusal::new("stale-plan", "the rollout changed while planning").into(),
-                    );
+                    return Err(Refusal::new(
+                        Code::StalePlan,
+                        "the rollout changed while planning",
+                    )
+                    .into());
                 };
                 if again != s {
-                    return Err(Refusal::new("stale-plan", "state changed while planning").into());
+                    return Err(
+                        Refusal::new(Code::StalePlan, "state changed while planning").into(),
+                    );
                 }
                 apply(tx, &again.changes)?;
                 finish_step(tx, &app, current, again.next)?;
@@ -285,7 +292,7 @@ fn rollout_summary(app: &str, s: &rollout::Step) -> String {
             changes: s.changes.clone(),
             ..Plan::default()
         }
-        .summary()
+        .describe()
     });
     format!("rollout {app}: {detail}")
 }

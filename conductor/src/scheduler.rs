@@ -66,9 +66,32 @@ pub struct Plan {
     pub unplaced: BTreeMap<String, String>,
 }
 
+impl Change {
+    /// The app the changed replica belongs to.
+    pub fn app(&self) -> &str {
+        match self {
+            Change::Place { record, .. }
+            | Change::Move { record, .. }
+            | Change::Update { record, .. } => &record.app,
+            Change::Remove { replica, .. } => replica.split('/').next().unwrap_or(replica),
+        }
+    }
+}
+
 impl Plan {
-    /// One line for the audit log: `placed web/1/0 on n1; removed …`.
+    /// The apps it changes, each once (its audit entry is indexed under them).
+    pub fn apps(&self) -> Vec<String> {
+        let apps: std::collections::BTreeSet<&str> = self.changes.iter().map(Change::app).collect();
+        apps.into_iter().map(str::to_string).collect()
+    }
+
+    /// One line for the audit log: `schedule: placed web/1/0 on n1; …`.
     pub fn summary(&self) -> String {
+        format!("schedule: {}", self.describe())
+    }
+
+    /// The changes, one clause each: `placed web/1/0 on n1; removed …`.
+    pub fn describe(&self) -> String {
         let parts: Vec<String> = self
             .changes
             .iter()
@@ -88,7 +111,7 @@ impl Plan {
                 },
             })
             .collect();
-        format!("schedule: {}", parts.join("; "))
+        parts.join("; ")
     }
 }
 

@@ -28,6 +28,7 @@ pub struct Config {
     /// How long a new replica may take to become ready during a rollout
     /// before it reverts; `None`: from the spec (see `rollout::ready_timeout_ms`).
     pub step_timeout: Option<Duration>,
+    pub limits: crate::Limits,
 }
 
 impl Config {
@@ -38,6 +39,7 @@ impl Config {
             resync_timeout: Duration::from_secs(5),
             long_poll: Duration::from_secs(25),
             step_timeout: None,
+            limits: crate::Limits::default(),
         }
     }
 }
@@ -92,6 +94,10 @@ pub struct Conductor {
     /// Node → the assignment set last signed for it, with its version:
     /// a node re-polling an unchanged set gets the same signature.
     signed: Mutex<HashMap<String, (u64, Arc<SignedAssignments>)>>,
+    /// The budget of refusals from senders who proved no key.
+    pub refusals: crate::refusals::Limiter,
+    /// Turns for reading pages of the audit log (bounded memory).
+    pub pages: tokio::sync::Semaphore,
 }
 
 /// Where the conductor reads the time. Handlers and the reconciler ask
@@ -156,6 +162,8 @@ impl Conductor {
             unplaced: Mutex::new(BTreeMap::new()),
             draining: Mutex::new(HashMap::new()),
             signed: Mutex::new(HashMap::new()),
+            refusals: crate::refusals::Limiter::default(),
+            pages: tokio::sync::Semaphore::new(crate::api::CONCURRENT_PAGES),
         })
     }
 

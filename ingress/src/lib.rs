@@ -8,7 +8,10 @@
 //! - `routes`: longest-prefix route matching.
 //! - `proxy`: one request: route, backend choice, retries, `Upgrade`
 //!   passthrough, access log.
-//! - `headers`: hop-by-hop removal, `X-Forwarded-*`, `X-Real-IP`.
+//! - [`headers`]: hop-by-hop removal, `X-Forwarded-*`, `Forwarded`,
+//!   `X-Real-IP`, trusted proxies.
+//! - [`limits`]: [`Limits`] — client connection bounds, body size, backend
+//!   timeout, with their defaults.
 //! - `pool`: keep-alive HTTP/1 connections per backend.
 //! - `state`: the shared snapshot, round robin, ejections, the backend pool.
 //! - [`tls`]: the rustls server configuration from PEM files.
@@ -19,7 +22,8 @@
 
 #![forbid(unsafe_code)]
 
-mod headers;
+pub mod headers;
+pub mod limits;
 mod pool;
 mod proxy;
 pub mod routes;
@@ -29,10 +33,12 @@ pub mod tls;
 #[cfg(test)]
 mod tests;
 
+pub use limits::Limits;
 pub use routes::Route;
 
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use skr8tr_net::Client;
+use skr8tr_net::server;
 use skr8tr_proto::wire::{self, RegistrySnapshot};
 use state::Shared;
 use std::future::Future;
@@ -44,15 +50,10 @@ pub struct Config {
     /// `http://HOST:PORT` of the conductor.
     pub conductor: String,
     pub routes: Vec<Route>,
-    /// Largest request body forwarded (it is buffered, so a failed
-    /// connection can be retried on another replica).
-    pub max_body_bytes: usize,
-    /// Longest a backend may take to answer.
-    pub request_timeout: Duration,
-    /// Largest request head (request line and headers).
-    pub max_header_bytes: usize,
-    /// A client connection idle this long is closed.
-    pub idle_timeout: Duration,
+    pub limits: Limits,
+    /// Peers whose `X-Forwarded-For` and `Forwarded` are appended to
+    /// rather than replaced (`--trust-proxy CIDR`); see `headers`.
+    pub trusted_proxies: Vec<headers::Cidr>,
     /// One `tracing` line per request (method, path, status, backend, ms).
     pub access_log: bool,
     /// Terminate TLS with this configuration (see [`tls::server_config`]).
@@ -64,10 +65,8 @@ impl Config {
         Config {
             conductor,
             routes,
-            max_body_bytes: 10 << 20,
-            request_timeout: Duration::from_secs(60),
-            max_header_bytes: 64 << 10,
-            idle_timeout: Duration::from_secs(60),
+            limits: Limits::default(),
+            trusted_proxies: Vec::new(),
             access_log: true,
             tls: None,
         }
@@ -92,43 +91,32 @@ pub async fn run(
     Ok(())
 }
 
-/// Accepts client connections and serves each on a task of its own, until
-/// `shutdown`.
+/// Accepts client connections within the limits and serves each on a
+/// task of its own, until `shutdown`.
 async fn accept_loop(
     shared: Arc<Shared>,
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()>,
 ) {
-    tokio::pin!(shutdown);
-    loop {
-        let (stream, client) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    tracing::warn!("accept: {e}");
-                    continue;
-                }
-            },
-            _ = &mut shutdown => break,
-        };
-        let _ = stream.set_nodelay(true);
+    let limits = shared.config.limits.clients.clone();
+    server::serve("ingress", listener, limits, shutdown, move |io, client| {
         let shared = shared.clone();
-        tokio::spawn(async move {
+        async move {
             match shared.config.tls.clone() {
-                None => serve(shared, client, stream, false).await,
+                None => serve(shared, client, io, false).await,
                 Some(config) => {
                     let acceptor = tokio_rustls::TlsAcceptor::from(config);
-                    let handshake =
-                        tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream));
-                    match handshake.await {
+                    let within = shared.config.limits.clients.header_timeout;
+                    match tokio::time::timeout(within, acceptor.accept(io)).await {
                         Ok(Ok(tls)) => serve(shared, client, tls, true).await,
                         Ok(Err(e)) => tracing::debug!("TLS handshake with {client}: {e}"),
                         Err(_) => tracing::debug!("TLS handshake with {client} timed out"),
                     }
                 }
             }
-        });
-    }
+        }
+    })
+    .await;
 }
 
 /// Serves HTTP/1 on one client connection (plain or TLS).
@@ -136,16 +124,12 @@ async fn serve<S>(shared: Arc<Shared>, client: std::net::SocketAddr, stream: S, 
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let max_head = shared.config.max_header_bytes;
-    let idle = shared.config.idle_timeout;
+    let http = shared.config.limits.clients.http1();
     let service = hyper::service::service_fn(move |req| {
         let shared = shared.clone();
         async move { Ok::<_, std::convert::Infallible>(proxy::handle(shared, client, tls, req).await) }
     });
-    let conn = hyper::server::conn::http1::Builder::new()
-        .max_buf_size(max_head.max(8192))
-        .header_read_timeout(Some(idle))
-        .timer(TokioTimer::new())
+    let conn = http
         .serve_connection(TokioIo::new(stream), service)
         .with_upgrades();
     if let Err(e) = conn.await {

@@ -66,12 +66,57 @@ pub async fn handle(
     response
 }
 
+/// Why a request is refused before it is routed, if it is.
+fn malformed(req: &Request<Incoming>) -> Option<&'static str> {
+    if req.version() == hyper::Version::HTTP_11 && !req.headers().contains_key(hyper::header::HOST)
+    {
+        return Some("an HTTP/1.1 request needs a Host header");
+    }
+    if has_dot_segments(req.uri().path()) {
+        return Some("the path has `.` or `..` segments; send it without them");
+    }
+    None
+}
+
+/// Whether a path has a `.` or `..` segment, written out or percent-encoded
+/// (`%2e`): the backend would read it as another path than the one routed.
+pub fn has_dot_segments(path: &str) -> bool {
+    path.split('/').any(|segment| {
+        let lower = segment.to_ascii_lowercase();
+        let decoded = lower.replace("%2e", ".");
+        decoded == "." || decoded == ".."
+    })
+}
+
+/// A request body within the size limit and its deadline.
+async fn read_body(shared: &Shared, body: Incoming) -> Result<Bytes, Response<Body>> {
+    let limits = &shared.config.limits;
+    let body = skr8tr_net::server::DeadlineBody::new(body, limits.clients.body_timeout);
+    match Limited::new(body, limits.max_body_bytes).collect().await {
+        Ok(b) => Ok(b.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(local(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("request body larger than {} bytes", limits.max_body_bytes),
+        )),
+        Err(e) if e.is::<skr8tr_net::server::BodyTimeout>() => {
+            Err(local(StatusCode::REQUEST_TIMEOUT, e.to_string()))
+        }
+        Err(e) => Err(local(
+            StatusCode::BAD_REQUEST,
+            format!("the request body could not be read: {e}"),
+        )),
+    }
+}
+
 async fn forward(
     shared: &Shared,
     client: SocketAddr,
     proto: &str,
     req: Request<Incoming>,
 ) -> (Response<Body>, Option<String>) {
+    if let Some(why) = malformed(&req) {
+        return (local(StatusCode::BAD_REQUEST, why.to_string()), None);
+    }
     let path = req.uri().path().to_string();
     let Some(route) = routes::route(&shared.config.routes, &path) else {
         return (
@@ -86,24 +131,20 @@ async fn forward(
     }
     if req.headers().contains_key(hyper::header::UPGRADE) {
         let backend = endpoints[shared.next_index() % endpoints.len()].clone();
-        return upgrade(client, proto, req, backend).await;
+        return upgrade(shared, client, proto, req, backend).await;
     }
     let (mut parts, body) = req.into_parts();
-    let body = match Limited::new(body, shared.config.max_body_bytes)
-        .collect()
-        .await
-    {
-        Ok(b) => b.to_bytes(),
-        Err(_) => {
-            let msg = format!(
-                "request body larger than {} bytes",
-                shared.config.max_body_bytes
-            );
-            return (local(StatusCode::PAYLOAD_TOO_LARGE, msg), None);
-        }
+    let body = match read_body(shared, body).await {
+        Ok(b) => b,
+        Err(response) => return (response, None),
     };
     headers::strip_hop_by_hop(&mut parts.headers);
-    headers::add_forwarded(&mut parts.headers, client.ip(), proto);
+    headers::add_forwarded(
+        &mut parts.headers,
+        client.ip(),
+        proto,
+        &shared.config.trusted_proxies,
+    );
     let path_and_query = parts
         .uri
         .path_and_query()
@@ -135,8 +176,8 @@ async fn forward(
         } else {
             parts.headers.clone()
         };
-        let sent =
-            tokio::time::timeout(shared.config.request_timeout, shared.pool.send(&addr, out)).await;
+        let within = shared.config.limits.request_timeout;
+        let sent = tokio::time::timeout(within, shared.pool.send(&addr, out)).await;
         match sent {
             Ok(Ok(mut response)) => {
                 headers::strip_hop_by_hop(response.headers_mut());
@@ -154,7 +195,7 @@ async fn forward(
                 }
             }
             Err(_) => {
-                let secs = shared.config.request_timeout.as_secs();
+                let secs = within.as_secs();
                 return (
                     local(
                         StatusCode::GATEWAY_TIMEOUT,
@@ -175,10 +216,12 @@ async fn forward(
     )
 }
 
-/// `Upgrade` (WebSocket and the like): the request goes to one backend on
-/// a connection of its own; after its `101`, bytes are copied both ways
-/// until either side closes.
+/// `Upgrade` (WebSocket and the like): the request — with its body, if it
+/// has one — goes to one backend on a connection of its own, within the
+/// request timeout; after its `101`, bytes are copied both ways until
+/// either side closes (or the client connection is idle too long).
 async fn upgrade(
+    shared: &Shared,
     client: SocketAddr,
     proto: &str,
     mut req: Request<Incoming>,
@@ -186,7 +229,11 @@ async fn upgrade(
 ) -> (Response<Body>, Option<String>) {
     use hyper::header::{CONNECTION, HeaderValue, UPGRADE};
     let client_side = hyper::upgrade::on(&mut req);
-    let (mut parts, _) = req.into_parts();
+    let (mut parts, body) = req.into_parts();
+    let body = match read_body(shared, body).await {
+        Ok(b) => b,
+        Err(response) => return (response, None),
+    };
     let protocol = parts.headers.get(UPGRADE).cloned();
     headers::strip_hop_by_hop(&mut parts.headers);
     if let Some(p) = protocol {
@@ -195,36 +242,43 @@ async fn upgrade(
             .headers
             .insert(CONNECTION, HeaderValue::from_static("upgrade"));
     }
-    headers::add_forwarded(&mut parts.headers, client.ip(), proto);
+    headers::add_forwarded(
+        &mut parts.headers,
+        client.ip(),
+        proto,
+        &shared.config.trusted_proxies,
+    );
     let addr = backend.addr.clone();
-    let failed = |e: String| {
-        (
-            local(StatusCode::BAD_GATEWAY, format!("{addr}: {e}")),
-            Some(addr.clone()),
-        )
-    };
-    let stream = match tokio::net::TcpStream::connect(&addr).await {
-        Ok(s) => s,
-        Err(e) => return failed(e.to_string()),
-    };
-    let (mut sender, conn) =
-        match hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await {
-            Ok(x) => x,
-            Err(e) => return failed(e.to_string()),
-        };
-    tokio::spawn(conn.with_upgrades());
+    let failed =
+        |status: StatusCode, e: String| (local(status, format!("{addr}: {e}")), Some(addr.clone()));
     let path = parts
         .uri
         .path_and_query()
         .map_or("/", |p| p.as_str())
         .to_string();
-    let mut out = Request::new(Full::new(Bytes::new()));
+    let mut out = Request::new(Full::new(body));
     *out.method_mut() = parts.method;
     *out.uri_mut() = path.parse().unwrap_or_else(|_| Uri::from_static("/"));
     *out.headers_mut() = parts.headers;
-    let mut response = match sender.send_request(out).await {
-        Ok(r) => r,
-        Err(e) => return failed(e.to_string()),
+    let exchange = async {
+        let stream = tokio::net::TcpStream::connect(&addr)
+            .await
+            .map_err(|e| e.to_string())?;
+        let (mut sender, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                .await
+                .map_err(|e| e.to_string())?;
+        tokio::spawn(conn.with_upgrades());
+        sender.send_request(out).await.map_err(|e| e.to_string())
+    };
+    let within = shared.config.limits.request_timeout;
+    let mut response = match tokio::time::timeout(within, exchange).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => return failed(StatusCode::BAD_GATEWAY, e),
+        Err(_) => {
+            let e = format!("did not answer within {} s", within.as_secs());
+            return failed(StatusCode::GATEWAY_TIMEOUT, e);
+        }
     };
     if response.status() == StatusCode::SWITCHING_PROTOCOLS {
         let backend_side = hyper::upgrade::on(&mut response);

@@ -193,7 +193,7 @@ async fn no_route_is_404_no_ready_replica_503_and_a_big_body_413() {
     let (_, addr) = ingress(
         &["/api:api", "/web:web"],
         &[("web", vec![endpoint("web/1/0", web.addr)])],
-        |c| c.max_body_bytes = 1024,
+        |c| c.limits.max_body_bytes = 1024,
     )
     .await;
     let (status, body) = send(addr, get("/other")).await;

@@ -19,15 +19,22 @@
 
 #![forbid(unsafe_code)]
 
+pub mod v1;
+
 use redb::{ReadableTable, TableDefinition, WriteTransaction};
 
 /// The schema this binary writes.
-pub const CURRENT: u32 = 1;
+pub const CURRENT: u32 = 2;
 
 /// `meta`: small named values (schema version, cluster id, creation time).
 pub const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 /// The `meta` key of the schema version (u32, little-endian).
 pub const SCHEMA_VERSION_KEY: &str = "schema_version";
+/// `audit`: sequence number -> versioned audit record (schema 1 on).
+pub const AUDIT: TableDefinition<u64, &[u8]> = TableDefinition::new("audit");
+/// `audit_by_app`: (app, sequence number) -> (), the entries about each
+/// app (schema 2 on).
+pub const AUDIT_BY_APP: TableDefinition<(&str, u64), ()> = TableDefinition::new("audit_by_app");
 
 /// One upgrade, from schema `from` to `from + 1`.
 pub struct Step {
@@ -38,7 +45,33 @@ pub struct Step {
 }
 
 /// Every step, in order: `STEPS[i].from == i + 1`.
-pub const STEPS: &[Step] = &[];
+pub const STEPS: &[Step] = &[Step {
+    from: 1,
+    name: "index the audit log by app",
+    run: index_audit_by_app,
+}];
+
+/// 1 -> 2: `history --app` reads a per-app index instead of scanning the
+/// whole log. Builds it for the entries schema 1 wrote, finding each
+/// entry's apps the way schema 1 did (`v1::apps_of`). Schema 2 also adds
+/// the audit event for unverified refusals, which schema 1 cannot read:
+/// the version number keeps an older binary from opening the file.
+fn index_audit_by_app(txn: &WriteTransaction) -> Result<(), MigrationError> {
+    let audit = txn.open_table(AUDIT)?;
+    let mut index = txn.open_table(AUDIT_BY_APP)?;
+    for row in audit.iter()? {
+        let (seq, value) = row?;
+        let record = v1::decode(value.value()).map_err(|reason| MigrationError::StepFailed {
+            step: "index the audit log by app",
+            from: 1,
+            reason: format!("audit entry {}: {reason}", seq.value()),
+        })?;
+        for app in v1::apps_of(&record) {
+            index.insert((app.as_str(), record.seq), ())?;
+        }
+    }
+    Ok(())
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum MigrationError {

@@ -36,6 +36,7 @@ pub struct NodeConfig {
     /// An operator-signed join ticket (`skr8tr ticket`), needed the first
     /// time this node (its key in `data_dir`) joins.
     pub ticket: Option<Vec<u8>>,
+    pub limits: crate::Limits,
 }
 
 /// The node's own key pair, in its data directory.
@@ -52,13 +53,12 @@ pub enum NodeError {
     Random(String),
     #[error("cannot prepare {dir}: {source}")]
     DataDir { dir: String, source: std::io::Error },
+    #[error(transparent)]
+    Private(#[from] skr8tr_proto::files::PrivateError),
 }
 
 pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Result<(), NodeError> {
-    std::fs::create_dir_all(&config.data_dir).map_err(|source| NodeError::DataDir {
-        dir: config.data_dir.display().to_string(),
-        source,
-    })?;
+    skr8tr_proto::files::private_dir(&config.data_dir)?;
     let client = Client::new(&config.conductor)?;
     let key = node_key(&config.data_dir)?;
     let changed = Arc::new(Notify::new());
@@ -85,7 +85,7 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
         conductor_key: config.conductor_key.clone(),
         node: config.name.clone(),
     });
-    let log_task = tokio::spawn(log_server.serve(logs_listener));
+    let log_task = tokio::spawn(log_server.serve(logs_listener, config.limits.logs.clone()));
     let mut boot = [0u8; 8];
     let _ = getrandom::fill(&mut boot);
     let join = config.ticket.clone().map(|ticket| Join {
@@ -128,6 +128,7 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
 fn node_key(dir: &std::path::Path) -> Result<SecretKey, NodeError> {
     let path = dir.join(NODE_SECRET_FILE);
     if path.exists() {
+        skr8tr_proto::files::private_file(&path)?;
         return Ok(keys::read_secret_key(&path)?);
     }
     let key = SecretKey::generate().map_err(|e| NodeError::Random(e.to_string()))?;

@@ -18,11 +18,15 @@
 //! - [`logs`]: per-replica ring of the last N stdout/stderr lines, 16 KiB
 //!   per line at most.
 //! - [`logs_server`]: serves log lines to conductor-signed requests only.
+//! - [`limits`]: [`Limits`] — the log endpoint's bounds, with defaults.
 
 #![deny(unsafe_code)]
 
+pub use limits::Limits;
+
 pub mod agent;
 pub mod health;
+pub mod limits;
 pub mod logs;
 pub mod logs_server;
 pub mod process;

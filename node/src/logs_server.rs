@@ -9,9 +9,11 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
+use skr8tr_net::server;
 use skr8tr_proto::keys::PublicKey;
 use skr8tr_proto::wire::{self, LogLine, ReplicaLog, SignedLogRequest};
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Requests are a few kilobytes (a signature and a replica id).
 const MAX_REQUEST_BYTES: usize = 16 * 1024;
@@ -23,35 +25,54 @@ pub struct LogServer {
 }
 
 impl LogServer {
-    /// Accepts connections until the task is aborted.
-    pub async fn serve(self: Arc<Self>, listener: tokio::net::TcpListener) {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                continue;
-            };
-            let me = self.clone();
-            tokio::spawn(async move {
-                let service = hyper::service::service_fn(move |req| {
-                    let me = me.clone();
-                    async move { Ok::<_, std::convert::Infallible>(me.handle(req).await) }
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            });
-        }
+    /// Accepts connections, within `limits`, until the task is aborted.
+    pub async fn serve(self: Arc<Self>, listener: tokio::net::TcpListener, limits: server::Limits) {
+        let http = limits.clone();
+        server::serve(
+            "log endpoint",
+            listener,
+            limits,
+            std::future::pending(),
+            move |io, _peer| {
+                let me = self.clone();
+                let http = http.clone();
+                async move {
+                    let body_timeout = http.body_timeout;
+                    let service = hyper::service::service_fn(move |req| {
+                        let me = me.clone();
+                        async move {
+                            Ok::<_, std::convert::Infallible>(me.handle(req, body_timeout).await)
+                        }
+                    });
+                    let _ = http
+                        .http1()
+                        .serve_connection(TokioIo::new(io), service)
+                        .await;
+                }
+            },
+        )
+        .await;
     }
 
-    async fn handle(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    async fn handle(
+        &self,
+        req: Request<Incoming>,
+        body_timeout: Duration,
+    ) -> Response<Full<Bytes>> {
         if req.method() != hyper::Method::POST || req.uri().path() != "/v1/logs" {
             return reply(StatusCode::NOT_FOUND, b"not found".to_vec());
         }
-        let body = match Limited::new(req.into_body(), MAX_REQUEST_BYTES)
-            .collect()
-            .await
-        {
+        let body = server::DeadlineBody::new(req.into_body(), body_timeout);
+        let body = match Limited::new(body, MAX_REQUEST_BYTES).collect().await {
             Ok(b) => b.to_bytes(),
-            Err(_) => return reply(StatusCode::PAYLOAD_TOO_LARGE, b"request too large".to_vec()),
+            Err(e) => {
+                let status = if e.is::<http_body_util::LengthLimitError>() {
+                    StatusCode::PAYLOAD_TOO_LARGE
+                } else {
+                    StatusCode::REQUEST_TIMEOUT
+                };
+                return reply(status, format!("{e}").into_bytes());
+            }
         };
         let now = skr8tr_proto::clock::now_ms();
         let request = match wire::decode::<SignedLogRequest>(&body)

@@ -34,6 +34,7 @@ fn plan<'a>(spec: &'a AppSpec, port: u16) -> LaunchPlan<'a> {
         app: "web",
         spec,
         port,
+        address: std::net::Ipv4Addr::LOCALHOST.into(),
     }
 }
 

@@ -80,6 +80,27 @@ pub enum Command {
 }
 
 impl Command {
+    /// The apps a command is about, for the audit log's per-app index
+    /// (`history --app`). A manifest that does not parse still names the
+    /// apps of its `app NAME` lines.
+    pub fn apps(&self) -> Vec<String> {
+        match self {
+            Command::Up { file, manifest } | Command::Rollout { file, manifest } => {
+                match crate::manifest::parse(file, manifest) {
+                    Ok(specs) => specs.into_iter().map(|s| s.name).collect(),
+                    Err(_) => app_lines(manifest),
+                }
+            }
+            Command::Down { app }
+            | Command::Scale { app, .. }
+            | Command::Logs { app, .. }
+            | Command::Rollback { app } => vec![app.clone()],
+            Command::AddOperatorKey { .. }
+            | Command::RevokeOperatorKey { .. }
+            | Command::AdmitNode { .. } => Vec::new(),
+        }
+    }
+
     /// A short label for history listings: `up web.skr8tr`, `scale api 5`.
     pub fn summary(&self) -> String {
         match self {
@@ -98,5 +119,57 @@ impl Command {
             Command::Rollout { file, .. } => format!("rollout {file}"),
             Command::Rollback { app } => format!("rollback {app}"),
         }
+    }
+}
+
+/// The names of a manifest's top-level `app NAME` lines, read leniently.
+fn app_lines(manifest: &str) -> Vec<String> {
+    let mut names: Vec<String> = manifest
+        .lines()
+        .filter_map(|l| l.strip_prefix("app "))
+        .map(|rest| rest.trim().trim_end_matches('{').trim().to_string())
+        .filter(|n| {
+            !n.is_empty()
+                && n.len() <= 63
+                && n.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        })
+        .collect();
+    names.dedup();
+    names
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_command_names_the_apps_it_is_about() {
+        let up = |m: &str| Command::Up {
+            file: "f".into(),
+            manifest: m.into(),
+        };
+        assert_eq!(
+            up("app web\n  exec /x\napp api {\n  exec /y\n}\n").apps(),
+            ["web", "api"]
+        );
+        // Invalid, but its apps are still known by their lines.
+        assert_eq!(up("app web\n  replcas 3\napp Bad\n").apps(), ["web"]);
+        assert_eq!(
+            Command::Scale {
+                app: "web".into(),
+                replicas: 2
+            }
+            .apps(),
+            ["web"]
+        );
+        assert!(
+            Command::AdmitNode {
+                name: "n1".into(),
+                expires_at_ms: 0
+            }
+            .apps()
+            .is_empty()
+        );
     }
 }

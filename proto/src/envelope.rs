@@ -8,6 +8,7 @@
 //! the conductor against its store, since only it remembers nonces.
 
 use crate::clock::unix_ms;
+use crate::code::Code;
 use crate::command::{ClusterId, Command};
 use crate::keys::{Fingerprint, KeyError, PublicKey, SecretKey};
 use serde::{Deserialize, Serialize};
@@ -194,19 +195,30 @@ pub enum VerifyError {
 
 impl VerifyError {
     /// A stable, short code for logs, the audit record and scripts.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> Code {
         match self {
-            VerifyError::TooLarge { .. } => "too-large",
-            VerifyError::Malformed(_) => "malformed",
-            VerifyError::UnsupportedVersion(_) => "unsupported-version",
-            VerifyError::UnknownKey(_) => "unknown-key",
-            VerifyError::RevokedKey(_) => "revoked-key",
-            VerifyError::BadSignature(_) => "bad-signature",
-            VerifyError::MalformedPayload(_) => "malformed-payload",
-            VerifyError::WrongCluster { .. } => "wrong-cluster",
-            VerifyError::Stale { .. } => "stale",
-            VerifyError::FromFuture { .. } => "from-future",
+            VerifyError::TooLarge { .. } => Code::TooLarge,
+            VerifyError::Malformed(_) => Code::Malformed,
+            VerifyError::UnsupportedVersion(_) => Code::UnsupportedVersion,
+            VerifyError::UnknownKey(_) => Code::UnknownKey,
+            VerifyError::RevokedKey(_) => Code::RevokedKey,
+            VerifyError::BadSignature(_) => Code::BadSignature,
+            VerifyError::MalformedPayload(_) => Code::MalformedPayload,
+            VerifyError::WrongCluster { .. } => Code::WrongCluster,
+            VerifyError::Stale { .. } => Code::Stale,
+            VerifyError::FromFuture { .. } => Code::FromFuture,
         }
+    }
+
+    /// Whether the signer proved its key (the signature verified) before
+    /// this refusal: then the envelope is evidence worth keeping whole.
+    pub fn signer_proven(&self) -> bool {
+        matches!(
+            self,
+            VerifyError::WrongCluster { .. }
+                | VerifyError::Stale { .. }
+                | VerifyError::FromFuture { .. }
+        )
     }
 }
 

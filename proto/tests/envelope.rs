@@ -252,7 +252,7 @@ fn every_rejection_has_a_distinct_code() {
         VerifyError::Stale { age_ms: 0 },
         VerifyError::FromFuture { ahead_ms: 0 },
     ];
-    let codes: HashSet<&str> = errors.iter().map(|e| e.code()).collect();
+    let codes: HashSet<&str> = errors.iter().map(|e| e.code().as_str()).collect();
     assert_eq!(codes.len(), errors.len());
     let messages: HashSet<String> = errors.iter().map(|e| e.to_string()).collect();
     assert_eq!(messages.len(), errors.len());

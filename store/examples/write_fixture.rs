@@ -1,5 +1,5 @@
 //! Writes the fixture database of the current schema:
-//! `cargo run -p skr8tr-store --example write_fixture -- migrations/fixtures/v1.redb`
+//! `cargo run -p skr8tr-store --example write_fixture -- migrations/fixtures/vN.redb`
 //!
 //! Run it once per released schema and check the file in; never regenerate
 //! an old one. `store/tests/fixtures.rs` opens a copy of every fixture and
@@ -9,6 +9,7 @@
 // and `expect` says which.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use skr8tr_proto::code::Code;
 use skr8tr_proto::command::{ClusterId, Command};
 use skr8tr_proto::envelope::{self, Envelope, Nonce, Payload};
 use skr8tr_proto::keys::SecretKey;
@@ -129,16 +130,17 @@ fn main() {
         .expect("add key");
     let node = SecretKey::from_seed(&[0x33; 32]).public();
     store
-        .system("node node-0 admitted", T0 + 3_000, move |tx| {
+        .system("node node-0 admitted", vec![], T0 + 3_000, move |tx| {
             Ok(tx.admit_node("node-0", &node, None)?)
         })
         .expect("admit");
     store
-        .reject(RejectionEntry {
-            envelope: vec![1, 2, 3],
-            signer: None,
+        .reject(UnverifiedEntry {
+            from: "192.0.2.7".into(),
+            bytes: vec![1, 2, 3],
+            claimed_signer: None,
             summary: "unreadable".into(),
-            refusal: Refusal::new("malformed", "not a signed command"),
+            refusal: Refusal::new(Code::Malformed, "not a signed command"),
             time_ms: T0 + 4_000,
         })
         .expect("reject");

@@ -46,7 +46,30 @@ pub enum AuditEvent {
     /// A change the conductor made on its own (a replica re-placed, a
     /// rollout step).
     System { summary: String },
+    /// A request refused before its sender proved a key (unreadable, bad
+    /// or unknown signature, stale, replayed, …). Anyone can send one, so
+    /// it is kept as a bounded summary, never whole.
+    Unverified {
+        /// The sender's address.
+        from: String,
+        /// Bytes received.
+        size: u64,
+        /// SHA-256 of what was received.
+        digest: [u8; 32],
+        /// The first bytes received (at most [`UNVERIFIED_HEAD_BYTES`]).
+        head: Vec<u8>,
+        /// The key the envelope names, unverified.
+        claimed_signer: Option<Fingerprint>,
+        /// What it claims to ask, unverified, at most
+        /// [`UNVERIFIED_SUMMARY_CHARS`] characters.
+        summary: String,
+    },
 }
+
+/// How much of an unverified request's bytes its audit entry keeps.
+pub const UNVERIFIED_HEAD_BYTES: usize = 256;
+/// How long an unverified request's claimed summary may be.
+pub const UNVERIFIED_SUMMARY_CHARS: usize = 160;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum AuditOutcome {
@@ -73,6 +96,7 @@ impl AuditRecord {
             } => fp.to_string(),
             AuditEvent::Command { signer: None, .. } => "unknown".into(),
             AuditEvent::System { .. } => "conductor".into(),
+            AuditEvent::Unverified { from, .. } => from.clone(),
         }
     }
 
@@ -87,6 +111,21 @@ impl AuditRecord {
                 Fingerprint::of(public_key)
             ),
             AuditEvent::Command { summary, .. } | AuditEvent::System { summary } => summary.clone(),
+            AuditEvent::Unverified {
+                size,
+                digest,
+                claimed_signer,
+                summary,
+                ..
+            } => {
+                let claims = claimed_signer
+                    .map(|fp| format!(", names key {fp}"))
+                    .unwrap_or_default();
+                format!(
+                    "unverified: {summary} ({size} bytes, sha256 {}{claims})",
+                    skr8tr_proto::hex::encode(&digest[..8])
+                )
+            }
         }
     }
 }
@@ -172,19 +211,34 @@ impl KeyRing for KeysAtTheTime {
 pub fn verify_chain(
     records: impl IntoIterator<Item = AuditRecord>,
 ) -> Result<ChainReport, ChainError> {
-    let mut report = ChainReport::default();
-    let mut keys = KeysAtTheTime::default();
-    let mut cluster = None;
-    let mut prev: Option<(u64, [u8; 32])> = None;
+    let mut verifier = ChainVerifier::default();
     for r in records {
-        let expected_seq = prev.map_or(1, |(s, _)| s + 1);
+        verifier.push(&r)?;
+    }
+    verifier.finish()
+}
+
+/// [`verify_chain`] one entry at a time, so a log of any size is checked
+/// in the memory of one entry (and of the operator keys it names).
+#[derive(Default)]
+pub struct ChainVerifier {
+    report: ChainReport,
+    keys: KeysAtTheTime,
+    cluster: Option<ClusterId>,
+    prev: Option<(u64, [u8; 32])>,
+}
+
+impl ChainVerifier {
+    /// Checks the next entry of the log.
+    pub fn push(&mut self, r: &AuditRecord) -> Result<(), ChainError> {
+        let expected_seq = self.prev.map_or(1, |(s, _)| s + 1);
         if r.seq != expected_seq {
             return Err(ChainError::Gap {
                 previous: expected_seq - 1,
                 found: r.seq,
             });
         }
-        let prev_hash = prev.map_or([0; 32], |(_, h)| h);
+        let prev_hash = self.prev.map_or([0; 32], |(_, h)| h);
         if r.prev_hash != prev_hash {
             return Err(ChainError::BrokenLink { seq: r.seq });
         }
@@ -200,13 +254,13 @@ pub fn verify_chain(
                 },
                 1,
             ) => {
-                cluster = Some(*c);
+                self.cluster = Some(*c);
                 let key =
                     PublicKey::from_bytes(public_key).map_err(|e| ChainError::BadCommand {
                         seq: 1,
                         reason: e.to_string(),
                     })?;
-                keys.0.insert(key.fingerprint(), (key, false));
+                self.keys.0.insert(key.fingerprint(), (key, false));
             }
             (_, 1) | (AuditEvent::Genesis { .. }, _) => {
                 return Err(ChainError::NoGenesis { seq: r.seq });
@@ -217,25 +271,38 @@ pub fn verify_chain(
                 },
                 seq,
             ) if r.is_accepted() => {
-                let cluster = cluster.ok_or(ChainError::NoGenesis { seq: 1 })?;
+                let cluster = self.cluster.ok_or(ChainError::NoGenesis { seq: 1 })?;
                 let bad = |e: VerifyError| ChainError::BadCommand {
                     seq,
                     reason: e.to_string(),
                 };
-                let verified = envelope::verify(bytes, &keys, &cluster, r.time_ms).map_err(bad)?;
-                apply_key_change(&mut keys, &verified.payload.command, seq)?;
-                report.signatures_verified += 1;
+                let verified =
+                    envelope::verify(bytes, &self.keys, &cluster, r.time_ms).map_err(bad)?;
+                apply_key_change(&mut self.keys, &verified.payload.command, seq)?;
+                self.report.signatures_verified += 1;
             }
-            (AuditEvent::Command { .. }, _) => report.rejected += 1,
+            (AuditEvent::Command { .. } | AuditEvent::Unverified { .. }, _) => {
+                self.report.rejected += 1;
+            }
             (AuditEvent::System { .. }, _) => {}
         }
-        report.entries += 1;
-        prev = Some((r.seq, r.hash));
+        self.report.entries += 1;
+        self.prev = Some((r.seq, r.hash));
+        Ok(())
     }
-    if report.entries == 0 {
-        return Err(ChainError::Empty);
+
+    /// The report, once every entry was pushed.
+    pub fn finish(self) -> Result<ChainReport, ChainError> {
+        if self.report.entries == 0 {
+            return Err(ChainError::Empty);
+        }
+        Ok(self.report)
     }
-    Ok(report)
+
+    /// The last entry checked: its sequence number and hash.
+    pub fn head(&self) -> Option<(u64, [u8; 32])> {
+        self.prev
+    }
 }
 
 fn apply_key_change(

@@ -32,6 +32,8 @@ pub enum OpenError {
     },
     #[error("{file}: {source}")]
     Store { file: PathBuf, source: StoreError },
+    #[error(transparent)]
+    Private(#[from] skr8tr_proto::files::PrivateError),
 }
 
 #[derive(Debug, thiserror::Error)]

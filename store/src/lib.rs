@@ -29,7 +29,7 @@ mod tables;
 mod tx;
 mod writer;
 
-pub use audit::{AuditEvent, AuditOutcome, AuditRecord, ChainError, ChainReport};
+pub use audit::{AuditEvent, AuditOutcome, AuditRecord, ChainError, ChainReport, ChainVerifier};
 pub use error::{OpenError, StoreError};
 pub use read::Snapshot;
 pub use tx::{EffectError, Refusal, Tx};
@@ -38,8 +38,8 @@ pub use writer::Outcome;
 use redb::{Database, ReadableDatabase};
 use skr8tr_proto::command::ClusterId;
 use skr8tr_proto::envelope::{MAX_CLOCK_SKEW, Nonce, Verified};
+use skr8tr_proto::files;
 use skr8tr_proto::keys::{Fingerprint, PublicKey};
-use std::os::unix::fs::DirBuilderExt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -82,6 +82,9 @@ pub struct CommandEntry {
     pub nonce_expires_ms: u64,
     /// The conductor's clock (Unix ms).
     pub time_ms: u64,
+    /// The apps it is about, for `history --app` (the audit log's per-app
+    /// index).
+    pub apps: Vec<String>,
 }
 
 impl CommandEntry {
@@ -107,16 +110,23 @@ impl CommandEntry {
             // Twice the window: room for the conductor's clock to step back.
             nonce_expires_ms: valid_until.saturating_add(2 * skew),
             time_ms,
+            apps: payload.command.apps(),
         }
     }
 }
 
-/// A command refused before it could be applied (bad signature, unknown
-/// key, stale, …), to be recorded as evidence.
+/// A request refused before its sender proved a key (unreadable, bad or
+/// unknown signature, stale, replayed, …), recorded as a bounded summary
+/// (`AuditEvent::Unverified`): what it was, never all of it.
 #[derive(Clone, Debug)]
-pub struct RejectionEntry {
-    pub envelope: Vec<u8>,
-    pub signer: Option<Fingerprint>,
+pub struct UnverifiedEntry {
+    /// The sender's address.
+    pub from: String,
+    /// What was received (only its size, digest and first bytes are kept).
+    pub bytes: Vec<u8>,
+    /// The key its envelope names, if the framing could be read.
+    pub claimed_signer: Option<Fingerprint>,
+    /// What it claims to ask, if the framing could be read.
     pub summary: String,
     pub refusal: Refusal,
     pub time_ms: u64,
@@ -131,7 +141,7 @@ pub struct Store {
 }
 
 impl Store {
-    /// Creates a new store in `dir` (made 0700 if missing) for `cluster`,
+    /// Creates a new store in `dir` (made 0700; the file 0600) for `cluster`,
     /// trusting `key` as its first operator key. Refuses a directory that
     /// already holds a store.
     pub fn create(
@@ -142,16 +152,10 @@ impl Store {
         now_ms: u64,
         options: Options,
     ) -> Result<Store, OpenError> {
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .map_err(|source| OpenError::Io {
-                file: dir.to_path_buf(),
-                source,
-            })?;
+        files::private_dir(dir)?;
         let file = dir.join(DB_FILE);
         let db = open_db(dir, &file, true, &options)?;
+        files::private_file(&file)?;
         let store_err = |source| OpenError::Store {
             file: file.clone(),
             source,
@@ -178,7 +182,8 @@ impl Store {
         Ok(Store::start(db, file, cluster, &options))
     }
 
-    /// Opens the store in `dir`, upgrading an older schema in one
+    /// Opens the store in `dir` (made 0700, the file 0600, even if they
+    /// were looser), upgrading an older schema in one
     /// transaction. A newer schema, a damaged file or a directory another
     /// process holds is refused without changing anything.
     pub fn open(dir: &Path, options: Options) -> Result<Store, OpenError> {
@@ -191,6 +196,10 @@ impl Store {
                 });
             }
         }
+        // Made private before anything is read: a directory or file some
+        // earlier tool left readable by others is not left so.
+        files::private_dir(dir)?;
+        files::private_file(&file)?;
         let db = open_db(dir, &file, false, &options)?;
         let store_err = |source| OpenError::Store {
             file: file.clone(),
@@ -274,17 +283,30 @@ impl Store {
             summary: entry.summary,
             nonce: entry.nonce,
             nonce_expires_ms: entry.nonce_expires_ms,
+            apps: entry.apps,
         };
         self.submit(kind, time_ms, Some(erase(effect)))
     }
 
-    /// Records a command refused before it could apply. Returns its audit
-    /// sequence number.
-    pub fn reject(&self, entry: RejectionEntry) -> Result<u64, StoreError> {
-        let kind = Kind::Rejection {
-            envelope: entry.envelope,
-            signer: entry.signer,
-            summary: entry.summary,
+    /// Records a request refused before its sender proved a key, as a
+    /// bounded summary. Returns its audit sequence number.
+    pub fn reject(&self, entry: UnverifiedEntry) -> Result<u64, StoreError> {
+        use sha2::{Digest, Sha256};
+        let head = entry.bytes[..entry.bytes.len().min(audit::UNVERIFIED_HEAD_BYTES)].to_vec();
+        let summary: String = entry
+            .summary
+            .chars()
+            .take(audit::UNVERIFIED_SUMMARY_CHARS)
+            .collect();
+        let kind = Kind::Unverified {
+            event: AuditEvent::Unverified {
+                from: entry.from,
+                size: entry.bytes.len() as u64,
+                digest: Sha256::digest(&entry.bytes).into(),
+                head,
+                claimed_signer: entry.claimed_signer,
+                summary,
+            },
             refusal: entry.refusal,
         };
         match self.submit::<()>(kind, entry.time_ms, None)? {
@@ -294,15 +316,18 @@ impl Store {
     }
 
     /// A change the conductor makes on its own (re-placing a replica, a
-    /// rollout step), recorded as a system entry in the same commit.
+    /// rollout step), recorded as a system entry in the same commit and
+    /// indexed under `apps`.
     pub fn system<R: Send + 'static>(
         &self,
         summary: impl Into<String>,
+        apps: Vec<String>,
         time_ms: u64,
         effect: impl FnMut(&mut Tx<'_>) -> Result<R, EffectError> + Send + 'static,
     ) -> Result<Outcome<R>, StoreError> {
         let kind = Kind::System {
             summary: summary.into(),
+            apps,
         };
         self.submit(kind, time_ms, Some(erase(effect)))
     }
@@ -337,10 +362,23 @@ impl Store {
         })
     }
 
-    /// Re-verifies the whole audit chain and every accepted signature.
+    /// Re-verifies the whole audit chain and every accepted signature, a
+    /// page at a time (bounded memory for a log of any size).
     pub fn verify_audit(&self) -> Result<ChainReport, VerifyAuditError> {
-        let records = self.snapshot()?.audit_all()?;
-        Ok(audit::verify_chain(records)?)
+        let snap = self.snapshot()?;
+        let mut verifier = audit::ChainVerifier::default();
+        let mut from = 1;
+        loop {
+            let page = snap.audit(from, 256)?;
+            let Some(last) = page.last().map(|r| r.seq) else {
+                break;
+            };
+            for r in &page {
+                verifier.push(r)?;
+            }
+            from = last + 1;
+        }
+        Ok(verifier.finish()?)
     }
 }
 
@@ -456,7 +494,7 @@ fn initialise(
         },
         AuditOutcome::Accepted,
     );
-    tx::append_audit(txn, &genesis)?;
+    tx::append_audit(txn, &genesis, &[])?;
     let mut t = Tx {
         txn,
         seq: genesis.seq,

@@ -24,7 +24,9 @@ pub(crate) const OPERATOR_KEYS: TableDefinition<&[u8], &[u8]> =
 /// node id -> `NodeKeyRecord`
 pub(crate) const NODE_KEYS: TableDefinition<&str, &[u8]> = TableDefinition::new("node_keys");
 /// sequence number -> `AuditRecord`
-pub(crate) const AUDIT: TableDefinition<u64, &[u8]> = TableDefinition::new("audit");
+pub(crate) use skr8tr_migrations::AUDIT;
+/// (app, sequence number) -> (): the audit entries about each app.
+pub(crate) use skr8tr_migrations::AUDIT_BY_APP;
 /// nonce (16 bytes) -> expiry (Unix ms)
 pub(crate) const NONCES: TableDefinition<&[u8], u64> = TableDefinition::new("nonces");
 /// (expiry, nonce) -> (): the same nonces in expiry order, for collection.
@@ -44,6 +46,7 @@ pub(crate) fn create_all(txn: &WriteTransaction) -> Result<(), StoreError> {
     txn.open_table(OPERATOR_KEYS)?;
     txn.open_table(NODE_KEYS)?;
     txn.open_table(AUDIT)?;
+    txn.open_table(AUDIT_BY_APP)?;
     txn.open_table(NONCES)?;
     txn.open_table(NONCE_EXPIRY)?;
     Ok(())
@@ -183,6 +186,40 @@ macro_rules! read_api {
                     .take(limit)
                     .map(|row| AuditRecord::decode(row?.1.value()))
                     .collect()
+            }
+
+            /// Up to `limit` audit entries before `before` (all entries when
+            /// `None`), oldest first: the last page, or the one before a seq.
+            pub fn audit_before(&self, before: Option<u64>, limit: usize) -> Result<Vec<AuditRecord>, StoreError> {
+                let t = self.txn.open_table(AUDIT)?;
+                let mut out: Vec<AuditRecord> = t
+                    .range(..before.unwrap_or(u64::MAX))?
+                    .rev()
+                    .take(limit)
+                    .map(|row| AuditRecord::decode(row?.1.value()))
+                    .collect::<Result<_, _>>()?;
+                out.reverse();
+                Ok(out)
+            }
+
+            /// Up to `limit` audit entries about `app` before `before`,
+            /// oldest first (through the per-app index: the log is not scanned).
+            pub fn audit_of_app(&self, app: &str, before: Option<u64>, limit: usize) -> Result<Vec<AuditRecord>, StoreError> {
+                let index = self.txn.open_table(AUDIT_BY_APP)?;
+                let audit = self.txn.open_table(AUDIT)?;
+                let seqs: Vec<u64> = index
+                    .range((app, 0)..(app, before.unwrap_or(u64::MAX)))?
+                    .rev()
+                    .take(limit)
+                    .map(|row| row.map(|(k, _)| k.value().1))
+                    .collect::<Result<_, _>>()?;
+                let mut out = Vec::with_capacity(seqs.len());
+                for seq in seqs.into_iter().rev() {
+                    if let Some(raw) = audit.get(seq)? {
+                        out.push(AuditRecord::decode(raw.value())?);
+                    }
+                }
+                Ok(out)
             }
 
             /// The last `limit` audit entries, oldest first.

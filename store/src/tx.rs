@@ -3,6 +3,7 @@
 //! change can be committed without the entry that explains it.
 
 use redb::{ReadableTable, ReadableTableMetadata, WriteTransaction};
+use skr8tr_proto::code::Code;
 use skr8tr_proto::command::ClusterId;
 use skr8tr_proto::envelope::Nonce;
 use skr8tr_proto::keys::{Fingerprint, PublicKey};
@@ -23,16 +24,15 @@ read_api!(Tx<'a>);
 /// audit entry and commits nothing else of that request.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Refusal {
-    /// Stable short code, like `unknown-app`.
-    pub code: String,
+    pub code: Code,
     /// What the operator is told: what is wrong and what to do.
     pub message: String,
 }
 
 impl Refusal {
-    pub fn new(code: impl Into<String>, message: impl Into<String>) -> Refusal {
+    pub fn new(code: Code, message: impl Into<String>) -> Refusal {
         Refusal {
-            code: code.into(),
+            code,
             message: message.into(),
         }
     }
@@ -192,10 +192,21 @@ impl Tx<'_> {
     }
 }
 
-/// Writer-only operations on the same transaction.
-pub(crate) fn append_audit(txn: &WriteTransaction, record: &AuditRecord) -> Result<(), StoreError> {
+/// Writer-only operations on the same transaction. Appends an audit
+/// entry, indexed under each app it is about.
+pub(crate) fn append_audit(
+    txn: &WriteTransaction,
+    record: &AuditRecord,
+    apps: &[String],
+) -> Result<(), StoreError> {
     txn.open_table(AUDIT)?
         .insert(record.seq, record.encode().as_slice())?;
+    if !apps.is_empty() {
+        let mut index = txn.open_table(AUDIT_BY_APP)?;
+        for app in apps {
+            index.insert((app.as_str(), record.seq), ())?;
+        }
+    }
     Ok(())
 }
 

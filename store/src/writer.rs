@@ -8,11 +8,17 @@
 //! is dropped whole and its requests are committed one by one; a refused
 //! request then gets a transaction of its own that records only the refusal
 //! (and the command's nonce, so it cannot be replayed).
+//!
+//! An effect that panics fails its own request (refused with `internal`,
+//! and an error log), never the writer: the thread and every other
+//! request go on.
 
 use redb::Database;
+use skr8tr_proto::code::Code;
 use skr8tr_proto::envelope::Nonce;
 use skr8tr_proto::keys::Fingerprint;
 use std::any::Any;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::sync::mpsc::Receiver;
 
@@ -44,16 +50,28 @@ pub(crate) enum Kind {
         summary: String,
         nonce: Nonce,
         nonce_expires_ms: u64,
+        apps: Vec<String>,
     },
-    Rejection {
-        envelope: Vec<u8>,
-        signer: Option<Fingerprint>,
-        summary: String,
+    /// Refused before its sender proved a key: `event` is the bounded
+    /// `AuditEvent::Unverified` summary.
+    Unverified {
+        event: AuditEvent,
         refusal: Refusal,
     },
     System {
         summary: String,
+        apps: Vec<String>,
     },
+}
+
+impl Kind {
+    /// The apps its audit entry is indexed under.
+    fn apps(&self) -> &[String] {
+        match self {
+            Kind::Command { apps, .. } | Kind::System { apps, .. } => apps,
+            Kind::Unverified { .. } => &[],
+        }
+    }
 }
 
 pub(crate) struct Pending {
@@ -161,6 +179,7 @@ fn record_refusal(
         summary,
         nonce,
         nonce_expires_ms,
+        apps,
     } = &p.kind
     else {
         // The conductor changed its mind about its own change: nothing to record.
@@ -179,7 +198,7 @@ fn record_refusal(
         },
         rejected(&refusal),
     );
-    tx::append_audit(&txn, &entry)?;
+    tx::append_audit(&txn, &entry, apps)?;
     txn.commit()?;
     Ok(Outcome::Rejected {
         seq: Some(entry.seq),
@@ -189,7 +208,7 @@ fn record_refusal(
 
 fn rejected(r: &Refusal) -> AuditOutcome {
     AuditOutcome::Rejected {
-        code: r.code.clone(),
+        code: r.code.as_str().to_string(),
         message: r.message.clone(),
     }
 }
@@ -208,6 +227,7 @@ fn apply(
             summary,
             nonce,
             nonce_expires_ms,
+            ..
         } => {
             let event = AuditEvent::Command {
                 envelope: envelope.clone(),
@@ -221,7 +241,7 @@ fn apply(
             };
             if tx.nonce_seen(nonce)? {
                 let refusal = Refusal::new(
-                    "replayed",
+                    Code::Replayed,
                     format!(
                         "this signed command (nonce {nonce}) was already received; sign a new one"
                     ),
@@ -233,21 +253,10 @@ fn apply(
                 (event, AuditOutcome::Accepted, Ok(value))
             }
         }
-        Kind::Rejection {
-            envelope,
-            signer,
-            summary,
-            refusal,
-        } => (
-            AuditEvent::Command {
-                envelope: envelope.clone(),
-                signer: *signer,
-                summary: summary.clone(),
-            },
-            rejected(refusal),
-            Err(refusal.clone()),
-        ),
-        Kind::System { summary } => {
+        Kind::Unverified { event, refusal } => {
+            (event.clone(), rejected(refusal), Err(refusal.clone()))
+        }
+        Kind::System { summary, .. } => {
             let mut tx = Tx {
                 txn,
                 seq,
@@ -264,7 +273,7 @@ fn apply(
         }
     };
     let entry = next_entry(*head, p.time_ms, event, outcome);
-    tx::append_audit(txn, &entry)?;
+    tx::append_audit(txn, &entry, p.kind.apps())?;
     *head = (entry.seq, entry.hash);
     Ok(match value {
         Ok(value) => Outcome::Accepted { seq, value },
@@ -276,12 +285,24 @@ fn apply(
 }
 
 fn run_effect(effect: &mut Option<Effect>, tx: &mut Tx<'_>) -> Result<AnyValue, Abort> {
-    match effect {
-        Some(f) => f(tx).map_err(|e| match e {
+    let Some(f) = effect else {
+        return Ok(Box::new(()));
+    };
+    // The transaction is dropped (nothing of it is kept) whatever the
+    // effect did before it panicked, so unwinding leaves no broken state.
+    match catch_unwind(AssertUnwindSafe(|| f(tx))) {
+        Ok(result) => result.map_err(|e| match e {
             EffectError::Refused(r) => Abort::Refused(r),
             EffectError::Store(s) => Abort::Store(s),
         }),
-        None => Ok(Box::new(())),
+        Err(panic) => {
+            let why = crate::panic_message(&panic);
+            tracing::error!("a change failed inside the store ({why}); it was not applied");
+            Err(Abort::Refused(Refusal::new(
+                Code::Internal,
+                format!("the conductor failed applying it ({why}); nothing changed; see its log"),
+            )))
+        }
     }
 }
 

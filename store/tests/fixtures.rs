@@ -27,11 +27,8 @@ fn copy_fixture(name: &str, scratch: &Scratch) {
     std::fs::copy(fixture(name), scratch.path().join(DB_FILE)).unwrap();
 }
 
-#[test]
-fn schema_v1_fixture_opens_and_reads_back() {
-    let scratch = Scratch::new("fixture-v1");
-    copy_fixture("v1.redb", &scratch);
-    let store = Store::open(scratch.path(), Options::default()).unwrap();
+/// What `store/examples/write_fixture.rs` wrote, as read back now.
+fn check_fixture_contents(store: &Store) {
     assert_eq!(store.cluster_id(), ClusterId([0xf1; 16]));
     let snap = store.snapshot().unwrap();
 
@@ -66,13 +63,48 @@ fn schema_v1_fixture_opens_and_reads_back() {
     let summaries: Vec<String> = log.iter().map(|r| r.summary()).collect();
     assert_eq!(summaries[1], "up api.skr8tr");
     assert_eq!(summaries[3], "node node-0 admitted");
-    assert_eq!(summaries[4], "unreadable");
+    // The per-app index finds the `up` by the apps of its manifest.
+    let about = snap.audit_of_app("api-server", None, 10).unwrap();
+    assert_eq!(about.iter().map(|r| r.seq).collect::<Vec<_>>(), [2]);
     drop(snap);
     let report = store.verify_audit().unwrap();
     assert_eq!(
         (report.entries, report.signatures_verified, report.rejected),
         (6, 3, 1)
     );
+}
+
+#[test]
+fn schema_v1_fixture_migrates_and_reads_back() {
+    let scratch = Scratch::new("fixture-v1");
+    copy_fixture("v1.redb", &scratch);
+    let store = Store::open(scratch.path(), Options::default()).unwrap();
+    check_fixture_contents(&store);
+    let log = store.snapshot().unwrap().audit_all().unwrap();
+    assert_eq!(log[4].summary(), "unreadable", "schema 1's refusal record");
+    drop(store);
+    assert_eq!(
+        raw_version(&scratch.path().join(DB_FILE)).0,
+        2,
+        "upgraded in place"
+    );
+}
+
+#[test]
+fn schema_v2_fixture_opens_and_reads_back() {
+    let scratch = Scratch::new("fixture-v2");
+    copy_fixture("v2.redb", &scratch);
+    let store = Store::open(scratch.path(), Options::default()).unwrap();
+    check_fixture_contents(&store);
+    let log = store.snapshot().unwrap().audit_all().unwrap();
+    assert!(
+        log[4]
+            .summary()
+            .starts_with("unverified: unreadable (3 bytes, sha256 "),
+        "{}",
+        log[4].summary()
+    );
+    assert_eq!(log[4].actor(), "192.0.2.7");
 }
 
 #[test]
@@ -83,10 +115,10 @@ fn every_fixture_is_tested() {
         .collect();
     names.sort();
     // A new schema adds its fixture here and a test above.
-    assert_eq!(names, ["v1.redb"]);
+    assert_eq!(names, ["v1.redb", "v2.redb"]);
     assert_eq!(
         skr8tr_migrations::CURRENT,
-        1,
+        2,
         "a schema change needs a fixture and a test"
     );
 }

@@ -6,6 +6,7 @@
 
 mod util;
 
+use skr8tr_proto::code::Code;
 use skr8tr_proto::command::Command;
 use skr8tr_proto::keys::Fingerprint;
 use skr8tr_proto::manifest;
@@ -173,7 +174,7 @@ fn a_replayed_nonce_is_rejected_even_after_a_restart() {
             .unwrap(),
     );
     assert_eq!(seq, Some(3));
-    assert_eq!(refusal.code, "replayed");
+    assert_eq!(refusal.code, Code::Replayed);
     assert_eq!(
         store
             .snapshot()
@@ -192,7 +193,7 @@ fn a_replayed_nonce_is_rejected_even_after_a_restart() {
             .command(e, |tx| Ok(tx.put_app("api", &app(1, 99))?))
             .unwrap(),
     );
-    assert_eq!(refusal.code, "replayed");
+    assert_eq!(refusal.code, Code::Replayed);
     let log = store.snapshot().unwrap().audit_all().unwrap();
     assert_eq!(log.len(), 4);
     assert!(matches!(
@@ -217,12 +218,12 @@ fn a_refusing_effect_leaves_nothing_but_the_refusal_and_burns_the_nonce() {
             .command(e.clone(), |tx| {
                 // Writes first, then refuses: the write must not survive.
                 tx.put_app("ghost", &app(1, 2))?;
-                Err::<(), _>(Refusal::new("unknown-app", "no app named `ghost`").into())
+                Err::<(), _>(Refusal::new(Code::UnknownApp, "no app named `ghost`").into())
             })
             .unwrap(),
     );
     assert_eq!(seq, Some(2));
-    assert_eq!(refusal.code, "unknown-app");
+    assert_eq!(refusal.code, Code::UnknownApp);
     let snap = store.snapshot().unwrap();
     assert_eq!(snap.app("ghost").unwrap(), None);
     assert!(
@@ -240,34 +241,45 @@ fn rejections_and_system_changes_are_recorded() {
     let dir = Scratch::new("reject");
     let store = create(dir.path());
     let seq = store
-        .reject(RejectionEntry {
-            envelope: b"garbage".to_vec(),
-            signer: None,
+        .reject(UnverifiedEntry {
+            from: "10.0.0.9".into(),
+            bytes: b"garbage".to_vec(),
+            claimed_signer: None,
             summary: "unreadable".into(),
-            refusal: Refusal::new("malformed", "not a signed command"),
+            refusal: Refusal::new(Code::Malformed, "not a signed command"),
             time_ms: T0 + 5,
         })
         .unwrap();
     assert_eq!(seq, 2);
     let (seq, ()) = accepted(
         store
-            .system("node n1 lost: api/1/0 moved to n2", T0 + 6, |tx| {
-                Ok(tx.put_placement("api/1/0", &placement("api", "n2"))?)
-            })
+            .system(
+                "node n1 lost: api/1/0 moved to n2",
+                vec!["api".into()],
+                T0 + 6,
+                |tx| Ok(tx.put_placement("api/1/0", &placement("api", "n2"))?),
+            )
             .unwrap(),
     );
     assert_eq!(seq, 3);
     let (seq, _) = rejected(
         store
-            .system("nothing", T0 + 7, |_| {
-                Err::<(), _>(Refusal::new("noop", "nothing to do").into())
+            .system("nothing", vec![], T0 + 7, |_| {
+                Err::<(), _>(Refusal::new(Code::BadRequest, "nothing to do").into())
             })
             .unwrap(),
     );
     assert_eq!(seq, None, "a refused system change records nothing");
     let log = store.snapshot().unwrap().audit_all().unwrap();
     assert_eq!(log.len(), 3);
-    assert_eq!(log[1].actor(), "unknown");
+    assert_eq!(log[1].actor(), "10.0.0.9");
+    assert!(
+        log[1]
+            .summary()
+            .starts_with("unverified: unreadable (7 bytes, sha256 "),
+        "{}",
+        log[1].summary()
+    );
     assert_eq!(log[2].actor(), "conductor");
     assert_eq!(log[2].summary(), "node n1 lost: api/1/0 moved to n2");
     assert_eq!(store.verify_audit().unwrap().rejected, 1);
@@ -435,7 +447,11 @@ fn concurrent_commands_share_commits_and_each_gets_its_own_entry() {
                             .command(e, move |tx| {
                                 tx.put_app(&name, &app(1, 1))?;
                                 if refuse {
-                                    return Err(Refusal::new("no", "refused on purpose").into());
+                                    return Err(Refusal::new(
+                                        Code::BadRequest,
+                                        "refused on purpose",
+                                    )
+                                    .into());
                                 }
                                 Ok(())
                             })
@@ -532,4 +548,143 @@ fn stored_specs_round_trip_through_postcard_versions() {
             .unwrap(),
     );
     assert_eq!(store.snapshot().unwrap().spec("x", 1).unwrap(), Some(r));
+}
+
+#[test]
+fn an_unverified_refusal_keeps_a_bounded_summary_of_any_size() {
+    let dir = Scratch::new("unverified-bounded");
+    let store = create(dir.path());
+    let huge = vec![b'\n'; 1 << 20];
+    store
+        .reject(UnverifiedEntry {
+            from: "10.0.0.9".into(),
+            bytes: huge,
+            claimed_signer: None,
+            summary: "x".repeat(10_000),
+            refusal: Refusal::new(Code::BadSignature, "bad signature"),
+            time_ms: T0 + 5,
+        })
+        .unwrap();
+    let log = store.snapshot().unwrap().audit_all().unwrap();
+    let AuditEvent::Unverified {
+        size,
+        head,
+        summary,
+        ..
+    } = &log[1].event
+    else {
+        panic!("{:?}", log[1].event);
+    };
+    assert_eq!(*size, 1 << 20);
+    assert_eq!(head.len(), skr8tr_store::audit::UNVERIFIED_HEAD_BYTES);
+    assert_eq!(
+        summary.chars().count(),
+        skr8tr_store::audit::UNVERIFIED_SUMMARY_CHARS
+    );
+    let file = std::fs::metadata(dir.path().join(DB_FILE)).unwrap().len();
+    assert!(
+        file < 512 * 1024,
+        "a 1 MiB refusal did not land whole: {file} bytes"
+    );
+    assert_eq!(store.verify_audit().unwrap().rejected, 1);
+}
+
+#[test]
+fn a_panicking_effect_fails_its_request_and_the_writer_goes_on() {
+    let dir = Scratch::new("panic");
+    let store = create(dir.path());
+    let e = entry(&key(1), scale("api", 2), T0);
+    let (seq, refusal) = rejected(
+        store
+            .command(e.clone(), |tx| -> Result<(), EffectError> {
+                tx.put_app("api", &app(1, 2))?;
+                panic!("a bug in an effect");
+            })
+            .unwrap(),
+    );
+    assert_eq!(refusal.code, Code::Internal);
+    assert!(
+        refusal.message.contains("a bug in an effect"),
+        "{}",
+        refusal.message
+    );
+    assert_eq!(seq, Some(2), "recorded as refused");
+    assert_eq!(
+        store.snapshot().unwrap().app("api").unwrap(),
+        None,
+        "nothing applied"
+    );
+    // The next command is served.
+    let next = entry(&key(1), scale("api", 3), T0 + 1);
+    let (seq, ()) = accepted(
+        store
+            .command(next, |tx| Ok(tx.put_app("api", &app(1, 3))?))
+            .unwrap(),
+    );
+    assert_eq!(seq, 3);
+    // And in a batch: the panicking one alone fails.
+    let store = std::sync::Arc::new(store);
+    let handles: Vec<_> = (0..8u32)
+        .map(|i| {
+            let store = store.clone();
+            std::thread::spawn(move || {
+                let e = entry(&key(1), scale("api", i + 10), T0 + 10 + u64::from(i));
+                store
+                    .command(e, move |tx| -> Result<(), EffectError> {
+                        if i == 3 {
+                            panic!("only this one");
+                        }
+                        Ok(tx.put_app(&format!("app{i}"), &app(1, i))?)
+                    })
+                    .unwrap()
+            })
+        })
+        .collect();
+    let outcomes: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    for (i, o) in outcomes.iter().enumerate() {
+        match o {
+            Outcome::Rejected { refusal, .. } => {
+                assert_eq!(i, 3, "only the panicking one fails: {refusal:?}");
+                assert_eq!(refusal.code, Code::Internal);
+            }
+            Outcome::Accepted { .. } => assert_ne!(i, 3),
+        }
+    }
+    assert!(store.verify_audit().is_ok());
+}
+
+#[test]
+fn the_log_is_indexed_by_app_and_read_in_pages() {
+    let dir = Scratch::new("index");
+    let store = create(dir.path());
+    for i in 0..30u64 {
+        let app_name = if i % 3 == 0 { "web" } else { "api" };
+        let e = entry(&key(1), scale(app_name, 2), T0 + i);
+        accepted(
+            store
+                .command(e, |tx| Ok(tx.put_app("api", &app(1, 1))?))
+                .unwrap(),
+        );
+    }
+    let snap = store.snapshot().unwrap();
+    let web = snap.audit_of_app("web", None, 100).unwrap();
+    assert_eq!(web.len(), 10);
+    assert!(web.iter().all(|r| r.summary() == "scale web 2"));
+    let last_three = snap.audit_of_app("web", None, 3).unwrap();
+    assert_eq!(
+        last_three.iter().map(|r| r.seq).collect::<Vec<_>>(),
+        [23, 26, 29]
+    );
+    let before = snap.audit_of_app("web", Some(23), 2).unwrap();
+    assert_eq!(before.iter().map(|r| r.seq).collect::<Vec<_>>(), [17, 20]);
+    let tail = snap.audit_before(None, 5).unwrap();
+    assert_eq!(tail.first().unwrap().seq, 27);
+    assert_eq!(snap.audit_before(Some(3), 5).unwrap().len(), 2);
+    // Raw pages: by count, then by bytes (at least one entry each).
+    let (page, next) = snap.audit_raw_page(1, 10, usize::MAX).unwrap();
+    assert_eq!((page.len(), next), (10, Some(11)));
+    let (page, next) = snap.audit_raw_page(29, 10, usize::MAX).unwrap();
+    assert_eq!((page.len(), next), (3, None));
+    let (page, next) = snap.audit_raw_page(1, 100, 1).unwrap();
+    assert_eq!((page.len(), next), (1, Some(2)));
 }

@@ -28,6 +28,10 @@ pub struct Args {
     /// least 10s; settle + 10s without a health check]
     #[arg(long, value_parser = crate::duration)]
     step_timeout: Option<Duration>,
+    /// The API socket's bounds (defaults: 4096 connections, 256 per
+    /// address, 10s header, 60s idle, 30s body timeouts)
+    #[command(flatten)]
+    bounds: super::listen::ListenFlags,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -35,6 +39,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let mut config = Config::new(args.data.clone());
     config.lost_after = args.lost_after;
     config.step_timeout = args.step_timeout;
+    config.limits.api = args.bounds.apply(config.limits.api);
     // Long enough for every live node to report once more, even one in its
     // slowest retry backoff (2 s) after a failed request.
     config.resync_timeout = args.lost_after + Duration::from_secs(3);

@@ -101,6 +101,7 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitCode> {
                 heartbeat: Duration::from_secs(1),
                 log_lines: 1000,
                 ticket: Some(ticket),
+                limits: skr8tr_node::Limits::default(),
             };
             let stop = Arc::new(tokio::sync::Notify::new());
             let node_stop = stop.clone();
@@ -123,7 +124,7 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitCode> {
                     reply.message
                 );
             }
-            println!("{}", reply.message);
+            println!("{}", crate::show::text(&reply.message));
             let mut routes = Vec::new();
             // `/` goes to the first app; the others get `/APP` (paths are
             // forwarded as they are, prefix included).

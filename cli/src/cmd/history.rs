@@ -1,8 +1,13 @@
-//! `skr8tr history [--app APP] [--limit N]`: the audit log — who, what,
-//! when, and whether it was accepted.
+//! `skr8tr history [--app APP] [--limit N] [--from SEQ] [--verify]`: the
+//! audit log — who, what, when, and whether it was accepted — read a page
+//! at a time, so a log of any size is shown (and verified) in bounded
+//! memory.
 
 use crate::api::{self, Ctx};
-use skr8tr_proto::wire::HistoryEntry;
+use skr8tr_net::Client;
+use skr8tr_proto::wire::{AuditPage, HistoryEntry, HistoryPage};
+use skr8tr_store::audit::{ChainVerifier, decode_entry};
+use std::io::Write;
 use std::process::ExitCode;
 
 #[derive(clap::Args)]
@@ -13,26 +18,122 @@ pub struct Args {
     /// How many of the latest entries
     #[arg(long, default_value_t = 50)]
     limit: usize,
-    /// Fetch the whole log and re-verify, here, every hash link and every
-    /// accepted command's signature against the keys valid at the time
+    /// Print every entry from this sequence number on, page by page, up
+    /// to --limit (0: no limit), instead of the latest ones
+    #[arg(long, value_name = "SEQ", conflicts_with = "app")]
+    from: Option<u64>,
+    /// Fetch the whole log, a page at a time, and re-verify, here, every
+    /// hash link and every accepted command's signature against the keys
+    /// valid at the time
     #[arg(long)]
     verify: bool,
 }
+
+/// Entries the conductor sends per page at most.
+const PAGE: usize = 500;
 
 pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitCode> {
     if args.verify {
         return verify(ctx);
     }
-    let mut path = format!("/v1/history?limit={}", args.limit);
-    if let Some(app) = &args.app {
-        path.push_str(&format!("&app={app}"));
+    if let Some(from) = args.from {
+        return forward(ctx, from, args.limit);
     }
-    let entries: Vec<HistoryEntry> =
-        ctx.block_on(async { api::get(&ctx.client()?, &path).await })?;
+    let entries = ctx.block_on(latest(ctx, args.app.as_deref(), args.limit))?;
     if ctx.json {
         println!("{}", serde_json::to_string_pretty(&entries)?);
         return Ok(ExitCode::SUCCESS);
     }
+    crate::table::print(&mut std::io::stdout().lock(), rows(entries))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The latest `limit` entries (of `app`), oldest first: pages fetched
+/// backwards until there are enough.
+pub async fn latest(
+    ctx: &Ctx,
+    app: Option<&str>,
+    limit: usize,
+) -> anyhow::Result<Vec<HistoryEntry>> {
+    let client = ctx.client()?;
+    let mut pages: Vec<Vec<HistoryEntry>> = Vec::new();
+    let mut have = 0;
+    let mut before: Option<u64> = None;
+    while have < limit {
+        let page = page(&client, app, before, (limit - have).min(PAGE)).await?;
+        have += page.entries.len();
+        pages.push(page.entries);
+        match page.before {
+            Some(b) => before = Some(b),
+            None => break,
+        }
+    }
+    Ok(pages.into_iter().rev().flatten().collect())
+}
+
+async fn page(
+    client: &Client,
+    app: Option<&str>,
+    before: Option<u64>,
+    limit: usize,
+) -> anyhow::Result<HistoryPage> {
+    let mut path = format!("/v1/history?limit={limit}");
+    if let Some(b) = before {
+        path.push_str(&format!("&before={b}"));
+    }
+    if let Some(app) = app {
+        path.push_str(&format!("&app={}", query_escape(app)));
+    }
+    api::get(client, &path).await
+}
+
+/// Every entry from `from` on, printed as its page arrives.
+fn forward(ctx: &Ctx, from: u64, limit: usize) -> anyhow::Result<ExitCode> {
+    ctx.block_on(async {
+        let client = ctx.client()?;
+        let mut out = std::io::stdout().lock();
+        let mut next = from.max(1);
+        let mut shown = 0;
+        let mut header = !ctx.json;
+        loop {
+            // One page forward: the `PAGE` entries before `next + PAGE`.
+            let page = page(&client, None, Some(next.saturating_add(PAGE as u64)), PAGE).await?;
+            let entries: Vec<HistoryEntry> = page
+                .entries
+                .into_iter()
+                .filter(|e| e.seq >= next)
+                .take(if limit == 0 {
+                    usize::MAX
+                } else {
+                    limit - shown
+                })
+                .collect();
+            let Some(last) = entries.last().map(|e| e.seq) else {
+                break;
+            };
+            shown += entries.len();
+            if ctx.json {
+                for e in &entries {
+                    writeln!(out, "{}", serde_json::to_string(e)?)?;
+                }
+            } else {
+                let mut rows = rows(entries);
+                if !std::mem::take(&mut header) {
+                    rows.remove(0);
+                }
+                crate::table::print(&mut out, rows)?;
+            }
+            if limit != 0 && shown >= limit {
+                break;
+            }
+            next = last + 1;
+        }
+        anyhow::Ok(())
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn rows(entries: Vec<HistoryEntry>) -> Vec<[String; 5]> {
     let mut rows = vec![["SEQ", "TIME (UTC)", "WHO", "OUTCOME", "WHAT"].map(String::from)];
     for e in entries {
         let outcome = match (&e.code, &e.message) {
@@ -48,42 +149,69 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitCode> {
             e.summary,
         ]);
     }
-    crate::table::print(&mut std::io::stdout().lock(), rows)?;
-    Ok(ExitCode::SUCCESS)
+    rows
 }
 
+/// Verifies the log a page at a time: memory holds one page and the keys.
 fn verify(ctx: &Ctx) -> anyhow::Result<ExitCode> {
-    let export: skr8tr_proto::wire::AuditExport =
-        ctx.block_on(async { api::get(&ctx.client()?, "/v1/audit").await })?;
-    let entries = export
-        .entries
-        .iter()
-        .map(|bytes| skr8tr_store::audit::decode_entry(bytes))
-        .collect::<Result<Vec<_>, _>>()?;
-    let head = entries
-        .last()
-        .map(|e| (e.seq, skr8tr_proto::hex::encode(&e.hash)));
-    if let Some(skr8tr_store::AuditEvent::Genesis { cluster, .. }) =
-        entries.first().map(|e| &e.event)
-        && *cluster != export.cluster
-    {
-        anyhow::bail!(
-            "the log's genesis names cluster {cluster}, but the conductor serves cluster {}",
-            export.cluster
-        );
-    }
-    let report = skr8tr_store::audit::verify_chain(entries)
-        .map_err(|e| anyhow::anyhow!("the audit log does NOT verify: {e}"))?;
+    let (report, head) = ctx.block_on(async {
+        let client = ctx.client()?;
+        let mut verifier = ChainVerifier::default();
+        let mut from = 1;
+        let mut cluster = None;
+        loop {
+            let page: AuditPage = api::get(&client, &format!("/v1/audit?from={from}")).await?;
+            let first = cluster.get_or_insert(page.cluster);
+            if *first != page.cluster {
+                anyhow::bail!("the conductor changed cluster while the log was read");
+            }
+            for bytes in &page.entries {
+                let entry = decode_entry(bytes)?;
+                if let skr8tr_store::AuditEvent::Genesis { cluster: c, .. } = &entry.event
+                    && *c != page.cluster
+                {
+                    anyhow::bail!(
+                        "the log's genesis names cluster {c}, but the conductor serves cluster {}",
+                        page.cluster
+                    );
+                }
+                verifier
+                    .push(&entry)
+                    .map_err(|e| anyhow::anyhow!("the audit log does NOT verify: {e}"))?;
+            }
+            match page.next {
+                Some(next) if !page.entries.is_empty() => from = next,
+                _ => break,
+            }
+        }
+        let head = verifier.head();
+        let report = verifier
+            .finish()
+            .map_err(|e| anyhow::anyhow!("the audit log does NOT verify: {e}"))?;
+        anyhow::Ok((report, head))
+    })?;
     println!(
         "audit log verified: {} entries, {} signatures re-checked, {} refusals recorded",
         report.entries, report.signatures_verified, report.rejected
     );
     if let Some((seq, hash)) = head {
         println!(
-            "head: entry {seq}, hash {hash} (keep it elsewhere to detect a truncated log later)"
+            "head: entry {seq}, hash {} (keep it elsewhere to detect a truncated log later)",
+            skr8tr_proto::hex::encode(&hash)
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// An app name as a query parameter (names are `a-z0-9-`; anything else
+/// is percent-encoded so it cannot add parameters).
+fn query_escape(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 fn first_line(s: &str) -> &str {
@@ -119,5 +247,11 @@ mod tests {
         assert_eq!(super::utc(0), "1970-01-01 00:00:00");
         assert_eq!(super::utc(1_795_506_095_619), "2026-11-24 07:41:35");
         assert_eq!(super::utc(951_782_400_000), "2000-02-29 00:00:00");
+    }
+
+    #[test]
+    fn app_names_cannot_add_query_parameters() {
+        assert_eq!(super::query_escape("web-1"), "web-1");
+        assert_eq!(super::query_escape("a&limit=9"), "a%26limit%3D9");
     }
 }

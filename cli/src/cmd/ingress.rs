@@ -24,9 +24,14 @@ pub struct Args {
     /// Longest a backend may take to answer
     #[arg(long, default_value = "60s", value_parser = crate::duration)]
     timeout: Duration,
-    /// Close client connections idle this long
-    #[arg(long, default_value = "60s", value_parser = crate::duration)]
-    idle_timeout: Duration,
+    /// Client connections' bounds (defaults: 10000 connections, 512 per
+    /// address, 10s header, 90s idle, 60s body timeouts)
+    #[command(flatten)]
+    bounds: super::listen::ListenFlags,
+    /// Append to `X-Forwarded-For`/`Forwarded` from peers in this block
+    /// (a proxy in front of this one), instead of replacing them
+    #[arg(long = "trust-proxy", value_name = "CIDR", value_parser = skr8tr_ingress::headers::Cidr::parse)]
+    trust_proxy: Vec<skr8tr_ingress::headers::Cidr>,
     /// Terminate TLS with this certificate chain (PEM)
     #[arg(long, value_name = "FILE", requires = "tls_key")]
     tls_cert: Option<std::path::PathBuf>,
@@ -41,10 +46,11 @@ pub struct Args {
 pub fn run(conductor: String, args: Args) -> anyhow::Result<ExitCode> {
     crate::init_tracing();
     let mut config = Config::new(conductor, args.routes);
-    config.max_body_bytes = args.max_body;
-    config.max_header_bytes = args.max_header;
-    config.request_timeout = args.timeout;
-    config.idle_timeout = args.idle_timeout;
+    config.limits.max_body_bytes = args.max_body;
+    config.limits.request_timeout = args.timeout;
+    config.limits.clients = args.bounds.apply(config.limits.clients);
+    config.limits.clients.max_header_bytes = args.max_header;
+    config.trusted_proxies = args.trust_proxy;
     config.access_log = args.access_log;
     if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
         config.tls = Some(skr8tr_ingress::tls::server_config(cert, key)?);

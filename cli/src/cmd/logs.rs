@@ -3,6 +3,7 @@
 //! mutation). With `-f`, new lines are printed as they come.
 
 use crate::api::{self, Ctx};
+use crate::show;
 use anyhow::bail;
 use http_body_util::BodyExt;
 use skr8tr_proto::command::Command;
@@ -87,26 +88,19 @@ fn print(ctx: &Ctx, logs: &[ReplicaLog]) -> anyhow::Result<()> {
     }
     let many = logs.len() > 1;
     for log in logs {
+        let replica = show::line(&log.replica);
         if let Some(e) = &log.error {
-            eprintln!("{}: {e}", log.replica);
+            eprintln!("{replica}: {}", show::line(e));
         }
         for line in &log.lines {
             let stream = if line.stderr { "!" } else { " " };
+            // Workload output: shown, its escape sequences not obeyed.
+            let text = show::line(&line.text);
+            let at = super::history::utc(line.at_ms);
             if many {
-                writeln!(
-                    out,
-                    "{} {}{stream} {}",
-                    log.replica,
-                    super::history::utc(line.at_ms),
-                    line.text
-                )?;
+                writeln!(out, "{replica} {at}{stream} {text}")?;
             } else {
-                writeln!(
-                    out,
-                    "{}{stream} {}",
-                    super::history::utc(line.at_ms),
-                    line.text
-                )?;
+                writeln!(out, "{at}{stream} {text}")?;
             }
         }
     }

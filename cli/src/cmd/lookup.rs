@@ -21,7 +21,12 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     for e in endpoints {
-        println!("{}:{}\t{}", e.address, e.port, e.replica);
+        println!(
+            "{}:{}\t{}",
+            crate::show::line(&e.address),
+            e.port,
+            crate::show::line(&e.replica)
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -7,6 +7,7 @@ pub mod history;
 pub mod ingress;
 pub mod key;
 pub mod keygen;
+pub mod listen;
 pub mod logs;
 pub mod lookup;
 pub mod node;

@@ -32,6 +32,10 @@ pub struct Args {
     /// A join ticket from `skr8tr ticket NAME`, needed on the first join
     #[arg(long, value_name = "FILE")]
     ticket: Option<PathBuf>,
+    /// The log endpoint's bounds (defaults: 32 connections, 16 per
+    /// address, 5s header, 30s idle, 5s body timeouts)
+    #[command(flatten)]
+    bounds: super::listen::ListenFlags,
 }
 
 pub fn run(conductor: String, args: Args) -> anyhow::Result<ExitCode> {
@@ -63,6 +67,9 @@ pub fn run(conductor: String, args: Args) -> anyhow::Result<ExitCode> {
             .as_deref()
             .map(super::ticket::read)
             .transpose()?,
+        limits: skr8tr_node::Limits {
+            logs: args.bounds.apply(skr8tr_node::Limits::default().logs),
+        },
     };
     tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -5,7 +5,7 @@
 use crate::api::{self, Ctx};
 use anyhow::bail;
 use skr8tr_proto::command::Command;
-use skr8tr_proto::wire::{HistoryEntry, StatusReply};
+use skr8tr_proto::wire::{HistoryPage, StatusReply};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -60,29 +60,37 @@ fn follow(
         return Ok(ExitCode::SUCCESS);
     }
     let started = Instant::now();
-    let mut shown = seq;
+    // Per app: the last entry shown (entries of several apps interleave).
+    let mut shown: std::collections::HashMap<String, u64> =
+        apps.iter().map(|a| (a.clone(), seq)).collect();
     let mut reverted = false;
     ctx.block_on(async {
         let client = ctx.client()?;
         loop {
-            for app in &apps {
-                let path = format!("/v1/history?app={app}&limit=200");
-                let entries: Vec<HistoryEntry> = api::get(&client, &path).await?;
-                let since = shown;
-                for e in entries
-                    .iter()
-                    .filter(|e| e.seq > since && e.summary.starts_with("rollout "))
-                {
-                    println!("{:>6.1}s  {}", started.elapsed().as_secs_f64(), e.summary);
-                    reverted |= e.summary.contains("reverted to generation");
-                    shown = shown.max(e.seq);
-                }
-            }
+            // Status first: the entry that ends a rollout is committed with
+            // the end itself, so the history read after sees it.
             let status: StatusReply = api::get(&client, "/v1/status").await?;
             let running = status
                 .apps
                 .iter()
                 .any(|a| apps.contains(&a.name) && a.rollout.is_some());
+            for app in &apps {
+                let path = format!("/v1/history?app={app}&limit=200");
+                let entries = api::get::<HistoryPage>(&client, &path).await?.entries;
+                let since = shown.get(app).copied().unwrap_or(seq);
+                for e in entries
+                    .iter()
+                    .filter(|e| e.seq > since && e.summary.starts_with("rollout "))
+                {
+                    println!(
+                        "{:>6.1}s  {}",
+                        started.elapsed().as_secs_f64(),
+                        crate::show::line(&e.summary)
+                    );
+                    reverted |= e.summary.contains("reverted to generation");
+                    shown.insert(app.clone(), e.seq);
+                }
+            }
             if !running {
                 break;
             }

@@ -10,7 +10,7 @@ use skr8tr_proto::command::Command;
 use skr8tr_proto::envelope::{Envelope, MAX_TICKET_LIFETIME_MS};
 use skr8tr_proto::wire::PingReply;
 use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime};
@@ -47,6 +47,9 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitCode> {
                 .mode(0o600)
                 .open(path)
                 .with_context(|| format!("cannot write {}", path.display()))?;
+            // An existing file keeps its mode through `open`: set it.
+            f.set_permissions(std::fs::Permissions::from_mode(0o600))
+                .with_context(|| format!("cannot make {} private", path.display()))?;
             f.write_all(text.as_bytes())?;
             eprintln!(
                 "ticket for node `{}` written to {} (valid {} s, once); start the node with --ticket {}",

@@ -2,24 +2,31 @@
 //! A node the conductor does not know yet must present an operator-signed
 //! join ticket for its name: the ticket is verified like any command, and
 //! its admission — the node's key bound to its name — is committed with
-//! the ticket's envelope as the audit entry. A ticket works once.
+//! the ticket's envelope as the audit entry. A ticket works once. A ticket
+//! refused before it proved its signer (forged, stale, replayed) is
+//! recorded like any unverified refusal, within the same budget.
 
 use super::ApiError;
 use crate::state::Conductor;
+use skr8tr_proto::code::Code;
 use skr8tr_proto::command::Command;
 use skr8tr_proto::envelope;
 use skr8tr_proto::keys::PublicKey;
 use skr8tr_proto::wire::{self, NodeRequest, SignedNodeRequest};
 use skr8tr_store::{CommandEntry, Outcome, Refusal};
+use std::net::IpAddr;
 use std::sync::Arc;
 
+/// The request `bytes` from `from`, if node `name`'s key signed it (or it
+/// carries a join ticket that admits that key now).
 pub async fn authenticate(
     c: &Arc<Conductor>,
     name: &str,
     bytes: &[u8],
+    from: IpAddr,
 ) -> Result<NodeRequest, ApiError> {
     let signed: SignedNodeRequest = wire::decode(bytes)
-        .map_err(|e| ApiError::new("bad-request", format!("not a signed node request: {e}")))?;
+        .map_err(|e| ApiError::new(Code::BadRequest, format!("not a signed node request: {e}")))?;
     let now = c.now_ms();
     if let Some(key) = c.node_key(name) {
         return match (signed.open(&key, name, now), signed.join) {
@@ -28,20 +35,20 @@ pub async fn authenticate(
             // mistake or an impostor — either way it goes in the history.
             (Err(_), Some(join)) => {
                 let refusal = Refusal::new(
-                    "already-admitted",
+                    Code::AlreadyAdmitted,
                     format!(
                         "node `{name}` is already admitted with another key; pick another name"
                     ),
                 );
-                record_rejection(c, join.ticket, refusal.clone(), now).await;
-                Err(ApiError::new(&refusal.code, refusal.message))
+                record_rejection(c, from, join.ticket, refusal.clone(), now).await;
+                Err(ApiError::new(refusal.code, refusal.message))
             }
-            (Err(e), None) => Err(ApiError::new("node-auth", format!("node `{name}`: {e}"))),
+            (Err(e), None) => Err(ApiError::new(Code::NodeAuth, format!("node `{name}`: {e}"))),
         };
     }
     let Some(join) = signed.join.clone() else {
         return Err(ApiError::new(
-            "not-admitted",
+            Code::NotAdmitted,
             format!(
                 "node `{name}` is not admitted to this cluster; an operator makes a join ticket \
                  with `skr8tr ticket {name} --out {name}.ticket`, then start the node with \
@@ -50,12 +57,12 @@ pub async fn authenticate(
         ));
     };
     let key = PublicKey::from_bytes(&join.public_key)
-        .map_err(|e| ApiError::new("node-auth", format!("node `{name}`: {e}")))?;
+        .map_err(|e| ApiError::new(Code::NodeAuth, format!("node `{name}`: {e}")))?;
     // The request proves the node holds the key it wants admitted.
     let request = signed
         .open(&key, name, now)
-        .map_err(|e| ApiError::new("node-auth", format!("node `{name}`: {e}")))?;
-    match admit(c, name, key.clone(), join.ticket, now).await {
+        .map_err(|e| ApiError::new(Code::NodeAuth, format!("node `{name}`: {e}")))?;
+    match admit(c, name, key.clone(), join.ticket, from, now).await {
         Ok(()) => Ok(request),
         // Two first requests of one node raced with the same ticket; the
         // other one admitted this very key (read it from the store: the
@@ -73,6 +80,7 @@ async fn admit(
     name: &str,
     key: PublicKey,
     ticket: Vec<u8>,
+    from: IpAddr,
     now: u64,
 ) -> Result<(), ApiError> {
     let verified = {
@@ -83,23 +91,38 @@ async fn admit(
         Ok(v) => v,
         Err(e) => {
             let refusal = Refusal::new(e.code(), format!("join ticket of node `{name}`: {e}"));
-            record_rejection(c, ticket, refusal.clone(), now).await;
-            return Err(ApiError::new(&refusal.code, refusal.message));
+            record_rejection(c, from, ticket, refusal.clone(), now).await;
+            return Err(ApiError::new(refusal.code, refusal.message));
         }
     };
+    let replayed = c
+        .store
+        .snapshot()
+        .and_then(|s| s.nonce_seen(&verified.payload.nonce))
+        .unwrap_or(false);
+    if replayed {
+        let refusal = Refusal::new(
+            Code::Replayed,
+            format!(
+                "the join ticket for `{name}` was already used; make a new one with `skr8tr ticket {name}`"
+            ),
+        );
+        record_rejection(c, from, ticket, refusal.clone(), now).await;
+        return Err(ApiError::new(refusal.code, refusal.message));
+    }
     let Command::AdmitNode {
         name: for_name,
         expires_at_ms,
     } = verified.payload.command.clone()
     else {
         return Err(ApiError::new(
-            "ticket-mismatch",
+            Code::TicketMismatch,
             "the ticket is a signed command, but not a join ticket",
         ));
     };
     if for_name != name {
         return Err(ApiError::new(
-            "ticket-mismatch",
+            Code::TicketMismatch,
             format!("the ticket admits node `{for_name}`, not `{name}`"),
         ));
     }
@@ -112,7 +135,7 @@ async fn admit(
         store.command(entry, move |tx| {
             if tx.node_key(&node)?.is_some() {
                 return Err(Refusal::new(
-                    "already-admitted",
+                    Code::AlreadyAdmitted,
                     format!(
                         "node `{node}` is already admitted with another key; pick another name"
                     ),
@@ -133,25 +156,27 @@ async fn admit(
             Ok(())
         }
         Outcome::Rejected { refusal, .. } => {
-            let message = if refusal.code == "replayed" {
+            let message = if refusal.code == Code::Replayed {
                 format!(
                     "the join ticket for `{name}` was already used; make a new one with `skr8tr ticket {name}`"
                 )
             } else {
                 refusal.message
             };
-            Err(ApiError::new(&refusal.code, message))
+            Err(ApiError::new(refusal.code, message))
         }
     }
 }
 
-async fn record_rejection(c: &Arc<Conductor>, ticket: Vec<u8>, refusal: Refusal, now: u64) {
-    let env = envelope::Envelope::from_bytes(&ticket).ok();
-    let signer = env.as_ref().map(|e| e.signer);
-    let summary = env
-        .and_then(|e| e.payload_unverified().ok())
-        .map_or("unreadable join ticket".into(), |p| p.command.summary());
-    super::commands::reject(c, ticket, signer, summary, refusal, now).await;
+async fn record_rejection(
+    c: &Arc<Conductor>,
+    from: IpAddr,
+    ticket: Vec<u8>,
+    refusal: Refusal,
+    now: u64,
+) {
+    let envelope = Some(ticket.clone());
+    super::commands::unverified(c, from, ticket, envelope.as_deref(), refusal, now).await;
 }
 
 fn admitted_in_store(c: &Conductor, name: &str, key: &PublicKey) -> bool {

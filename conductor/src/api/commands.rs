@@ -1,41 +1,69 @@
 //! `POST /v1/commands`: verify, then record and apply in one durable commit,
-//! then answer. Refusals are recorded too, before the answer.
+//! then answer. Refusals are recorded too, before the answer: in full when
+//! the sender proved its key (the command was verified, fresh and new, and
+//! only its effect refused it); as a bounded summary, within the budget of
+//! `crate::refusals`, when it did not (unreadable, a bad or unknown
+//! signature, stale, from the future, for another cluster, replayed) —
+//! anyone can send those.
 
-use super::{body, error::status_for};
+use super::{Peer, body, error::status_for};
 use crate::commands;
+use crate::refusals::Decision;
 use crate::state::Conductor;
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{Extension, State};
 use axum::http::StatusCode;
 use axum::response::Response;
+use skr8tr_proto::code::Code;
 use skr8tr_proto::command::Command;
-use skr8tr_proto::envelope::{self, Envelope, VerifyError};
+use skr8tr_proto::envelope::{self, Envelope};
+use skr8tr_proto::keys::Fingerprint;
 use skr8tr_proto::wire::{CommandReply, CommandRequest};
-use skr8tr_store::{CommandEntry, Outcome, Refusal, RejectionEntry};
+use skr8tr_store::{CommandEntry, Outcome, Refusal, UnverifiedEntry};
+use std::net::IpAddr;
 use std::sync::Arc;
 
-pub async fn command(State(c): State<Arc<Conductor>>, bytes: Bytes) -> Response {
-    let (reply, _) = record(&c, bytes).await;
-    let status = if reply.accepted {
-        StatusCode::OK
-    } else {
-        status_for(reply.code.as_deref().unwrap_or(""))
-    };
-    body(status, &reply)
+pub async fn command(
+    State(c): State<Arc<Conductor>>,
+    peer: Option<Extension<Peer>>,
+    bytes: Bytes,
+) -> Response {
+    let recorded = record(&c, Peer::ip(peer), bytes).await;
+    body(recorded.status, &recorded.reply)
 }
 
-/// Verifies a command request, records it (accepted or not) and applies it.
-/// Returns the reply and, when accepted, the command.
-pub(super) async fn record(c: &Arc<Conductor>, bytes: Bytes) -> (CommandReply, Option<Command>) {
+/// What recording a command request came to.
+pub(super) struct Recorded {
+    pub reply: CommandReply,
+    pub status: StatusCode,
+    /// The command, when it was accepted.
+    pub command: Option<Command>,
+}
+
+impl Recorded {
+    fn refused(seq: Option<u64>, refusal: Refusal) -> Recorded {
+        Recorded {
+            status: status_for(refusal.code),
+            reply: CommandReply {
+                seq,
+                accepted: false,
+                code: Some(refusal.code.as_str().to_string()),
+                message: refusal.message,
+            },
+            command: None,
+        }
+    }
+}
+
+/// Verifies a command request from `from`, records it (accepted or not)
+/// and applies it.
+pub(super) async fn record(c: &Arc<Conductor>, from: IpAddr, bytes: Bytes) -> Recorded {
     let now = c.now_ms();
     let request: CommandRequest = match skr8tr_proto::wire::decode(&bytes) {
         Ok(r) => r,
         Err(e) => {
-            let refusal = Refusal::new("malformed", format!("not a command request: {e}"));
-            return (
-                reject(c, bytes.to_vec(), None, "unreadable".into(), refusal, now).await,
-                None,
-            );
+            let refusal = Refusal::new(Code::Malformed, format!("not a command request: {e}"));
+            return unverified(c, from, bytes.to_vec(), None, refusal, now).await;
         }
     };
     let verified = {
@@ -44,8 +72,30 @@ pub(super) async fn record(c: &Arc<Conductor>, bytes: Bytes) -> (CommandReply, O
     };
     let verified = match verified {
         Ok(v) => v,
-        Err(e) => return (refuse_unverified(c, request.envelope, e, now).await, None),
+        Err(e) => {
+            let refusal = Refusal::new(e.code(), e.to_string());
+            let envelope = Some(request.envelope.as_slice());
+            return unverified(c, from, bytes.to_vec(), envelope, refusal, now).await;
+        }
     };
+    // A replay proves nothing about its sender: anyone who saw the bytes
+    // can send them again. Caught here, it costs a summary, not a copy.
+    // (The writer checks again inside the commit, for a race of two.)
+    if c.store
+        .snapshot()
+        .and_then(|s| s.nonce_seen(&verified.payload.nonce))
+        .unwrap_or(false)
+    {
+        let refusal = Refusal::new(
+            Code::Replayed,
+            format!(
+                "this signed command (nonce {}) was already received; sign a new one",
+                verified.payload.nonce
+            ),
+        );
+        let envelope = Some(request.envelope.as_slice());
+        return unverified(c, from, bytes.to_vec(), envelope, refusal, now).await;
+    }
     let command = verified.payload.command.clone();
     let is_key_change = matches!(
         command,
@@ -66,90 +116,97 @@ pub(super) async fn record(c: &Arc<Conductor>, bytes: Bytes) -> (CommandReply, O
             }
             c.bump();
             tracing::info!(seq, signer = %verified.signer, "{}", command.summary());
-            let reply = CommandReply {
-                seq: Some(seq),
-                accepted: true,
-                code: None,
-                message: value,
-            };
-            (reply, Some(command))
+            Recorded {
+                reply: CommandReply {
+                    seq: Some(seq),
+                    accepted: true,
+                    code: None,
+                    message: value,
+                },
+                status: StatusCode::OK,
+                command: Some(command),
+            }
         }
         Ok(Ok(Outcome::Rejected { seq, refusal })) => {
             tracing::info!(code = %refusal.code, "refused: {}", refusal.message);
-            (refused(seq, refusal), None)
+            Recorded::refused(seq, refusal)
         }
-        Ok(Err(e)) => (unavailable(e), None),
-        Err(e) => (unavailable(e), None),
-    }
-}
-
-async fn refuse_unverified(
-    c: &Arc<Conductor>,
-    envelope: Vec<u8>,
-    e: VerifyError,
-    now: u64,
-) -> CommandReply {
-    // Name the signer and the command if the framing can be read, so the
-    // history says who tried what — without trusting any of it.
-    let decoded = Envelope::from_bytes(&envelope).ok();
-    let signer = decoded.as_ref().map(|d| d.signer);
-    let summary = decoded
-        .and_then(|d| d.payload_unverified().ok())
-        .map_or_else(|| "unreadable".to_string(), |p| p.command.summary());
-    let refusal = Refusal::new(e.code(), e.to_string());
-    reject(c, envelope, signer, summary, refusal, now).await
-}
-
-pub(super) async fn reject(
-    c: &Arc<Conductor>,
-    envelope: Vec<u8>,
-    signer: Option<skr8tr_proto::keys::Fingerprint>,
-    summary: String,
-    refusal: Refusal,
-    now: u64,
-) -> CommandReply {
-    tracing::warn!(code = %refusal.code, "rejected command: {}", refusal.message);
-    let store = c.store.clone();
-    let entry = RejectionEntry {
-        envelope: evidence(envelope),
-        signer,
-        summary,
-        refusal: refusal.clone(),
-        time_ms: now,
-    };
-    match tokio::task::spawn_blocking(move || store.reject(entry)).await {
-        Ok(Ok(seq)) => refused(Some(seq), refusal),
         Ok(Err(e)) => unavailable(e),
         Err(e) => unavailable(e),
     }
 }
 
-/// Unverified bytes cost nothing to send, so the audit log keeps only their
-/// first 4 KiB (a real envelope's signature and command fit) — anyone can
-/// send refusals, nobody can fill the disk with them.
-pub(super) fn evidence(mut bytes: Vec<u8>) -> Vec<u8> {
-    const KEEP: usize = 4096;
-    bytes.truncate(KEEP);
-    bytes
-}
-
-fn refused(seq: Option<u64>, refusal: Refusal) -> CommandReply {
-    CommandReply {
-        seq,
-        accepted: false,
-        code: Some(refusal.code),
-        message: refusal.message,
+/// Records a request refused before its sender proved a key: a bounded
+/// summary (what it claims to be, its size, digest and first bytes), if
+/// the budget for such refusals allows, and the window's count otherwise.
+/// `envelope` is the signed-command framing inside `bytes`, if it came
+/// that far: the key and command it names are shown, unverified.
+pub(super) async fn unverified(
+    c: &Arc<Conductor>,
+    from: IpAddr,
+    bytes: Vec<u8>,
+    envelope: Option<&[u8]>,
+    refusal: Refusal,
+    now: u64,
+) -> Recorded {
+    let (decision, ended) = c.refusals.admit(from, now);
+    if let Some(summary) = ended {
+        record_summary(c, summary, now).await;
+    }
+    if decision == Decision::Drop {
+        tracing::debug!(%from, code = %refusal.code, "refused, over the record budget: {}", refusal.message);
+        return Recorded::refused(None, refusal);
+    }
+    tracing::warn!(%from, code = %refusal.code, "refused: {}", refusal.message);
+    let (claimed_signer, summary) = claims(envelope);
+    let entry = UnverifiedEntry {
+        from: from.to_string(),
+        bytes,
+        claimed_signer,
+        summary,
+        refusal: refusal.clone(),
+        time_ms: now,
+    };
+    let store = c.store.clone();
+    match tokio::task::spawn_blocking(move || store.reject(entry)).await {
+        Ok(Ok(seq)) => Recorded::refused(Some(seq), refusal),
+        Ok(Err(e)) => unavailable(e),
+        Err(e) => unavailable(e),
     }
 }
 
-fn unavailable(e: impl std::fmt::Display) -> CommandReply {
+/// The signer and command an envelope names, if its framing can be read —
+/// so the history says who claims to have tried what, trusting none of it.
+fn claims(envelope: Option<&[u8]>) -> (Option<Fingerprint>, String) {
+    let decoded = envelope.and_then(|e| Envelope::from_bytes(e).ok());
+    let signer = decoded.as_ref().map(|d| d.signer);
+    let summary = decoded
+        .and_then(|d| d.payload_unverified().ok())
+        .map_or_else(|| "unreadable".to_string(), |p| p.command.summary());
+    (signer, summary)
+}
+
+/// Records the count of a budget window that dropped refusals.
+pub(crate) async fn record_summary(c: &Arc<Conductor>, summary: String, now: u64) {
+    tracing::warn!("{summary}");
+    let store = c.store.clone();
+    let result =
+        tokio::task::spawn_blocking(move || store.system(summary, Vec::new(), now, |_| Ok(())))
+            .await;
+    if !matches!(result, Ok(Ok(Outcome::Accepted { .. }))) {
+        tracing::error!("cannot record the refusal count");
+    }
+}
+
+fn unavailable(e: impl std::fmt::Display) -> Recorded {
     tracing::error!("store failure: {e}");
-    CommandReply {
-        seq: None,
-        accepted: false,
-        code: Some("unavailable".into()),
-        message: format!(
-            "the command may or may not have been recorded ({e}); check `skr8tr history` before retrying"
+    Recorded::refused(
+        None,
+        Refusal::new(
+            Code::Unavailable,
+            format!(
+                "the command may or may not have been recorded ({e}); check `skr8tr history` before retrying"
+            ),
         ),
-    }
+    )
 }

@@ -9,11 +9,12 @@
 use super::body;
 use crate::state::Conductor;
 use axum::body::{Body, Bytes};
-use axum::extract::State;
+use axum::extract::{Extension, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper_util::rt::TokioIo;
+use skr8tr_proto::code::Code;
 use skr8tr_proto::command::Command;
 use skr8tr_proto::wire::{self, LogRequest, ReplicaLog, SignedLogRequest};
 use std::collections::HashMap;
@@ -25,8 +26,15 @@ const TAIL: u32 = 200;
 const FOLLOW_EVERY: Duration = Duration::from_millis(500);
 /// A follow stream ends after this long; `skr8tr logs -f` starts a new one.
 const FOLLOW_FOR: Duration = Duration::from_secs(3600);
+/// A quiet follow stream sends an empty frame this often, so the
+/// connection is not idle (see `Limits::api.idle_timeout`).
+const HEARTBEAT: Duration = Duration::from_secs(15);
 
-pub async fn logs(State(c): State<Arc<Conductor>>, bytes: Bytes) -> Response {
+pub async fn logs(
+    State(c): State<Arc<Conductor>>,
+    peer: Option<Extension<super::Peer>>,
+    bytes: Bytes,
+) -> Response {
     // Only `logs` is served here: anything else is turned away before it is
     // verified or applied (it belongs on /v1/commands).
     let is_logs = wire::decode::<wire::CommandRequest>(&bytes)
@@ -35,15 +43,15 @@ pub async fn logs(State(c): State<Arc<Conductor>>, bytes: Bytes) -> Response {
         .and_then(|e| e.payload_unverified().ok())
         .is_some_and(|p| matches!(p.command, Command::Logs { .. }));
     if !is_logs {
-        return super::ApiError::new("bad-request", "only signed `logs` commands are read here")
-            .into_response_body();
+        return super::ApiError::new(
+            Code::BadRequest,
+            "only signed `logs` commands are read here",
+        )
+        .into_response_body();
     }
-    let (reply, verified) = super::commands::record(&c, bytes).await;
-    let Some(command) = verified.filter(|_| reply.accepted) else {
-        return body(
-            super::error::status_for(reply.code.as_deref().unwrap_or("")),
-            &reply,
-        );
+    let recorded = super::commands::record(&c, super::Peer::ip(peer), bytes).await;
+    let Some(command) = recorded.command else {
+        return body(recorded.status, &recorded.reply);
     };
     let Command::Logs {
         app,
@@ -51,8 +59,11 @@ pub async fn logs(State(c): State<Arc<Conductor>>, bytes: Bytes) -> Response {
         follow,
     } = command
     else {
-        return super::ApiError::new("bad-request", "only signed `logs` commands are read here")
-            .into_response_body();
+        return super::ApiError::new(
+            Code::BadRequest,
+            "only signed `logs` commands are read here",
+        )
+        .into_response_body();
     };
     let targets = match targets(&c, &app, replica.as_deref()) {
         Ok(t) => t,
@@ -104,7 +115,7 @@ fn targets(
         .collect();
     if out.is_empty() {
         return Err(super::ApiError::new(
-            "not-found",
+            Code::NotFound,
             match replica {
                 Some(r) => {
                     format!("app `{app}` has no replica `{r}`; `skr8tr ps {app}` lists them")
@@ -191,6 +202,7 @@ fn async_stream(
         let mut after: HashMap<String, Option<u64>> =
             targets.iter().map(|t| (t.replica.clone(), None)).collect();
         let deadline = tokio::time::Instant::now() + FOLLOW_FOR;
+        let mut last_sent = tokio::time::Instant::now();
         while tokio::time::Instant::now() < deadline {
             let mut batch = Vec::new();
             for t in &targets {
@@ -206,7 +218,8 @@ fn async_stream(
                     batch.push(log);
                 }
             }
-            if !batch.is_empty() {
+            if !batch.is_empty() || last_sent.elapsed() >= HEARTBEAT {
+                last_sent = tokio::time::Instant::now();
                 let payload = wire::encode(&batch);
                 let mut frame = (payload.len() as u32).to_be_bytes().to_vec();
                 frame.extend(payload);

@@ -8,13 +8,15 @@
 //! - `admit.rs`: node requests signed with the node's key; first contact
 //!   with an operator-signed join ticket.
 //! - `reads.rs`: `GET /v1/ping`, `/v1/status`, `/v1/nodes`,
-//!   `/v1/replicas`, `/v1/history`, `/v1/keys`, `/v1/audit`.
+//!   `/v1/replicas`, `/v1/keys`.
+//! - `history.rs`: `GET /v1/history`, `/v1/audit`, a page at a time.
 //! - `registry.rs`: `GET /v1/registry` (long-poll watch), `GET /v1/lookup/{app}`.
 //! - `error.rs`: `ApiError`, the one place that maps failures to statuses.
 
 mod admit;
 mod commands;
 mod error;
+mod history;
 mod logs;
 mod nodes;
 mod reads;
@@ -30,7 +32,23 @@ use serde::Serialize;
 use skr8tr_proto::wire::{CONTENT_TYPE, MAX_BODY_BYTES};
 use std::sync::Arc;
 
+pub(crate) use commands::record_summary;
 pub use error::ApiError;
+pub use history::{CONCURRENT_PAGES, MAX_PAGE, MAX_PAGE_BYTES};
+
+/// The address a request came from, put on each request by the accept
+/// loop (absent in in-process tests: then the unspecified address).
+#[derive(Clone, Copy, Debug)]
+pub struct Peer(pub std::net::SocketAddr);
+
+impl Peer {
+    pub fn ip(peer: Option<axum::extract::Extension<Peer>>) -> std::net::IpAddr {
+        peer.map_or(
+            std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+            |axum::extract::Extension(Peer(addr))| addr.ip(),
+        )
+    }
+}
 
 pub fn router(c: Arc<Conductor>) -> Router {
     Router::new()
@@ -38,11 +56,11 @@ pub fn router(c: Arc<Conductor>) -> Router {
         .route("/v1/status", get(reads::status))
         .route("/v1/nodes", get(reads::nodes))
         .route("/v1/replicas", get(reads::replicas))
-        .route("/v1/history", get(reads::history))
+        .route("/v1/history", get(history::history))
         .route("/v1/keys", get(reads::keys))
         .route("/v1/registry", get(registry::registry))
         .route("/v1/lookup/{app}", get(registry::lookup))
-        .route("/v1/audit", get(reads::audit))
+        .route("/v1/audit", get(history::audit))
         .route("/v1/commands", post(commands::command))
         .route("/v1/logs", post(logs::logs))
         .route("/v1/nodes/{name}/assignments", post(nodes::assignments))

@@ -1,13 +1,14 @@
 //! The node sync endpoints: assignments (long-poll, conductor-signed) and
 //! reports. Both take a request signed with the node's key (see `admit`).
 
-use super::{ApiError, body};
+use super::{ApiError, Peer, body};
 use crate::assignments;
 use crate::state::{Conductor, NodeSeen};
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{Extension, Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
+use skr8tr_proto::code::Code;
 use skr8tr_proto::wire::{self, NodeMessage, ReportAck, SignedAssignments};
 use std::sync::Arc;
 
@@ -22,16 +23,23 @@ pub fn check_name(name: &str) -> Result<(), ApiError> {
         Ok(())
     } else {
         Err(ApiError::new(
-            "bad-request",
+            Code::BadRequest,
             format!("`{name}` is not a valid node name (1-63 of a-z, 0-9, `-`, `_`, `.`)"),
         ))
     }
 }
 
 /// What node `name` asks, once the request is proven to come from it.
-async fn message(c: &Arc<Conductor>, name: &str, bytes: &[u8]) -> Result<NodeMessage, ApiError> {
+async fn message(
+    c: &Arc<Conductor>,
+    name: &str,
+    bytes: &[u8],
+    peer: Option<Extension<Peer>>,
+) -> Result<NodeMessage, ApiError> {
     check_name(name)?;
-    Ok(super::admit::authenticate(c, name, bytes).await?.message)
+    Ok(super::admit::authenticate(c, name, bytes, Peer::ip(peer))
+        .await?
+        .message)
 }
 
 /// Answers as soon as the node's assignments differ from `version`, or
@@ -39,10 +47,11 @@ async fn message(c: &Arc<Conductor>, name: &str, bytes: &[u8]) -> Result<NodeMes
 pub async fn assignments(
     State(c): State<Arc<Conductor>>,
     Path(name): Path<String>,
+    peer: Option<Extension<Peer>>,
     bytes: Bytes,
 ) -> Result<Response, ApiError> {
-    let NodeMessage::Poll { version } = message(&c, &name, &bytes).await? else {
-        return Err(ApiError::new("bad-request", "expected a poll"));
+    let NodeMessage::Poll { version } = message(&c, &name, &bytes, peer).await? else {
+        return Err(ApiError::new(Code::BadRequest, "expected a poll"));
     };
     let since = Some(version);
     let mut changes = c.changed.subscribe();
@@ -84,14 +93,15 @@ fn sign_cached(
 pub async fn report(
     State(c): State<Arc<Conductor>>,
     Path(name): Path<String>,
+    peer: Option<Extension<Peer>>,
     bytes: Bytes,
 ) -> Result<Response, ApiError> {
-    let NodeMessage::Report(report) = message(&c, &name, &bytes).await? else {
-        return Err(ApiError::new("bad-request", "expected a report"));
+    let NodeMessage::Report(report) = message(&c, &name, &bytes, peer).await? else {
+        return Err(ApiError::new(Code::BadRequest, "expected a report"));
     };
     if report.node != name {
         return Err(ApiError::new(
-            "bad-request",
+            Code::BadRequest,
             format!("report from `{}` posted for node `{name}`", report.node),
         ));
     }

@@ -8,7 +8,6 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use skr8tr_proto::wire::*;
 use skr8tr_store::records::AppStatus;
-use skr8tr_store::{AuditEvent, AuditOutcome};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -140,7 +139,6 @@ pub async fn nodes(State(c): State<Arc<Conductor>>) -> Result<Response, ApiError
 #[derive(serde::Deserialize)]
 pub struct AppFilter {
     app: Option<String>,
-    limit: Option<usize>,
 }
 
 pub async fn replicas(
@@ -184,75 +182,6 @@ pub async fn replicas(
     Ok(body(StatusCode::OK, &views))
 }
 
-pub async fn history(
-    State(c): State<Arc<Conductor>>,
-    Query(f): Query<AppFilter>,
-) -> Result<Response, ApiError> {
-    let limit = f.limit.unwrap_or(50).min(1000);
-    let snap = c.store.snapshot().map_err(ApiError::internal)?;
-    let records = match &f.app {
-        // Filtering needs the whole log; it is bounded by the limit after.
-        Some(_) => snap.audit_all(),
-        None => snap.audit_tail(limit),
-    }
-    .map_err(ApiError::internal)?;
-    let mentions = |summary: &str, app: &str| {
-        summary
-            .split(|ch: char| ch.is_whitespace() || ch == '/' || ch == ':' || ch == ';')
-            .any(|w| w == app)
-    };
-    let mut entries: Vec<HistoryEntry> = records
-        .into_iter()
-        .filter(|r| {
-            f.app
-                .as_deref()
-                .is_none_or(|app| mentions(&r.summary(), app) || is_up_of(r, app))
-        })
-        .map(|r| {
-            let (code, message) = match &r.outcome {
-                AuditOutcome::Accepted => (None, None),
-                AuditOutcome::Rejected { code, message } => {
-                    (Some(code.clone()), Some(message.clone()))
-                }
-            };
-            HistoryEntry {
-                seq: r.seq,
-                time_ms: r.time_ms,
-                actor: r.actor(),
-                summary: r.summary(),
-                accepted: r.is_accepted(),
-                code,
-                message,
-            }
-        })
-        .collect();
-    if entries.len() > limit {
-        entries.drain(..entries.len() - limit);
-    }
-    Ok(body(StatusCode::OK, &entries))
-}
-
-/// Whether an `up` entry deployed `app` (its summary names only the file).
-fn is_up_of(r: &skr8tr_store::AuditRecord, app: &str) -> bool {
-    let AuditEvent::Command { .. } = &r.event else {
-        return false;
-    };
-    let Some(env) = skr8tr_store::audit::envelope_of(r) else {
-        return false;
-    };
-    let Ok(payload) = env.payload_unverified() else {
-        return false;
-    };
-    match payload.command {
-        skr8tr_proto::command::Command::Up { manifest, .. } => manifest.lines().any(|l| {
-            l.trim_start()
-                .strip_prefix("app ")
-                .is_some_and(|n| n.trim().trim_end_matches('{').trim() == app)
-        }),
-        _ => false,
-    }
-}
-
 pub async fn keys(State(c): State<Arc<Conductor>>) -> Result<Response, ApiError> {
     let snap = c.store.snapshot().map_err(ApiError::internal)?;
     let views: Vec<KeyView> = snap
@@ -268,18 +197,4 @@ pub async fn keys(State(c): State<Arc<Conductor>>) -> Result<Response, ApiError>
         })
         .collect();
     Ok(body(StatusCode::OK, &views))
-}
-
-/// Every audit entry as stored, for `skr8tr history --verify`. The log is
-/// already readable through `/v1/history`; this adds the exact bytes.
-pub async fn audit(State(c): State<Arc<Conductor>>) -> Result<Response, ApiError> {
-    let snap = c.store.snapshot().map_err(ApiError::internal)?;
-    let entries = snap.audit_raw().map_err(ApiError::internal)?;
-    Ok(body(
-        StatusCode::OK,
-        &AuditExport {
-            cluster: c.cluster,
-            entries,
-        },
-    ))
 }

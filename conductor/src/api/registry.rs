@@ -9,6 +9,7 @@ use crate::state::Conductor;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
+use skr8tr_proto::code::Code;
 use skr8tr_proto::wire::Endpoint;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -28,7 +29,7 @@ pub async fn registry(
         changes.borrow_and_update();
         if c.resyncing() {
             return Err(ApiError::new(
-                "unavailable",
+                Code::Unavailable,
                 "the conductor is re-syncing after a start; keep the last registry snapshot",
             ));
         }
@@ -62,9 +63,9 @@ pub async fn lookup(
             .and_then(|s| s.app(&app))
             .map_err(ApiError::internal)?;
         return Err(match known {
-            None => ApiError::new("unknown-app", format!("there is no app `{app}`")),
+            None => ApiError::new(Code::UnknownApp, format!("there is no app `{app}`")),
             Some(_) => ApiError::new(
-                "unavailable",
+                Code::Unavailable,
                 format!("app `{app}` has no ready replica right now"),
             ),
         });

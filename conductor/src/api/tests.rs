@@ -8,9 +8,9 @@ use skr8tr_proto::command::Command;
 use skr8tr_proto::envelope::Envelope;
 use skr8tr_proto::keys::SecretKey;
 use skr8tr_proto::wire::{
-    self, AuditExport, CommandReply, ErrorReply, HistoryEntry, Join, KeyView, NodeMessage,
-    NodeReport, NodeRequest, NodeView, PingReply, RegistrySnapshot, ReplicaState, ReplicaView,
-    ReportAck, Resources, SignedAssignments, SignedNodeRequest, StatusReply,
+    self, AuditPage, CommandReply, ErrorReply, HistoryPage, Join, KeyView, NodeMessage, NodeReport,
+    NodeRequest, NodeView, PingReply, RegistrySnapshot, ReplicaState, ReplicaView, ReportAck,
+    Resources, SignedAssignments, SignedNodeRequest, StatusReply,
 };
 use tower::ServiceExt;
 
@@ -117,8 +117,9 @@ async fn commands_are_answered_after_they_are_recorded_and_refusals_have_their_s
     .await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
 
-    let history: Vec<HistoryEntry> = get(&h, "/v1/history?limit=10").await;
+    let history: HistoryPage = get(&h, "/v1/history?limit=10").await;
     let outcomes: Vec<(bool, Option<&str>)> = history
+        .entries
         .iter()
         .skip(1)
         .map(|e| (e.accepted, e.code.as_deref()))
@@ -182,15 +183,20 @@ async fn reads_merge_desired_state_with_what_nodes_report() {
     // History filtered by app finds the `up` (it names only the file) and
     // the placements, not other apps' entries.
     h.up("app other\n  exec /bin/other\n");
-    let about_web: Vec<HistoryEntry> = get(&h, "/v1/history?app=web").await;
-    let summaries: Vec<&str> = about_web.iter().map(|e| e.summary.as_str()).collect();
+    let about_web: HistoryPage = get(&h, "/v1/history?app=web").await;
+    let summaries: Vec<&str> = about_web
+        .entries
+        .iter()
+        .map(|e| e.summary.as_str())
+        .collect();
     assert_eq!(summaries.len(), 2, "{summaries:?}");
     assert!(
         summaries[1].starts_with("schedule: placed web/1/0"),
         "{summaries:?}"
     );
     // The audit export verifies offline, as `history --verify` does.
-    let export: AuditExport = get(&h, "/v1/audit").await;
+    let export: AuditPage = get(&h, "/v1/audit").await;
+    assert_eq!(export.next, None, "one page holds it all");
     let records = export
         .entries
         .iter()

@@ -2,6 +2,7 @@
 //! down and scale.
 
 use super::plural;
+use skr8tr_proto::code::Code;
 use skr8tr_proto::manifest::AppSpec;
 use skr8tr_store::records::{AppRecord, AppStatus, RolloutPhase, RolloutRecord, SpecRecord};
 use skr8tr_store::{EffectError, Refusal, Tx};
@@ -21,7 +22,7 @@ pub(super) fn up(
         let Some(app) = tx.app(&spec.name)? else {
             if existing_only {
                 return Err(Refusal::new(
-                    "unknown-app",
+                    Code::UnknownApp,
                     format!(
                         "there is no app `{}` to roll out; create it with `skr8tr up {file}`",
                         spec.name
@@ -111,7 +112,7 @@ fn put_generation(
 fn no_rollout_running(tx: &Tx<'_>, app: &str) -> Result<(), EffectError> {
     if let Some(r) = tx.rollout(app)? {
         return Err(Refusal::new(
-            "rollout-in-progress",
+            Code::RolloutInProgress,
             format!(
                 "app `{app}` is rolling out from generation {} to {}; wait for it to end \
                  (`skr8tr status`), then try again",
@@ -132,7 +133,7 @@ fn start_rollout(
 ) -> Result<String, EffectError> {
     let to_spec = tx.spec(app, to)?.ok_or_else(|| {
         Refusal::new(
-            "unknown-generation",
+            Code::UnknownGeneration,
             format!("app `{app}` has no generation {to}"),
         )
     })?;
@@ -168,7 +169,7 @@ pub(super) fn rollback(tx: &mut Tx<'_>, app: &str) -> Result<String, EffectError
     no_rollout_running(tx, app)?;
     let Some(previous) = record.previous_generation else {
         return Err(Refusal::new(
-            "no-previous",
+            Code::NoPrevious,
             format!("app `{app}` has no previous generation to roll back to"),
         )
         .into());
@@ -180,7 +181,7 @@ pub(super) fn rollback(tx: &mut Tx<'_>, app: &str) -> Result<String, EffectError
 pub(super) fn known_app(tx: &Tx<'_>, app: &str) -> Result<AppRecord, EffectError> {
     tx.app(app)?.ok_or_else(|| {
         Refusal::new(
-            "unknown-app",
+            Code::UnknownApp,
             format!("there is no app `{app}`; `skr8tr status` lists the apps"),
         )
         .into()

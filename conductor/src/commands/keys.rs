@@ -1,6 +1,7 @@
 //! Operator keys: trusted from the entry that adds them, distrusted from
 //! the one that revokes them; the last active key stays.
 
+use skr8tr_proto::code::Code;
 use skr8tr_proto::keys::{Fingerprint, PublicKey};
 use skr8tr_store::{EffectError, Refusal, Tx};
 
@@ -12,7 +13,7 @@ pub(super) fn add_key(
 ) -> Result<String, EffectError> {
     let fp = key.fingerprint();
     if tx.operator_key(&fp)?.is_some() {
-        return Err(Refusal::new("key-exists", format!("key {fp} is already known")).into());
+        return Err(Refusal::new(Code::KeyExists, format!("key {fp} is already known")).into());
     }
     tx.add_operator_key(name, key, Some(by))?;
     Ok(format!("operator key `{name}` ({fp}) added"))
@@ -26,17 +27,19 @@ pub(super) fn revoke_key(tx: &mut Tx<'_>, fp: &Fingerprint) -> Result<String, Ef
         .count();
     let Some(record) = tx.operator_key(fp)? else {
         return Err(Refusal::new(
-            "no-such-key",
+            Code::NoSuchKey,
             format!("no operator key {fp}; `skr8tr key list` shows them"),
         )
         .into());
     };
     if record.revoked_seq.is_some() {
-        return Err(Refusal::new("already-revoked", format!("key {fp} is already revoked")).into());
+        return Err(
+            Refusal::new(Code::AlreadyRevoked, format!("key {fp} is already revoked")).into(),
+        );
     }
     if active <= 1 {
         return Err(Refusal::new(
-            "last-key",
+            Code::LastKey,
             "this is the last active operator key; add another before revoking it",
         )
         .into());

@@ -20,6 +20,7 @@ use apps::{down, rollback, scale, up};
 use keys::{add_key, revoke_key};
 use secrets::parse_with_secrets;
 use sha2::{Digest, Sha256};
+use skr8tr_proto::code::Code;
 use skr8tr_proto::command::Command;
 use skr8tr_proto::keys::{Fingerprint, PublicKey};
 use skr8tr_proto::manifest::MAX_REPLICAS;
@@ -56,7 +57,7 @@ pub fn prepare(
         Command::Scale { app, replicas } => {
             if replicas > MAX_REPLICAS {
                 return Err(Refusal::new(
-                    "bad-count",
+                    Code::BadCount,
                     format!("{replicas} replicas is more than the limit of {MAX_REPLICAS}"),
                 ));
             }
@@ -68,14 +69,14 @@ pub fn prepare(
         })),
         Command::AddOperatorKey { name, public_key } => {
             let key = PublicKey::from_bytes(&public_key)
-                .map_err(|e| Refusal::new("bad-key", format!("cannot add key `{name}`: {e}")))?;
+                .map_err(|e| Refusal::new(Code::BadKey, format!("cannot add key `{name}`: {e}")))?;
             Ok(Box::new(move |tx| add_key(tx, &name, &key, signer)))
         }
         Command::RevokeOperatorKey { fingerprint } => {
             Ok(Box::new(move |tx| revoke_key(tx, &fingerprint)))
         }
         Command::AdmitNode { name, .. } => Err(Refusal::new(
-            "ticket",
+            Code::Ticket,
             format!(
                 "a join ticket is presented by the node it admits: start it with \
                  `skr8tr node --name {name} --ticket FILE` (this ticket is now used up)"

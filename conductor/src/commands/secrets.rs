@@ -1,6 +1,7 @@
 //! Secret values: the signed manifest carries salted digests, the values
 //! travel beside it; each is checked against its digest and put back.
 
+use skr8tr_proto::code::Code;
 use skr8tr_proto::manifest::{self, AppSpec, Secret, secrets};
 use skr8tr_proto::wire::SecretValue;
 use skr8tr_store::Refusal;
@@ -12,14 +13,18 @@ pub(super) fn parse_with_secrets(
     text: &str,
     sidecar: &[SecretValue],
 ) -> Result<Vec<AppSpec>, Refusal> {
-    let mut specs = manifest::parse(file, text)
-        .map_err(|d| Refusal::new("invalid-manifest", format!("the manifest has errors:\n{d}")))?;
+    let mut specs = manifest::parse(file, text).map_err(|d| {
+        Refusal::new(
+            Code::InvalidManifest,
+            format!("the manifest has errors:\n{d}"),
+        )
+    })?;
     for spec in &mut specs {
         for (name, value) in &mut spec.secrets {
             let redacted = value.expose().to_string();
             if !secrets::is_redacted(&redacted) {
                 return Err(Refusal::new(
-                    "secret-in-clear",
+                    Code::SecretInClear,
                     format!(
                         "secret `{name}` of app `{}` is in the signed manifest in clear, where the \
                          audit log would keep it; send it with `skr8tr up`, which signs only its digest",
@@ -32,7 +37,7 @@ pub(super) fn parse_with_secrets(
                 .find(|s| s.app == spec.name && s.name == *name)
                 .ok_or_else(|| {
                     Refusal::new(
-                        "secret-missing",
+                        Code::SecretMissing,
                         format!(
                             "secret `{name}` of app `{}` was signed but not sent",
                             spec.name
@@ -41,7 +46,7 @@ pub(super) fn parse_with_secrets(
                 })?;
             if !secrets::matches(&redacted, &spec.name, name, &sent.value) {
                 return Err(Refusal::new(
-                    "secret-mismatch",
+                    Code::SecretMismatch,
                     format!(
                         "secret `{name}` of app `{}` does not match the digest that was signed",
                         spec.name

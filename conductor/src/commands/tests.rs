@@ -13,7 +13,7 @@ fn refused(outcome: Outcome<String>) -> (String, String) {
     match outcome {
         Outcome::Rejected { refusal, seq } => {
             assert!(seq.is_some(), "a refused command is recorded");
-            (refusal.code, refusal.message)
+            (refusal.code.as_str().to_string(), refusal.message)
         }
         Outcome::Accepted { value, .. } => panic!("accepted: {value}"),
     }

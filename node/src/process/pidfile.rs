@@ -50,7 +50,8 @@ impl PidFile {
             text.push_str(&format!("{} {started} {replica}\n", group.id()));
         }
         let tmp = self.path.with_extension("pids.tmp");
-        let result = std::fs::write(&tmp, text).and_then(|()| std::fs::rename(&tmp, &self.path));
+        let result =
+            write_private(&tmp, text.as_bytes()).and_then(|()| std::fs::rename(&tmp, &self.path));
         if let Err(e) = result {
             tracing::warn!(path = %self.path.display(), "cannot write the pid file: {e}");
         }
@@ -106,4 +107,17 @@ fn boot_id() -> String {
     std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
         .map(|s| s.trim().to_string())
         .unwrap_or_default()
+}
+
+/// Writes `bytes` to a new file readable by its owner only.
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?
+        .write_all(bytes)
 }

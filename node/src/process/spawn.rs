@@ -18,6 +18,9 @@ pub struct LaunchPlan<'a> {
     pub spec: &'a AppSpec,
     /// Given to the process as `PORT` and substituted for `$PORT`.
     pub port: u16,
+    /// The node's advertised address: where the built-in static server
+    /// (`serve { static }`) listens.
+    pub address: std::net::IpAddr,
 }
 
 /// A started replica. Its stdout and stderr are pipes for the log ring.
@@ -102,6 +105,8 @@ pub fn spawn(plan: &LaunchPlan<'_>) -> Result<Running, SpawnError> {
                 serve.dir.clone(),
                 "--port".into(),
                 plan.port.to_string(),
+                "--host".into(),
+                plan.address.to_string(),
             ];
             (me.display().to_string(), args)
         }

@@ -66,6 +66,7 @@ impl Replica {
                 app: &self.app,
                 spec: &self.spec,
                 port,
+                address: self.inner.config.address,
             };
             let ended = match process::spawn(&plan) {
                 Ok(running) => self.supervise(running, port).await,

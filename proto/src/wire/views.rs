@@ -133,12 +133,23 @@ pub struct KeyView {
     pub revoked_seq: Option<u64>,
 }
 
-/// The whole audit log, each entry in the store's own encoding, for
-/// offline verification (`skr8tr history --verify`).
+/// One page of the audit log, each entry in the store's own encoding, for
+/// offline verification (`skr8tr history --verify`), oldest first.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AuditExport {
+pub struct AuditPage {
     pub cluster: ClusterId,
     pub entries: Vec<Vec<u8>>,
+    /// The `from` of the next page; `None` at the end of the log.
+    pub next: Option<u64>,
+}
+
+/// One page of history, oldest first.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryPage {
+    pub entries: Vec<HistoryEntry>,
+    /// The `before` of the page before this one; `None` at the start of
+    /// the log (or of the app's entries).
+    pub before: Option<u64>,
 }
 
 /// Where one ready replica is reached.

@@ -1,0 +1,102 @@
+//! The audit log, a page at a time, so a log of any size is read in
+//! bounded memory on both sides:
+//!
+//! - `GET /v1/history?limit=N[&before=SEQ][&app=APP]`: up to N entries (at
+//!   most [`MAX_PAGE`]) before SEQ — the last ones without it — as people
+//!   read them; with `app`, through the per-app index, not a scan.
+//! - `GET /v1/audit?from=SEQ[&limit=N]`: entries from SEQ on in the
+//!   store's encoding, for `history --verify`, at most [`MAX_PAGE_BYTES`]
+//!   a page.
+//!
+//! At most [`CONCURRENT_PAGES`] pages are read at once; more wait.
+
+use super::{ApiError, body};
+use crate::state::Conductor;
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use skr8tr_proto::wire::{AuditPage, HistoryEntry, HistoryPage};
+use skr8tr_store::{AuditOutcome, AuditRecord};
+use std::sync::Arc;
+
+/// Most entries in one page.
+pub const MAX_PAGE: usize = 500;
+/// Most bytes of stored entries in one `/v1/audit` page (at least one
+/// entry, which is at most a signed command with a full manifest).
+pub const MAX_PAGE_BYTES: usize = 1 << 20;
+/// Pages read at the same time; the next waits.
+pub const CONCURRENT_PAGES: usize = 4;
+
+#[derive(serde::Deserialize)]
+pub struct HistoryQuery {
+    app: Option<String>,
+    limit: Option<usize>,
+    before: Option<u64>,
+}
+
+pub async fn history(
+    State(c): State<Arc<Conductor>>,
+    Query(q): Query<HistoryQuery>,
+) -> Result<Response, ApiError> {
+    let _turn = c.pages.acquire().await.map_err(ApiError::internal)?;
+    let limit = q.limit.unwrap_or(50).clamp(1, MAX_PAGE);
+    let snap = c.store.snapshot().map_err(ApiError::internal)?;
+    let records = match &q.app {
+        Some(app) => snap.audit_of_app(app, q.before, limit),
+        None => snap.audit_before(q.before, limit),
+    }
+    .map_err(ApiError::internal)?;
+    let before = match records.first() {
+        Some(first) if records.len() == limit && first.seq > 1 => Some(first.seq),
+        _ => None,
+    };
+    let page = HistoryPage {
+        entries: records.iter().map(entry).collect(),
+        before,
+    };
+    Ok(body(StatusCode::OK, &page))
+}
+
+fn entry(r: &AuditRecord) -> HistoryEntry {
+    let (code, message) = match &r.outcome {
+        AuditOutcome::Accepted => (None, None),
+        AuditOutcome::Rejected { code, message } => (Some(code.clone()), Some(message.clone())),
+    };
+    HistoryEntry {
+        seq: r.seq,
+        time_ms: r.time_ms,
+        actor: r.actor(),
+        summary: r.summary(),
+        accepted: r.is_accepted(),
+        code,
+        message,
+    }
+}
+
+#[derive(serde::Deserialize)]
+pub struct AuditQuery {
+    from: Option<u64>,
+    limit: Option<usize>,
+}
+
+/// Audit entries as stored, for `skr8tr history --verify`. The log is
+/// already readable through `/v1/history`; this adds the exact bytes.
+pub async fn audit(
+    State(c): State<Arc<Conductor>>,
+    Query(q): Query<AuditQuery>,
+) -> Result<Response, ApiError> {
+    let _turn = c.pages.acquire().await.map_err(ApiError::internal)?;
+    let limit = q.limit.unwrap_or(MAX_PAGE).clamp(1, MAX_PAGE);
+    let snap = c.store.snapshot().map_err(ApiError::internal)?;
+    let (entries, next) = snap
+        .audit_raw_page(q.from.unwrap_or(1).max(1), limit, MAX_PAGE_BYTES)
+        .map_err(ApiError::internal)?;
+    Ok(body(
+        StatusCode::OK,
+        &AuditPage {
+            cluster: c.cluster,
+            entries,
+            next,
+        },
+    ))
+}
