@@ -12,7 +12,18 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+/// How a test's cluster differs from the default one.
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    /// More flags for `skr8tr conductor`.
+    pub conductor_args: Vec<String>,
+    /// Start the conductor, nodes and ingress with this open-file limit
+    /// (soft and hard), through `prlimit`.
+    pub file_limit: Option<u32>,
+}
+
 pub struct Cluster {
+    options: Options,
     ingress: Option<Child>,
     pub dir: PathBuf,
     pub url: String,
@@ -97,12 +108,18 @@ pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<
 impl Cluster {
     /// Makes an operator key and starts a conductor on a free port.
     pub fn start(name: &str) -> Cluster {
+        Cluster::start_with(name, Options::default())
+    }
+
+    /// [`Cluster::start`] with `options`.
+    pub fn start_with(name: &str, options: Options) -> Cluster {
         let dir =
             std::env::temp_dir().join(format!("skr8tr-cluster-{}-{name}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("cluster dir");
         let port = free_port();
         let mut c = Cluster {
+            options,
             url: format!("http://127.0.0.1:{port}"),
             dir,
             port,
@@ -122,6 +139,15 @@ impl Cluster {
         c
     }
 
+    /// The options daemons started from now on get.
+    pub fn options_mut(&mut self) -> &mut Options {
+        &mut self.options
+    }
+
+    pub fn ingress_pid(&self) -> Option<u32> {
+        self.ingress.as_ref().map(Child::id)
+    }
+
     pub fn home(&self) -> PathBuf {
         self.dir.join("home")
     }
@@ -133,6 +159,23 @@ impl Cluster {
     pub fn command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(skr8tr_bin());
         cmd.args(args)
+            .env("HOME", self.home())
+            .env("SKR8TR_CONDUCTOR", &self.url)
+            .env_remove("SKR8TR_KEY");
+        cmd
+    }
+
+    /// A daemon's command: [`Cluster::command`], under `prlimit` when the
+    /// options set a file limit.
+    pub fn daemon(&self, args: &[&str]) -> Command {
+        let Some(limit) = self.options.file_limit else {
+            return self.command(args);
+        };
+        let mut cmd = Command::new("prlimit");
+        cmd.arg(format!("--nofile={limit}:{limit}"))
+            .arg("--")
+            .arg(skr8tr_bin())
+            .args(args)
             .env("HOME", self.home())
             .env("SKR8TR_CONDUCTOR", &self.url)
             .env_remove("SKR8TR_KEY");
@@ -159,18 +202,26 @@ impl Cluster {
     pub fn start_conductor(&mut self) {
         let log = std::fs::File::create(self.dir.join("conductor.log")).expect("log file");
         let pub_key = self.home().join(".skr8tr/signing.pub");
+        let (data, listen, init_key) = (
+            self.data().display().to_string(),
+            format!("127.0.0.1:{}", self.port),
+            pub_key.display().to_string(),
+        );
+        let extra = self.options.conductor_args.clone();
+        let mut args = vec![
+            "conductor",
+            "--data",
+            &data,
+            "--listen",
+            &listen,
+            "--init-key",
+            &init_key,
+            "--lost-after",
+            self.lost_after,
+        ];
+        args.extend(extra.iter().map(String::as_str));
         let child = self
-            .command(&[
-                "conductor",
-                "--data",
-                &self.data().display().to_string(),
-                "--listen",
-                &format!("127.0.0.1:{}", self.port),
-                "--init-key",
-                &pub_key.display().to_string(),
-                "--lost-after",
-                self.lost_after,
-            ])
+            .daemon(&args)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -231,7 +282,7 @@ impl Cluster {
         ];
         args.extend_from_slice(extra);
         let child = self
-            .command(&args)
+            .daemon(&args)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -268,7 +319,7 @@ impl Cluster {
         }
         let log = std::fs::File::create(self.dir.join("ingress.log")).expect("log file");
         let child = self
-            .command(&args)
+            .daemon(&args)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()

@@ -2,6 +2,10 @@
 //! ripgrep's `tests/tests.rs`), so the crate graph is linked once. Each
 //! module is one area; the shared helpers are the crate's own `harness`.
 //!
+//! - `audit`: forged floods within the audit budget, long logs read in
+//!   pages, history that cannot be forged, private data directories.
+//! - `bounds`: slow and flooding clients against every daemon; the static
+//!   server's memory with big files.
 //! - `cluster`: deploy, spread, heal, security, conductor restarts, logs.
 //! - `dev`: `skr8tr dev`, the README's main command.
 //! - `ingress`: requests through `skr8tr ingress` under kills and rollouts.
@@ -13,6 +17,8 @@
 // functions only; these helpers are part of the tests too).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod audit;
+mod bounds;
 mod cluster;
 mod dev;
 mod ingress;

@@ -50,17 +50,34 @@ struct Window {
     others: Count,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Limiter {
     window: Mutex<Window>,
+    /// [`WINDOW_MS`], unless a test asks for a shorter one.
+    window_ms: u64,
+}
+
+impl Default for Limiter {
+    fn default() -> Limiter {
+        Limiter::with_window(WINDOW_MS)
+    }
 }
 
 impl Limiter {
+    /// A limiter whose windows last `window_ms` (tests shorten them to see
+    /// a window end; the budget per window is the same).
+    pub fn with_window(window_ms: u64) -> Limiter {
+        Limiter {
+            window: Mutex::new(Window::default()),
+            window_ms: window_ms.max(1),
+        }
+    }
+
     /// Counts one refusal from `from` at `now_ms`: whether to record it,
     /// and the summary of the window that just ended, if it dropped any.
     pub fn admit(&self, from: IpAddr, now_ms: u64) -> (Decision, Option<String>) {
         let mut w = self.lock();
-        let ended = roll(&mut w, now_ms);
+        let ended = roll(&mut w, now_ms, self.window_ms);
         let known = w.sources.len();
         let total_left = w.recorded < TOTAL_PER_WINDOW;
         let count = match w.sources.get_mut(&from) {
@@ -83,7 +100,7 @@ impl Limiter {
 
     /// Ends the window if it is over; its summary if it dropped any.
     pub fn roll(&self, now_ms: u64) -> Option<String> {
-        roll(&mut self.lock(), now_ms)
+        roll(&mut self.lock(), now_ms, self.window_ms)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Window> {
@@ -92,8 +109,8 @@ impl Limiter {
     }
 }
 
-fn roll(w: &mut Window, now_ms: u64) -> Option<String> {
-    if now_ms < w.start_ms.saturating_add(WINDOW_MS) {
+fn roll(w: &mut Window, now_ms: u64, window_ms: u64) -> Option<String> {
+    if now_ms < w.start_ms.saturating_add(window_ms) {
         return None;
     }
     let ended = std::mem::replace(
@@ -103,12 +120,12 @@ fn roll(w: &mut Window, now_ms: u64) -> Option<String> {
             ..Window::default()
         },
     );
-    summary(&ended)
+    summary(&ended, window_ms)
 }
 
 /// `unverified refusals in the last minute: 1,204 from 10.0.0.9 (1,180 not
 /// recorded); …` — only for a window that dropped some.
-fn summary(w: &Window) -> Option<String> {
+fn summary(w: &Window, window_ms: u64) -> Option<String> {
     let dropped = |c: &Count| c.seen - u64::from(c.recorded);
     let total_dropped: u64 = w.sources.values().map(dropped).sum::<u64>() + dropped(&w.others);
     if total_dropped == 0 {
@@ -143,8 +160,13 @@ fn summary(w: &Window) -> Option<String> {
             thousands(dropped(&rest))
         ));
     }
+    let window = if window_ms == WINDOW_MS {
+        "minute".to_string()
+    } else {
+        format!("{} ms", window_ms)
+    };
     Some(format!(
-        "unverified refusals in the last minute: {}",
+        "unverified refusals in the last {window}: {}",
         parts.join("; ")
     ))
 }

@@ -29,6 +29,9 @@ pub struct Config {
     /// before it reverts; `None`: from the spec (see `rollout::ready_timeout_ms`).
     pub step_timeout: Option<Duration>,
     pub limits: crate::Limits,
+    /// The budget window for unverified refusals: `refusals::WINDOW_MS`
+    /// (tests shorten it to see windows end).
+    pub refusal_window: Duration,
 }
 
 impl Config {
@@ -40,6 +43,7 @@ impl Config {
             long_poll: Duration::from_secs(25),
             step_timeout: None,
             limits: crate::Limits::default(),
+            refusal_window: Duration::from_millis(crate::refusals::WINDOW_MS),
         }
     }
 }
@@ -137,6 +141,7 @@ impl Conductor {
         started_ms: u64,
     ) -> Result<Conductor, StoreError> {
         let cluster = store.cluster_id();
+        let window_ms = config.refusal_window.as_millis() as u64;
         let keyring = OperatorKeys::load(&store)?;
         let mut node_keys = HashMap::new();
         for (name, record) in store.snapshot()?.node_keys()? {
@@ -162,7 +167,7 @@ impl Conductor {
             unplaced: Mutex::new(BTreeMap::new()),
             draining: Mutex::new(HashMap::new()),
             signed: Mutex::new(HashMap::new()),
-            refusals: crate::refusals::Limiter::default(),
+            refusals: crate::refusals::Limiter::with_window(window_ms),
             pages: tokio::sync::Semaphore::new(crate::api::CONCURRENT_PAGES),
         })
     }

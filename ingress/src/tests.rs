@@ -50,7 +50,7 @@ async fn backend(name: &'static str) -> Backend {
                                 .to_string()
                         };
                         let text = format!(
-                            "{name} {} {} host={} xff={} real={} proto={} secret={}",
+                            "{name} {} {} host={} xff={} real={} proto={} secret={} fwd={}",
                             req.method(),
                             req.uri(),
                             header("host"),
@@ -58,6 +58,7 @@ async fn backend(name: &'static str) -> Backend {
                             header("x-real-ip"),
                             header("x-forwarded-proto"),
                             header("x-secret-hop"),
+                            header("forwarded"),
                         );
                         let body = req.into_body().collect().await.map(|b| b.to_bytes());
                         let text = format!("{text} body={}", body.map_or(0, |b| b.len()));
@@ -345,4 +346,153 @@ fn state_rotates_over_endpoints_and_ejections_expire() {
     // Every endpoint ejected: all are tried rather than none.
     shared.eject("127.0.0.1:1002");
     assert_eq!(shared.endpoints("web").len(), 2);
+}
+
+/// A raw request on a fresh connection: the whole answer as text.
+async fn raw(addr: SocketAddr, request: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(request.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[tokio::test]
+async fn a_clients_forwarding_headers_are_replaced_unless_it_is_a_trusted_proxy() {
+    let web = backend("web").await;
+    let spoofed = |addr| async move {
+        raw(
+            addr,
+            "GET / HTTP/1.1\r\nhost: h\r\nconnection: close\r\nx-real-ip: 6.6.6.6\r\n\
+             x-forwarded-for: 6.6.6.6\r\nforwarded: for=6.6.6.6\r\n\r\n",
+        )
+        .await
+    };
+    let (_, addr) = ingress(
+        &["/:web"],
+        &[("web", vec![endpoint("w", web.addr)])],
+        |_| {},
+    )
+    .await;
+    let body = spoofed(addr).await;
+    assert!(body.contains("xff=127.0.0.1 real=127.0.0.1"), "{body}");
+    assert!(body.contains("fwd=for=127.0.0.1;proto=http"), "{body}");
+    assert!(!body.contains("6.6.6.6"), "{body}");
+    // Behind a trusted proxy (here: loopback), its chain is kept and the
+    // real client is the last untrusted address in it.
+    let (_, addr) = ingress(&["/:web"], &[("web", vec![endpoint("w", web.addr)])], |c| {
+        c.trusted_proxies = vec![crate::headers::Cidr::parse("127.0.0.0/8").unwrap()];
+    })
+    .await;
+    let body = spoofed(addr).await;
+    assert!(
+        body.contains("xff=6.6.6.6, 127.0.0.1 real=6.6.6.6"),
+        "{body}"
+    );
+    assert!(
+        body.contains("fwd=for=6.6.6.6, for=127.0.0.1;proto=http"),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn malformed_requests_are_refused_before_routing() {
+    let web = backend("web").await;
+    let (_, addr) = ingress(&["/:web"], &[("web", vec![endpoint("w", web.addr)])], |c| {
+        c.limits.clients.max_header_bytes = 1024;
+    })
+    .await;
+    let no_host = raw(addr, "GET / HTTP/1.1\r\nconnection: close\r\n\r\n").await;
+    assert!(no_host.starts_with("HTTP/1.1 400"), "{no_host}");
+    assert!(no_host.contains("needs a Host header"), "{no_host}");
+    for path in ["/a/../etc/passwd", "/./x", "/a/%2e%2e/b", "/a/%2E/b"] {
+        let answer = raw(
+            addr,
+            &format!("GET {path} HTTP/1.1\r\nhost: h\r\nconnection: close\r\n\r\n"),
+        )
+        .await;
+        assert!(answer.starts_with("HTTP/1.1 400"), "{path}: {answer}");
+    }
+    // `Connection: host` does not take Host away.
+    let answer = raw(
+        addr,
+        "GET /ok HTTP/1.1\r\nhost: h\r\nconnection: close, host\r\n\r\n",
+    )
+    .await;
+    assert!(answer.contains("host=h "), "{answer}");
+    // The head limit is exact: 1024 bytes, request line included.
+    let head = |pad: usize| {
+        let base = "GET / HTTP/1.1\r\nhost: h\r\nconnection: close\r\nx-pad: \r\n\r\n";
+        format!(
+            "GET / HTTP/1.1\r\nhost: h\r\nconnection: close\r\nx-pad: {}\r\n\r\n",
+            "p".repeat(pad.saturating_sub(base.len()))
+        )
+    };
+    assert_eq!(head(1024).len(), 1024);
+    assert!(raw(addr, &head(1024)).await.starts_with("HTTP/1.1 200"));
+    assert!(raw(addr, &head(1025)).await.starts_with("HTTP/1.1 431"));
+    assert_eq!(
+        web.requests.load(Ordering::Relaxed),
+        2,
+        "only the good ones arrived"
+    );
+}
+
+#[test]
+fn dot_segments_are_found_written_out_or_encoded() {
+    use crate::proxy::has_dot_segments;
+    for bad in ["/..", "/a/..", "/a/./b", "/%2e%2E/x", "/x/%2e"] {
+        assert!(has_dot_segments(bad), "{bad}");
+    }
+    for good in ["/", "/a.b/c", "/...", "/.well-known", "/a/..b"] {
+        assert!(!has_dot_segments(good), "{good}");
+    }
+}
+
+#[tokio::test]
+async fn an_upgrade_request_brings_its_body_along() {
+    // A backend that reads the body of an Upgrade request and says how
+    // long it was before switching protocols.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let backend_addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (stream, _) = listener.accept().await.unwrap();
+        let service = hyper::service::service_fn(|req: Request<Incoming>| async move {
+            let n = req.into_body().collect().await.unwrap().to_bytes().len();
+            let mut r = Response::new(Full::new(Bytes::new()));
+            *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+            r.headers_mut()
+                .insert("upgrade", hyper::header::HeaderValue::from_static("echo"));
+            r.headers_mut().insert(
+                "connection",
+                hyper::header::HeaderValue::from_static("upgrade"),
+            );
+            r.headers_mut()
+                .insert("x-body", hyper::header::HeaderValue::from(n));
+            Ok::<_, std::convert::Infallible>(r)
+        });
+        let _ = hyper::server::conn::http1::Builder::new()
+            .serve_connection(TokioIo::new(stream), service)
+            .with_upgrades()
+            .await;
+    });
+    let (_, addr) = ingress(
+        &["/:web"],
+        &[("web", vec![endpoint("w", backend_addr)])],
+        |c| {
+            c.limits.request_timeout = Duration::from_secs(3);
+        },
+    )
+    .await;
+    let answer = raw(
+        addr,
+        "GET /ws HTTP/1.1\r\nhost: h\r\nupgrade: echo\r\nconnection: upgrade\r\ncontent-length: 5\r\n\r\nhello",
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 101"), "{answer}");
+    assert!(
+        answer.to_lowercase().contains("x-body: 5"),
+        "the body went along: {answer}"
+    );
 }

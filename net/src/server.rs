@@ -40,7 +40,8 @@ pub struct Limits {
     /// Connections served at once. Lowered at start to leave room under
     /// the process's file limit (see [`effective_max_connections`]).
     pub max_connections: usize,
-    /// Connections at once from one source address.
+    /// Connections at once from one source address (never more than a
+    /// quarter of `max_connections`).
     pub max_per_ip: usize,
     /// A request head must arrive within this long of the connection
     /// being ready for one; a keep-alive connection idle this long between
@@ -122,6 +123,9 @@ pub async fn serve<F, Fut>(
             file_limit().unwrap_or(0)
         );
     }
+    // No one address may hold more than a quarter of all connections, so
+    // one attacker cannot crowd out everyone else.
+    let max_per_ip = limits.max_per_ip.min((max / 4).max(1));
     let slots = Arc::new(Semaphore::new(max));
     let per_ip = Arc::new(Mutex::new(HashMap::<IpAddr, usize>::new()));
     let serve = Arc::new(serve);
@@ -159,11 +163,10 @@ pub async fn serve<F, Fut>(
             }
             continue;
         };
-        let Some(source) = SourceSlot::take(&per_ip, peer.ip(), limits.max_per_ip) else {
+        let Some(source) = SourceSlot::take(&per_ip, peer.ip(), max_per_ip) else {
             if let Some(more) = refused.due() {
                 tracing::warn!(
-                    "{name}: {} connections open from {}, the cap per address: closing new ones{more}",
-                    limits.max_per_ip,
+                    "{name}: {max_per_ip} connections open from {}, the cap per address: closing new ones{more}",
                     peer.ip()
                 );
             }
@@ -503,6 +506,7 @@ mod tests {
             ..limits()
         })
         .await;
+        // (A quarter of the 100 connections would allow 25: 1 is lower.)
         let _first = TcpStream::connect(addr).await.unwrap();
         tokio::time::sleep(Duration::from_millis(50)).await;
         let mut second = TcpStream::connect(addr).await.unwrap();

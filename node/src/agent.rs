@@ -109,7 +109,12 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
         repoll: Notify::new(),
         logs_port,
     });
-    tracing::info!(node = %config.name, conductor = %config.conductor, "node agent started");
+    tracing::info!(
+        node = %config.name,
+        conductor = %config.conductor,
+        logs = %format!("{}:{}", config.advertise, logs_port.unwrap_or(0)),
+        "node agent started"
+    );
     // One report first: it presents the join ticket alone, so the poller
     // does not race it with the same single-use ticket.
     sync.report_once().await;

@@ -66,7 +66,9 @@ impl std::fmt::Debug for Nonce {
 pub struct Envelope {
     pub version: u8,
     pub signer: Fingerprint,
+    #[serde(with = "serde_bytes")]
     pub payload: Vec<u8>,
+    #[serde(with = "serde_bytes")]
     pub signature: Vec<u8>,
 }
 

@@ -37,6 +37,7 @@ pub enum AuditEvent {
     },
     /// A signed operator command, exactly as received (accepted or not).
     Command {
+        #[serde(with = "serde_bytes")]
         envelope: Vec<u8>,
         /// The signer named by the envelope, if it could be read.
         signer: Option<Fingerprint>,
@@ -57,6 +58,7 @@ pub enum AuditEvent {
         /// SHA-256 of what was received.
         digest: [u8; 32],
         /// The first bytes received (at most [`UNVERIFIED_HEAD_BYTES`]).
+        #[serde(with = "serde_bytes")]
         head: Vec<u8>,
         /// The key the envelope names, unverified.
         claimed_signer: Option<Fingerprint>,

@@ -32,6 +32,10 @@ pub struct Args {
     /// address, 10s header, 60s idle, 30s body timeouts)
     #[command(flatten)]
     bounds: super::listen::ListenFlags,
+    /// Length of a budget window for unverified refusals (tests only: the
+    /// documented budget is per minute)
+    #[arg(long, hide = true, value_parser = crate::duration)]
+    refusal_window: Option<Duration>,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -40,6 +44,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     config.lost_after = args.lost_after;
     config.step_timeout = args.step_timeout;
     config.limits.api = args.bounds.apply(config.limits.api);
+    if let Some(w) = args.refusal_window {
+        config.refusal_window = w;
+    }
     // Long enough for every live node to report once more, even one in its
     // slowest retry backoff (2 s) after a failed request.
     config.resync_timeout = args.lost_after + Duration::from_secs(3);

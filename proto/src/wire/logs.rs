@@ -23,7 +23,9 @@ pub struct LogRequest {
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SignedLogRequest {
+    #[serde(with = "serde_bytes")]
     pub payload: Vec<u8>,
+    #[serde(with = "serde_bytes")]
     pub signature: Vec<u8>,
 }
 

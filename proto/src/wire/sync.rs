@@ -33,7 +33,9 @@ pub struct Assignment {
 /// Assignments as the conductor signed them.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SignedAssignments {
+    #[serde(with = "serde_bytes")]
     pub payload: Vec<u8>,
+    #[serde(with = "serde_bytes")]
     pub signature: Vec<u8>,
 }
 
@@ -182,14 +184,18 @@ pub struct NodeRequest {
 /// operator-signed join ticket (`Command::AdmitNode` envelope).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SignedNodeRequest {
+    #[serde(with = "serde_bytes")]
     pub payload: Vec<u8>,
+    #[serde(with = "serde_bytes")]
     pub signature: Vec<u8>,
     pub join: Option<Join>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Join {
+    #[serde(with = "serde_bytes")]
     pub public_key: Vec<u8>,
+    #[serde(with = "serde_bytes")]
     pub ticket: Vec<u8>,
 }
 

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 /// audited bytes).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CommandRequest {
+    #[serde(with = "serde_bytes")]
     pub envelope: Vec<u8>,
     pub secrets: Vec<SecretValue>,
 }
