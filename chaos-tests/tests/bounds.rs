@@ -405,6 +405,11 @@ fn the_static_server_streams_big_files_in_constant_memory_with_range_and_head() 
         .unwrap();
     std::fs::write(dir.join("small.txt"), "0123456789").unwrap();
     std::fs::write(dir.join(".env"), "SECRET=1").unwrap();
+    let fifo = std::process::Command::new("mkfifo")
+        .arg(dir.join("pipe"))
+        .status()
+        .unwrap();
+    assert!(fifo.success());
     let log = dir.join("../skr8tr-static.log");
     let (mut server, addr) = static_server(&dir, 1024, &log);
     let pid = server.id();
@@ -447,6 +452,11 @@ fn the_static_server_streams_big_files_in_constant_memory_with_range_and_head() 
         assert!(
             head.starts_with("HTTP/1.1 404"),
             "dotfiles stay hidden: {head}"
+        );
+        let (head, _) = fetch(addr, get("/pipe", "")).await;
+        assert!(
+            head.starts_with("HTTP/1.1 404"),
+            "a FIFO is not served: {head}"
         );
     });
     let hwm = vm_hwm_kib(pid);

@@ -146,6 +146,7 @@ pub async fn run(
     let reconciler = tokio::spawn(reconciler::run(conductor.clone()));
     let summaries = tokio::spawn(refusal_summaries(conductor.clone()));
     let limits = conductor.config.limits.api.clone();
+    let budget = skr8tr_net::server::BodyBudget::new(conductor.config.limits.max_buffered_bytes);
     let router = api::router(conductor);
     let http = limits.clone();
     skr8tr_net::server::serve(
@@ -153,33 +154,7 @@ pub async fn run(
         listener,
         limits,
         shutdown,
-        move |io, peer| {
-            let router = router.clone();
-            let http = http.clone();
-            async move {
-                let body_timeout = http.body_timeout;
-                let service = hyper::service::service_fn(
-                    move |mut req: hyper::Request<hyper::body::Incoming>| {
-                        req.extensions_mut().insert(api::Peer(peer));
-                        let req = req.map(|b| {
-                            axum::body::Body::new(skr8tr_net::server::DeadlineBody::new(
-                                b,
-                                body_timeout,
-                            ))
-                        });
-                        let mut router = router.clone();
-                        async move { tower::Service::call(&mut router, req).await }
-                    },
-                );
-                if let Err(e) = http
-                    .http1()
-                    .serve_connection(hyper_util::rt::TokioIo::new(io), service)
-                    .await
-                {
-                    tracing::debug!("connection from {peer}: {e}");
-                }
-            }
-        },
+        move |io, peer| api::connection(router.clone(), budget.clone(), http.clone(), io, peer),
     )
     .await;
     reconciler.abort();
@@ -193,7 +168,7 @@ async fn refusal_summaries(c: Arc<Conductor>) {
     loop {
         tokio::time::sleep(std::time::Duration::from_secs(5)).await;
         let now = c.now_ms();
-        if let Some(summary) = c.refusals.roll(now) {
+        if let Some(summary) = c.refusals.roll() {
             api::record_summary(&c, summary, now).await;
         }
     }

@@ -11,7 +11,13 @@ use std::time::Duration;
 pub struct Limits {
     /// The API socket: connections, timeouts, head size.
     pub api: server::Limits,
+    /// Request bodies held in memory at once, all connections together
+    /// (`--max-buffered`); past it, a request is answered 503 unread.
+    pub max_buffered_bytes: usize,
 }
+
+/// 64 MiB: room for 60 full-size commands arriving at once.
+pub const MAX_BUFFERED_BYTES: usize = 64 << 20;
 
 /// Connections at once (`--max-connections`): each node holds one or two,
 /// an operator's command one.
@@ -42,7 +48,9 @@ impl Default for Limits {
                 idle_timeout: IDLE_TIMEOUT,
                 body_timeout: BODY_TIMEOUT,
                 max_header_bytes: MAX_HEADER_BYTES,
+                unlimited_sources: Vec::new(),
             },
+            max_buffered_bytes: MAX_BUFFERED_BYTES,
         }
     }
 }

@@ -15,6 +15,7 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 /// Length of one budget window.
 pub const WINDOW_MS: u64 = 60_000;
@@ -39,11 +40,15 @@ pub enum Decision {
 struct Count {
     seen: u64,
     recorded: u32,
+    /// Order of first appearance in the window.
+    first: usize,
 }
 
 #[derive(Debug, Default)]
 struct Window {
-    start_ms: u64,
+    /// When it began, on a monotonic clock: a wall clock stepped back must
+    /// not hold a window open.
+    start: Option<Instant>,
     recorded: u32,
     sources: HashMap<IpAddr, Count>,
     /// Sources past `MAX_SOURCES`, together.
@@ -54,7 +59,7 @@ struct Window {
 pub struct Limiter {
     window: Mutex<Window>,
     /// [`WINDOW_MS`], unless a test asks for a shorter one.
-    window_ms: u64,
+    length: Duration,
 }
 
 impl Default for Limiter {
@@ -69,20 +74,34 @@ impl Limiter {
     pub fn with_window(window_ms: u64) -> Limiter {
         Limiter {
             window: Mutex::new(Window::default()),
-            window_ms: window_ms.max(1),
+            length: Duration::from_millis(window_ms.max(1)),
         }
     }
 
-    /// Counts one refusal from `from` at `now_ms`: whether to record it,
-    /// and the summary of the window that just ended, if it dropped any.
-    pub fn admit(&self, from: IpAddr, now_ms: u64) -> (Decision, Option<String>) {
+    /// Counts one refusal from `from`: whether to record it, and the
+    /// summary of the window that just ended, if it dropped any.
+    pub fn admit(&self, from: IpAddr) -> (Decision, Option<String>) {
+        self.admit_at(from, Instant::now())
+    }
+
+    /// Ends the window if it is over; its summary if it dropped any.
+    pub fn roll(&self) -> Option<String> {
+        let length = self.length;
+        roll(&mut self.lock(), Instant::now(), length)
+    }
+
+    fn admit_at(&self, from: IpAddr, now: Instant) -> (Decision, Option<String>) {
+        let length = self.length;
         let mut w = self.lock();
-        let ended = roll(&mut w, now_ms, self.window_ms);
+        let ended = roll(&mut w, now, length);
         let known = w.sources.len();
         let total_left = w.recorded < TOTAL_PER_WINDOW;
         let count = match w.sources.get_mut(&from) {
             Some(c) => c,
-            None if known < MAX_SOURCES => w.sources.entry(from).or_default(),
+            None if known < MAX_SOURCES => w.sources.entry(from).or_insert(Count {
+                first: known,
+                ..Count::default()
+            }),
             None => &mut w.others,
         };
         count.seen += 1;
@@ -98,72 +117,74 @@ impl Limiter {
         (decision, ended)
     }
 
-    /// Ends the window if it is over; its summary if it dropped any.
-    pub fn roll(&self, now_ms: u64) -> Option<String> {
-        roll(&mut self.lock(), now_ms, self.window_ms)
-    }
-
     fn lock(&self) -> std::sync::MutexGuard<'_, Window> {
         // Counters only: a panic elsewhere leaves nothing inconsistent.
         self.window.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
-fn roll(w: &mut Window, now_ms: u64, window_ms: u64) -> Option<String> {
-    if now_ms < w.start_ms.saturating_add(window_ms) {
+fn roll(w: &mut Window, now: Instant, length: Duration) -> Option<String> {
+    let Some(start) = w.start else {
+        w.start = Some(now);
+        return None;
+    };
+    if now.saturating_duration_since(start) < length {
         return None;
     }
     let ended = std::mem::replace(
         w,
         Window {
-            start_ms: now_ms,
+            start: Some(now),
             ..Window::default()
         },
     );
-    summary(&ended, window_ms)
+    summary(&ended, length)
 }
 
 /// `unverified refusals in the last minute: 1,204 from 10.0.0.9 (1,180 not
-/// recorded); …` — only for a window that dropped some.
-fn summary(w: &Window, window_ms: u64) -> Option<String> {
+/// recorded); …` — only for a window that dropped some. It names the
+/// loudest sources, then the first others that came, so a quiet intruder
+/// is not lost among the noise.
+fn summary(w: &Window, length: Duration) -> Option<String> {
     let dropped = |c: &Count| c.seen - u64::from(c.recorded);
     let total_dropped: u64 = w.sources.values().map(dropped).sum::<u64>() + dropped(&w.others);
     if total_dropped == 0 {
         return None;
     }
     let mut by_count: Vec<(&IpAddr, &Count)> = w.sources.iter().collect();
-    by_count.sort_by(|a, b| b.1.seen.cmp(&a.1.seen).then(a.0.cmp(b.0)));
-    let mut parts: Vec<String> = by_count
+    by_count.sort_by(|a, b| b.1.seen.cmp(&a.1.seen).then(a.1.first.cmp(&b.1.first)));
+    let (loudest, rest) = by_count.split_at(by_count.len().min(NAMED_IN_SUMMARY));
+    let mut rest: Vec<(&IpAddr, &Count)> = rest.to_vec();
+    rest.sort_by_key(|(_, c)| c.first);
+    let (early, unnamed) = rest.split_at(rest.len().min(NAMED_IN_SUMMARY));
+    let name = |(ip, c): &(&IpAddr, &Count)| {
+        format!(
+            "{} from {ip} ({} not recorded)",
+            thousands(c.seen),
+            thousands(dropped(c))
+        )
+    };
+    let mut parts: Vec<String> = loudest.iter().chain(early).map(name).collect();
+    let others = unnamed
         .iter()
-        .take(NAMED_IN_SUMMARY)
-        .map(|(ip, c)| {
-            format!(
-                "{} from {ip} ({} not recorded)",
-                thousands(c.seen),
-                thousands(dropped(c))
-            )
-        })
-        .collect();
-    let rest = by_count
-        .iter()
-        .skip(NAMED_IN_SUMMARY)
         .map(|(_, c)| **c)
         .chain(std::iter::once(w.others))
         .fold(Count::default(), |acc, c| Count {
             seen: acc.seen + c.seen,
             recorded: acc.recorded + c.recorded,
+            first: 0,
         });
-    if rest.seen > 0 {
+    if others.seen > 0 {
         parts.push(format!(
             "{} from other sources ({} not recorded)",
-            thousands(rest.seen),
-            thousands(dropped(&rest))
+            thousands(others.seen),
+            thousands(dropped(&others))
         ));
     }
-    let window = if window_ms == WINDOW_MS {
+    let window = if length == Duration::from_millis(WINDOW_MS) {
         "minute".to_string()
     } else {
-        format!("{} ms", window_ms)
+        format!("{} ms", length.as_millis())
     };
     Some(format!(
         "unverified refusals in the last {window}: {}",
@@ -195,13 +216,12 @@ mod tests {
     #[test]
     fn each_source_and_all_together_stay_within_the_budget() {
         let l = Limiter::default();
-        let t = 1_000_000;
+        let t = Instant::now();
         let recorded = |l: &Limiter, from: &str, n: u32| {
             (0..n)
-                .filter(|_| l.admit(ip(from), t).0 == Decision::Record)
+                .filter(|_| l.admit_at(ip(from), t).0 == Decision::Record)
                 .count()
         };
-        // The first call opens the window.
         assert_eq!(
             recorded(&l, "10.0.0.9", 1204),
             PER_SOURCE_PER_WINDOW as usize
@@ -216,31 +236,45 @@ mod tests {
             PER_SOURCE_PER_WINDOW as usize + 3 + others,
             TOTAL_PER_WINDOW as usize
         );
-        // The window ends: its summary names the loudest source.
-        let summary = l.roll(t + WINDOW_MS).unwrap();
+        // The window ends: its summary names the loudest source first, and
+        // the first quiet ones too.
+        let (_, summary) = l.admit_at(ip("10.0.0.9"), t + Duration::from_millis(WINDOW_MS));
+        let summary = summary.unwrap();
         assert!(
             summary.starts_with(
                 "unverified refusals in the last minute: 1,204 from 10.0.0.9 (1,199 not recorded)"
             ),
             "{summary}"
         );
+        assert!(
+            summary.contains("3 from 10.0.0.7 (0 not recorded)"),
+            "{summary}"
+        );
         assert!(summary.contains("from other sources"), "{summary}");
-        // A fresh window records again; a quiet one has nothing to say.
+        // The new window has recorded the call that ended the old one; a
+        // quiet window has nothing to say.
         assert_eq!(recorded(&l, "10.0.0.9", 1), 1);
-        assert_eq!(l.roll(t + 2 * WINDOW_MS), None);
+        let later = t + Duration::from_millis(3 * WINDOW_MS);
+        assert_eq!(roll(&mut l.lock(), later, l.length), None);
     }
 
     #[test]
     fn sources_beyond_the_table_are_counted_together() {
         let l = Limiter::default();
+        let t = Instant::now();
         for i in 0..(MAX_SOURCES as u32 + 10) {
-            l.admit(IpAddr::from(i.to_be_bytes()), 5);
+            l.admit_at(IpAddr::from(i.to_be_bytes()), t);
         }
         assert_eq!(l.lock().sources.len(), MAX_SOURCES);
         assert_eq!(l.lock().others.seen, 10);
-        let summary = l.roll(5 + WINDOW_MS).unwrap();
+        let summary = roll(
+            &mut l.lock(),
+            t + Duration::from_millis(WINDOW_MS),
+            l.length,
+        )
+        .unwrap();
         assert!(
-            summary.contains("; 4,101 from other sources ("),
+            summary.contains("; 4,096 from other sources ("),
             "{summary}"
         );
     }

@@ -47,52 +47,8 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     headers.remove(header::UPGRADE);
 }
 
-/// A block of addresses, `10.0.0.0/8` or one address.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Cidr {
-    network: IpAddr,
-    prefix: u8,
-}
-
-impl Cidr {
-    /// `ADDR/PREFIX` or `ADDR`, as `--trust-proxy` takes it.
-    pub fn parse(text: &str) -> Result<Cidr, String> {
-        let err = || format!("`{text}` is not an address or a block like 10.0.0.0/8");
-        let (addr, prefix) = match text.split_once('/') {
-            Some((a, p)) => (a, Some(p)),
-            None => (text, None),
-        };
-        let network: IpAddr = addr.parse().map_err(|_| err())?;
-        let max = if network.is_ipv4() { 32 } else { 128 };
-        let prefix = match prefix {
-            Some(p) => p.parse::<u8>().ok().filter(|p| *p <= max).ok_or_else(err)?,
-            None => max,
-        };
-        Ok(Cidr { network, prefix })
-    }
-
-    pub fn contains(&self, ip: IpAddr) -> bool {
-        let ip = match ip {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-            v4 => v4,
-        };
-        match (self.network, ip) {
-            (IpAddr::V4(n), IpAddr::V4(a)) => {
-                let mask = u32::MAX
-                    .checked_shl(32 - u32::from(self.prefix))
-                    .unwrap_or(0);
-                u32::from(n) & mask == u32::from(a) & mask
-            }
-            (IpAddr::V6(n), IpAddr::V6(a)) => {
-                let mask = u128::MAX
-                    .checked_shl(128 - u32::from(self.prefix))
-                    .unwrap_or(0);
-                u128::from(n) & mask == u128::from(a) & mask
-            }
-            _ => false,
-        }
-    }
-}
+/// A block of trusted proxy addresses (`--trust-proxy`).
+pub use skr8tr_net::server::IpNet as Cidr;
 
 fn trusted(proxies: &[Cidr], ip: IpAddr) -> bool {
     proxies.iter().any(|c| c.contains(ip))
@@ -102,51 +58,65 @@ fn trusted(proxies: &[Cidr], ip: IpAddr) -> bool {
 /// `X-Forwarded-Proto` for a request from `client` (see the module doc).
 pub fn add_forwarded(headers: &mut HeaderMap, client: IpAddr, proto: &str, proxies: &[Cidr]) {
     let xff = HeaderName::from_static("x-forwarded-for");
-    let forwarded = header::FORWARDED;
-    let from_proxy = trusted(proxies, client);
-    let prior_xff: Vec<String> = if from_proxy {
-        headers
+    let peer = client.to_string();
+    let node = match client {
+        IpAddr::V4(_) => peer.clone(),
+        IpAddr::V6(a) => format!("\"[{a}]\""),
+    };
+    let element = format!("for={node};proto={proto}");
+    let (chain, forwarded, real) = if trusted(proxies, client) {
+        let mut chain: Vec<String> = headers
             .get_all(&xff)
             .iter()
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(','))
             .map(|a| a.trim().to_string())
             .filter(|a| !a.is_empty())
-            .collect()
-    } else {
-        Vec::new()
-    };
-    let prior_forwarded: Vec<String> = if from_proxy {
-        headers
-            .get_all(&forwarded)
+            .collect();
+        let mut elements: Vec<String> = headers
+            .get_all(header::FORWARDED)
             .iter()
             .filter_map(|v| v.to_str().ok())
             .map(str::to_string)
-            .collect()
+            .collect();
+        // The real client: from the right, the first address that is not
+        // one of our trusted proxies. An entry that is not an address ends
+        // the walk: what stands left of it was written by whoever wrote it,
+        // not by a proxy we trust.
+        let mut real = client;
+        for entry in chain.iter().rev() {
+            match entry.parse::<IpAddr>() {
+                Ok(ip) => {
+                    real = ip;
+                    if !trusted(proxies, ip) {
+                        break;
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+        chain.push(peer);
+        elements.push(element);
+        (chain.join(", "), elements.join(", "), real.to_string())
     } else {
-        Vec::new()
+        // `X-Forwarded-Host`, `-Port`, `-Prefix`…: only a trusted proxy's.
+        let spoofable: Vec<HeaderName> = headers
+            .keys()
+            .filter(|n| n.as_str().starts_with("x-forwarded-"))
+            .cloned()
+            .collect();
+        for name in spoofable {
+            headers.remove(name);
+        }
+        (peer.clone(), element, peer)
     };
-    // The real client: from the right, the first address that is not one
-    // of our trusted proxies (the peer itself when it is not trusted).
-    let real = std::iter::once(client.to_string())
-        .chain(prior_xff.iter().rev().cloned())
-        .find(|a| a.parse::<IpAddr>().is_ok_and(|ip| !trusted(proxies, ip)))
-        .unwrap_or_else(|| client.to_string());
-    let mut chain = prior_xff;
-    chain.push(client.to_string());
     headers.remove(&xff);
-    if let Ok(v) = HeaderValue::from_str(&chain.join(", ")) {
+    if let Ok(v) = HeaderValue::from_str(&chain) {
         headers.insert(xff, v);
     }
-    let node = match client {
-        IpAddr::V4(a) => a.to_string(),
-        IpAddr::V6(a) => format!("\"[{a}]\""),
-    };
-    let mut elements = prior_forwarded;
-    elements.push(format!("for={node};proto={proto}"));
-    headers.remove(&forwarded);
-    if let Ok(v) = HeaderValue::from_str(&elements.join(", ")) {
-        headers.insert(forwarded, v);
+    headers.remove(header::FORWARDED);
+    if let Ok(v) = HeaderValue::from_str(&forwarded) {
+        headers.insert(header::FORWARDED, v);
     }
     if let Ok(v) = HeaderValue::from_str(&real) {
         headers.insert(HeaderName::from_static("x-real-ip"), v);
@@ -239,36 +209,28 @@ mod tests {
     }
 
     #[test]
-    fn blocks_contain_their_addresses() {
-        let c = Cidr::parse("192.168.0.0/16").unwrap();
-        assert!(c.contains("192.168.4.2".parse().unwrap()));
-        assert!(!c.contains("192.169.0.1".parse().unwrap()));
-        assert!(
-            c.contains("::ffff:192.168.1.1".parse().unwrap()),
-            "v4-mapped"
+    fn the_walk_stops_at_what_a_client_wrote_itself() {
+        let proxies = [Cidr::parse("10.0.0.0/8").unwrap()];
+        let mut h = HeaderMap::new();
+        // `unknown` is not an address: 6.6.6.6 left of it is the client's own.
+        h.insert(
+            "x-forwarded-for",
+            HeaderValue::from_static("6.6.6.6, unknown"),
         );
-        assert!(
-            Cidr::parse("0.0.0.0/0")
-                .unwrap()
-                .contains("8.8.8.8".parse().unwrap())
-        );
-        assert!(
-            Cidr::parse("10.0.0.1")
-                .unwrap()
-                .contains("10.0.0.1".parse().unwrap())
-        );
-        assert!(
-            !Cidr::parse("10.0.0.1")
-                .unwrap()
-                .contains("10.0.0.2".parse().unwrap())
-        );
-        assert!(
-            Cidr::parse("fd00::/8")
-                .unwrap()
-                .contains("fd12::1".parse().unwrap())
-        );
-        for bad in ["", "10.0.0.0/33", "x/8", "10.0.0.0/-1", "fd00::/129"] {
-            assert!(Cidr::parse(bad).is_err(), "{bad}");
-        }
+        forwarded_for(&mut h, "10.9.9.9", &proxies);
+        assert_eq!(h.get("x-real-ip").unwrap(), "10.9.9.9");
+        // From an untrusted client, every x-forwarded-* of its own goes.
+        let mut h = HeaderMap::new();
+        h.insert("x-forwarded-host", HeaderValue::from_static("evil.example"));
+        h.insert("x-forwarded-prefix", HeaderValue::from_static("/admin"));
+        forwarded_for(&mut h, "203.0.113.9", &proxies);
+        assert!(h.get("x-forwarded-host").is_none());
+        assert!(h.get("x-forwarded-prefix").is_none());
+        assert_eq!(h.get("x-forwarded-proto").unwrap(), "http", "ours is set");
+        // A trusted proxy's are kept.
+        let mut h = HeaderMap::new();
+        h.insert("x-forwarded-host", HeaderValue::from_static("app.example"));
+        forwarded_for(&mut h, "10.1.1.1", &proxies);
+        assert_eq!(h.get("x-forwarded-host").unwrap(), "app.example");
     }
 }

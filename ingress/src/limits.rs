@@ -14,7 +14,13 @@ pub struct Limits {
     /// `--timeout`: longest a backend may take to answer (and to accept
     /// an `Upgrade`).
     pub request_timeout: Duration,
+    /// `--max-buffered`: request bodies held at once, all connections
+    /// together; past it, a request is answered 503 unread.
+    pub max_buffered_bytes: usize,
 }
+
+/// 256 MiB: 25 full-size uploads at once.
+pub const MAX_BUFFERED_BYTES: usize = 256 << 20;
 
 /// `--max-connections`: client connections at once (lowered at start to
 /// fit the open-file limit, which backend connections share).
@@ -45,9 +51,11 @@ impl Default for Limits {
                 idle_timeout: IDLE_TIMEOUT,
                 body_timeout: BODY_TIMEOUT,
                 max_header_bytes: MAX_HEADER_BYTES,
+                unlimited_sources: Vec::new(),
             },
             max_body_bytes: MAX_BODY_BYTES,
             request_timeout: REQUEST_TIMEOUT,
+            max_buffered_bytes: MAX_BUFFERED_BYTES,
         }
     }
 }

@@ -18,6 +18,9 @@ use std::time::Duration;
 /// Most idle connections kept per backend.
 const MAX_PER_BACKEND: usize = 256;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// "Too many open files", for this process (EMFILE) or the system (ENFILE).
+const EMFILE: i32 = 24;
+const ENFILE: i32 = 23;
 
 #[derive(Default)]
 pub struct Pool {
@@ -25,6 +28,9 @@ pub struct Pool {
 }
 
 pub enum SendError {
+    /// Not sent because this process is out of file descriptors: no fault
+    /// of the backend's, so it is not ejected, and no other is tried.
+    Local(String),
     /// No request bytes left: safe to try another backend with any method.
     NotSent(String),
     /// The request may have reached the backend.
@@ -73,7 +79,12 @@ async fn connect(addr: &str) -> Result<SendRequest<Full<Bytes>>, SendError> {
     let stream = tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(addr))
         .await
         .map_err(|_| SendError::NotSent(format!("connect to {addr} timed out")))?
-        .map_err(|e| SendError::NotSent(format!("connect to {addr}: {e}")))?;
+        .map_err(|e| match e.raw_os_error() {
+            Some(libc_emfile) if libc_emfile == EMFILE || libc_emfile == ENFILE => {
+                SendError::Local(format!("connect to {addr}: {e}"))
+            }
+            _ => SendError::NotSent(format!("connect to {addr}: {e}")),
+        })?;
     let _ = stream.set_nodelay(true);
     let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await

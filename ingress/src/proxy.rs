@@ -73,27 +73,60 @@ fn malformed(req: &Request<Incoming>) -> Option<&'static str> {
         return Some("an HTTP/1.1 request needs a Host header");
     }
     if has_dot_segments(req.uri().path()) {
-        return Some("the path has `.` or `..` segments; send it without them");
+        return Some(
+            "the path has `.` or `..` segments, or an encoded slash; send it without them",
+        );
     }
     None
 }
 
-/// Whether a path has a `.` or `..` segment, written out or percent-encoded
-/// (`%2e`): the backend would read it as another path than the one routed.
+/// Whether a path could mean another path to the backend than the one it
+/// is routed by: a `.` or `..` segment (written out, percent-encoded, or
+/// with a `;parameter` as Tomcat reads it), a segment starting with `..`,
+/// an encoded slash or backslash (`%2f`, `%5c`), or a backslash.
 pub fn has_dot_segments(path: &str) -> bool {
-    path.split('/').any(|segment| {
-        let lower = segment.to_ascii_lowercase();
-        let decoded = lower.replace("%2e", ".");
-        decoded == "." || decoded == ".."
+    // The common path, on every request: no dot, escape or backslash.
+    if !path.bytes().any(|b| matches!(b, b'.' | b'%' | b'\\')) {
+        return false;
+    }
+    if path.contains('\\') {
+        return true;
+    }
+    let lower = path.to_ascii_lowercase();
+    if lower.contains("%2f") || lower.contains("%5c") {
+        return true;
+    }
+    lower.split('/').any(|segment| {
+        let decoded = segment.replace("%2e", ".");
+        let name = decoded.split(';').next().unwrap_or("");
+        name == "." || name.starts_with("..")
     })
 }
 
-/// A request body within the size limit and its deadline.
-async fn read_body(shared: &Shared, body: Incoming) -> Result<Bytes, Response<Body>> {
+/// A request body within the size limit and its deadline, in room reserved
+/// in the body budget (held by the caller while the body is).
+async fn read_body(
+    shared: &Shared,
+    body: Incoming,
+) -> Result<(Bytes, skr8tr_net::server::Reservation), Response<Body>> {
     let limits = &shared.config.limits;
+    if hyper::body::Body::is_end_stream(&body) {
+        // No body (a GET): nothing to wait for or hold.
+        return Ok((Bytes::new(), skr8tr_net::server::Reservation::none()));
+    }
+    let claim = hyper::body::Body::size_hint(&body)
+        .upper()
+        .unwrap_or(u64::MAX)
+        .min(limits.max_body_bytes as u64);
+    let Some(room) = shared.bodies.reserve(claim) else {
+        return Err(local(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too many request bodies in flight; try again".into(),
+        ));
+    };
     let body = skr8tr_net::server::DeadlineBody::new(body, limits.clients.body_timeout);
     match Limited::new(body, limits.max_body_bytes).collect().await {
-        Ok(b) => Ok(b.to_bytes()),
+        Ok(b) => Ok((b.to_bytes(), room)),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(local(
             StatusCode::PAYLOAD_TOO_LARGE,
             format!("request body larger than {} bytes", limits.max_body_bytes),
@@ -134,7 +167,7 @@ async fn forward(
         return upgrade(shared, client, proto, req, backend).await;
     }
     let (mut parts, body) = req.into_parts();
-    let body = match read_body(shared, body).await {
+    let (body, _room) = match read_body(shared, body).await {
         Ok(b) => b,
         Err(response) => return (response, None),
     };
@@ -183,6 +216,16 @@ async fn forward(
                 headers::strip_hop_by_hop(response.headers_mut());
                 return (response.map(Either::Left), Some(addr));
             }
+            Ok(Err(crate::pool::SendError::Local(e))) => {
+                tracing::warn!("cannot reach backends: {e}");
+                return (
+                    local(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "the ingress is out of file descriptors; try again".into(),
+                    ),
+                    None,
+                );
+            }
             Ok(Err(crate::pool::SendError::NotSent(e))) => {
                 last_error = format!("{addr}: {e}");
                 shared.eject(&addr);
@@ -230,7 +273,7 @@ async fn upgrade(
     use hyper::header::{CONNECTION, HeaderValue, UPGRADE};
     let client_side = hyper::upgrade::on(&mut req);
     let (mut parts, body) = req.into_parts();
-    let body = match read_body(shared, body).await {
+    let (body, _room) = match read_body(shared, body).await {
         Ok(b) => b,
         Err(response) => return (response, None),
     };

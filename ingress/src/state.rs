@@ -27,6 +27,8 @@ pub struct Shared {
     pub config: Config,
     /// Keep-alive connections to backends.
     pub pool: crate::pool::Pool,
+    /// Room for request bodies held at once.
+    pub bodies: skr8tr_net::server::BodyBudget,
     backends: RwLock<Arc<Table>>,
     any_ejected: std::sync::atomic::AtomicBool,
     next: AtomicUsize,
@@ -38,6 +40,7 @@ pub struct Shared {
 impl Shared {
     pub fn new(config: Config) -> Shared {
         Shared {
+            bodies: skr8tr_net::server::BodyBudget::new(config.limits.max_buffered_bytes),
             config,
             pool: crate::pool::Pool::default(),
             backends: RwLock::new(Arc::new(Table::new())),

@@ -319,6 +319,7 @@ async fn a_kept_connection_the_backend_closed_is_not_sent_on() {
         Ok(r) => assert_eq!(r.status(), StatusCode::OK),
         Err(SendError::NotSent(_)) => {}
         Err(SendError::Failed(e)) => panic!("a closed kept connection was sent on: {e}"),
+        Err(SendError::Local(e)) => panic!("out of descriptors: {e}"),
     }
 }
 
@@ -442,10 +443,22 @@ async fn malformed_requests_are_refused_before_routing() {
 #[test]
 fn dot_segments_are_found_written_out_or_encoded() {
     use crate::proxy::has_dot_segments;
-    for bad in ["/..", "/a/..", "/a/./b", "/%2e%2E/x", "/x/%2e"] {
+    for bad in [
+        "/..",
+        "/a/..",
+        "/a/./b",
+        "/%2e%2E/x",
+        "/x/%2e",
+        "/api/..%2fadmin",
+        "/api/..;/admin",
+        "/api/.;/admin",
+        "/api/..\\admin",
+        "/api/%5cadmin",
+        "/a/%2F",
+    ] {
         assert!(has_dot_segments(bad), "{bad}");
     }
-    for good in ["/", "/a.b/c", "/...", "/.well-known", "/a/..b"] {
+    for good in ["/", "/a.b/c", "/.well-known/x", "/v1.2/api", "/file.tar.gz"] {
         assert!(!has_dot_segments(good), "{good}");
     }
 }
@@ -495,4 +508,42 @@ async fn an_upgrade_request_brings_its_body_along() {
         answer.to_lowercase().contains("x-body: 5"),
         "the body went along: {answer}"
     );
+}
+
+#[tokio::test]
+async fn bodies_held_at_once_stay_within_the_budget() {
+    use tokio::io::AsyncWriteExt;
+    let web = backend("web").await;
+    let (_, addr) = ingress(&["/:web"], &[("web", vec![endpoint("w", web.addr)])], |c| {
+        c.limits.max_buffered_bytes = 8 * 1024;
+    })
+    .await;
+    // An upload that takes all the room and holds it.
+    let mut slow = tokio::net::TcpStream::connect(addr).await.unwrap();
+    slow.write_all(b"POST / HTTP/1.1\r\nhost: h\r\ncontent-length: 8192\r\n\r\nabc")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let second = raw(
+        addr,
+        "POST / HTTP/1.1\r\nhost: h\r\nconnection: close\r\ncontent-length: 3\r\n\r\nxyz",
+    )
+    .await;
+    assert!(second.starts_with("HTTP/1.1 503"), "{second}");
+    assert!(second.contains("too many request bodies"), "{second}");
+    // A request without a body needs no room.
+    let get = raw(
+        addr,
+        "GET / HTTP/1.1\r\nhost: h\r\nconnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(get.starts_with("HTTP/1.1 200"), "{get}");
+    drop(slow);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let third = raw(
+        addr,
+        "POST / HTTP/1.1\r\nhost: h\r\nconnection: close\r\ncontent-length: 3\r\n\r\nxyz",
+    )
+    .await;
+    assert!(third.starts_with("HTTP/1.1 200"), "room again: {third}");
 }

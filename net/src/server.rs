@@ -53,6 +53,67 @@ pub struct Limits {
     pub body_timeout: Duration,
     /// Largest request head, request line included (answered 431).
     pub max_header_bytes: usize,
+    /// Sources exempt from the per-address cap (proxies in front of this
+    /// daemon, which carry everyone's connections).
+    pub unlimited_sources: Vec<IpNet>,
+}
+
+/// A block of addresses, `10.0.0.0/8` or one address.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IpNet {
+    network: IpAddr,
+    prefix: u8,
+}
+
+impl IpNet {
+    /// `ADDR/PREFIX` or `ADDR`.
+    pub fn parse(text: &str) -> Result<IpNet, String> {
+        let err = || format!("`{text}` is not an address or a block like 10.0.0.0/8");
+        let (addr, prefix) = match text.split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (text, None),
+        };
+        let network: IpAddr = addr.parse().map_err(|_| err())?;
+        let max = if network.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            Some(p) => p.parse::<u8>().ok().filter(|p| *p <= max).ok_or_else(err)?,
+            None => max,
+        };
+        Ok(IpNet {
+            network: network.to_canonical(),
+            prefix,
+        })
+    }
+
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        match (self.network, ip.to_canonical()) {
+            (IpAddr::V4(n), IpAddr::V4(a)) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u32::from(n) & mask == u32::from(a) & mask
+            }
+            (IpAddr::V6(n), IpAddr::V6(a)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u128::from(n) & mask == u128::from(a) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+/// Whom the per-address cap counts together: an IPv4 address (IPv4-mapped
+/// IPv6 ones included), or an IPv6 /64 — one host's, on most networks.
+pub fn source_of(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => {
+            let bits = u128::from(v6) & (u128::MAX << 64);
+            IpAddr::V6(bits.into())
+        }
+        v4 => v4,
+    }
 }
 
 /// File descriptors kept free for everything but connections (the store,
@@ -163,7 +224,12 @@ pub async fn serve<F, Fut>(
             }
             continue;
         };
-        let Some(source) = SourceSlot::take(&per_ip, peer.ip(), max_per_ip) else {
+        let exempt = limits
+            .unlimited_sources
+            .iter()
+            .any(|n| n.contains(peer.ip()));
+        let cap = if exempt { usize::MAX } else { max_per_ip };
+        let Some(source) = SourceSlot::take(&per_ip, source_of(peer.ip()), cap) else {
             if let Some(more) = refused.due() {
                 tracing::warn!(
                     "{name}: {max_per_ip} connections open from {}, the cap per address: closing new ones{more}",
@@ -173,10 +239,11 @@ pub async fn serve<F, Fut>(
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let io = Guarded::new(stream, limits.idle_timeout);
+        // The connection holds its slots for as long as its socket lives:
+        // past an `Upgrade`, that is the tunnel's life, not the handler's.
+        let io = Guarded::new(stream, limits.idle_timeout).holding(Box::new((slot, source)));
         let serve = serve.clone();
         tokio::spawn(async move {
-            let _held = (slot, source);
             serve(io, peer).await;
         });
     }
@@ -221,13 +288,14 @@ impl Drop for SourceSlot {
 
 /// Logs a repeated event at most once per [`LOG_EVERY`], saying how many
 /// were not logged.
-struct Throttled {
+#[derive(Debug, Default)]
+pub struct Throttled {
     last: Option<std::time::Instant>,
     quiet: u64,
 }
 
 impl Throttled {
-    fn new() -> Throttled {
+    pub fn new() -> Throttled {
         Throttled {
             last: None,
             quiet: 0,
@@ -235,7 +303,7 @@ impl Throttled {
     }
 
     /// `Some(suffix)` when this one should be logged.
-    fn due(&mut self) -> Option<String> {
+    pub fn due(&mut self) -> Option<String> {
         let now = std::time::Instant::now();
         if self.last.is_some_and(|t| now.duration_since(t) < LOG_EVERY) {
             self.quiet += 1;
@@ -252,14 +320,18 @@ impl Throttled {
 }
 
 /// A connection that is closed once it moves no byte either way for its
-/// idle timeout: reads and writes fail with `TimedOut` then. The timer is
-/// armed only while the connection is polled, so a handler still working
-/// on a request is not cut off by it (its own deadlines apply).
+/// idle timeout: reads and writes fail with `TimedOut` then. The timer runs
+/// while the connection is polled — and hyper polls it while a handler
+/// works, to see the client leave — so a handler that sends nothing for
+/// that long is cut off too: long-polls answer sooner, streams send
+/// heartbeats. It holds the connection's slots under the caps until it is
+/// dropped.
 pub struct Guarded<S> {
     inner: S,
     idle: Duration,
     last: Instant,
     timer: Pin<Box<Sleep>>,
+    _held: Option<Box<dyn std::any::Any + Send + Sync>>,
 }
 
 impl<S> Guarded<S> {
@@ -270,7 +342,14 @@ impl<S> Guarded<S> {
             idle,
             last: now,
             timer: Box::pin(tokio::time::sleep_until(now + idle)),
+            _held: None,
         }
+    }
+
+    /// The same connection, keeping `held` alive as long as it lives.
+    pub fn holding(mut self, held: Box<dyn std::any::Any + Send + Sync>) -> Guarded<S> {
+        self._held = Some(held);
+        self
     }
 
     pub fn get_ref(&self) -> &S {
@@ -365,6 +444,52 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Guarded<S> {
     }
 }
 
+/// Room for request bodies held in memory at once, across all
+/// connections: a body is reserved for before it is read (its
+/// `Content-Length`, or the daemon's body limit when it has none), so many
+/// large uploads held just short of done cannot add up past it.
+#[derive(Clone, Debug)]
+pub struct BodyBudget {
+    kib: Arc<Semaphore>,
+    total_kib: usize,
+}
+
+/// Room reserved for one body; released when dropped.
+pub struct Reservation(#[allow(dead_code)] Option<tokio::sync::OwnedSemaphorePermit>);
+
+impl Reservation {
+    /// No room held (a request without a body).
+    pub fn none() -> Reservation {
+        Reservation(None)
+    }
+}
+
+impl BodyBudget {
+    pub fn new(bytes: usize) -> BodyBudget {
+        let total_kib = (bytes / 1024).clamp(1, Semaphore::MAX_PERMITS);
+        BodyBudget {
+            kib: Arc::new(Semaphore::new(total_kib)),
+            total_kib,
+        }
+    }
+
+    /// Room for a body of up to `bytes`; `None` while the budget is spent.
+    pub fn reserve(&self, bytes: u64) -> Option<Reservation> {
+        if bytes == 0 {
+            return Some(Reservation(None));
+        }
+        let kib = usize::try_from(bytes.div_ceil(1024))
+            .unwrap_or(usize::MAX)
+            .min(self.total_kib);
+        let n = u32::try_from(kib).unwrap_or(u32::MAX);
+        self.kib
+            .clone()
+            .try_acquire_many_owned(n)
+            .ok()
+            .map(|p| Reservation(Some(p)))
+    }
+}
+
 /// The error of a body that did not arrive in time.
 #[derive(Debug, thiserror::Error)]
 #[error("the request body did not arrive within {0:?}")]
@@ -438,6 +563,7 @@ mod tests {
             idle_timeout: Duration::from_millis(600),
             body_timeout: Duration::from_millis(400),
             max_header_bytes: 1024,
+            unlimited_sources: Vec::new(),
         }
     }
 
@@ -497,6 +623,38 @@ mod tests {
         let mut c = TcpStream::connect(addr).await.unwrap();
         let closed = read_all(&mut c, Duration::from_secs(5)).await;
         assert_eq!(closed.as_deref(), Some(""), "closed without an answer");
+    }
+
+    #[tokio::test]
+    async fn a_connection_handed_on_keeps_its_slot_until_its_socket_closes() {
+        // As after an `Upgrade`: the handler returns, the socket lives on.
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let limits = Limits {
+            max_connections: 2,
+            ..limits()
+        };
+        tokio::spawn(serve(
+            "test",
+            listener,
+            limits,
+            std::future::pending(),
+            |io, _| async move {
+                tokio::spawn(async move {
+                    let _tunnel = io;
+                    tokio::time::sleep(Duration::from_secs(30)).await;
+                });
+            },
+        ));
+        let _a = TcpStream::connect(addr).await.unwrap();
+        let _b = TcpStream::connect(addr).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let mut c = TcpStream::connect(addr).await.unwrap();
+        assert_eq!(
+            read_all(&mut c, Duration::from_secs(5)).await.as_deref(),
+            Some(""),
+            "the two tunnels still count"
+        );
     }
 
     #[tokio::test]
@@ -615,6 +773,67 @@ mod tests {
         assert!(
             took >= Duration::from_millis(500) && took < Duration::from_secs(3),
             "{took:?}"
+        );
+    }
+
+    #[test]
+    fn sources_are_hosts_and_blocks_contain_their_addresses() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert_eq!(source_of(ip("::ffff:10.0.0.1")), ip("10.0.0.1"));
+        assert_eq!(source_of(ip("2001:db8:1:2:aaaa::1")), ip("2001:db8:1:2::"));
+        assert_eq!(
+            source_of(ip("2001:db8:1:2:bbbb::9")),
+            source_of(ip("2001:db8:1:2::7"))
+        );
+        assert_ne!(
+            source_of(ip("2001:db8:1:3::1")),
+            source_of(ip("2001:db8:1:2::1"))
+        );
+        let net = IpNet::parse("192.168.0.0/16").unwrap();
+        assert!(net.contains(ip("192.168.4.2")));
+        assert!(!net.contains(ip("192.169.0.1")));
+        assert!(net.contains(ip("::ffff:192.168.1.1")), "v4-mapped");
+        assert!(IpNet::parse("0.0.0.0/0").unwrap().contains(ip("8.8.8.8")));
+        assert!(IpNet::parse("10.0.0.1").unwrap().contains(ip("10.0.0.1")));
+        assert!(!IpNet::parse("10.0.0.1").unwrap().contains(ip("10.0.0.2")));
+        assert!(IpNet::parse("fd00::/8").unwrap().contains(ip("fd12::1")));
+        for bad in ["", "10.0.0.0/33", "x/8", "10.0.0.0/-1", "fd00::/129"] {
+            assert!(IpNet::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[tokio::test]
+    async fn an_exempt_source_is_not_held_to_the_per_address_cap() {
+        let addr = server(Limits {
+            max_per_ip: 1,
+            unlimited_sources: vec![IpNet::parse("127.0.0.1").unwrap()],
+            ..limits()
+        })
+        .await;
+        let _first = TcpStream::connect(addr).await.unwrap();
+        let mut second = TcpStream::connect(addr).await.unwrap();
+        second
+            .write_all(b"GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let answer = read_all(&mut second, Duration::from_secs(5)).await.unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    }
+
+    #[test]
+    fn bodies_in_memory_stay_within_their_budget() {
+        let budget = BodyBudget::new(10 * 1024);
+        let a = budget.reserve(6 * 1024).unwrap();
+        assert!(budget.reserve(5 * 1024).is_none(), "over the budget");
+        let b = budget.reserve(4 * 1024).unwrap();
+        assert!(budget.reserve(1).is_none());
+        assert!(budget.reserve(0).is_some(), "no body needs no room");
+        drop(a);
+        assert!(budget.reserve(5 * 1024).is_some());
+        drop(b);
+        assert!(
+            budget.reserve(u64::MAX).is_some(),
+            "a huge claim takes all, not more"
         );
     }
 

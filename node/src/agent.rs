@@ -84,6 +84,7 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
         supervisor: supervisor.clone(),
         conductor_key: config.conductor_key.clone(),
         node: config.name.clone(),
+        refused: std::sync::Mutex::new(skr8tr_net::server::Throttled::new()),
     });
     let log_task = tokio::spawn(log_server.serve(logs_listener, config.limits.logs.clone()));
     let mut boot = [0u8; 8];

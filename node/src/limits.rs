@@ -35,6 +35,7 @@ impl Default for Limits {
                 idle_timeout: LOGS_IDLE_TIMEOUT,
                 body_timeout: LOGS_BODY_TIMEOUT,
                 max_header_bytes: LOGS_MAX_HEADER_BYTES,
+                unlimited_sources: Vec::new(),
             },
         }
     }

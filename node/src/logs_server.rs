@@ -17,11 +17,16 @@ use std::time::Duration;
 
 /// Requests are a few kilobytes (a signature and a replica id).
 const MAX_REQUEST_BYTES: usize = 16 * 1024;
+/// Answers stay well within what the conductor reads from a node
+/// (`wire::MAX_BODY_BYTES`), however long the replica's lines are.
+const MAX_REPLY_BYTES: usize = 512 * 1024;
 
 pub struct LogServer {
     pub supervisor: Arc<Supervisor>,
     pub conductor_key: PublicKey,
     pub node: String,
+    /// Refused requests, logged once per interval.
+    pub refused: std::sync::Mutex<server::Throttled>,
 }
 
 impl LogServer {
@@ -80,7 +85,10 @@ impl LogServer {
         {
             Ok(r) => r,
             Err(e) => {
-                tracing::warn!("log request refused: {e}");
+                // Anyone can send these: counted into a line every 10 s at most.
+                if let Some(more) = self.refused.lock().unwrap_or_else(|p| p.into_inner()).due() {
+                    tracing::warn!("log request refused: {e}{more}");
+                }
                 return reply(StatusCode::FORBIDDEN, format!("refused: {e}").into_bytes());
             }
         };
@@ -108,6 +116,15 @@ impl LogServer {
                 if lines.len() > limit {
                     lines.drain(..lines.len() - limit);
                 }
+                // Within what the conductor reads in one answer: the oldest
+                // lines go first, so a follower still moves on.
+                let mut bytes: usize = lines.iter().map(|l| l.text.len() + 32).sum();
+                let mut cut = 0;
+                while bytes > MAX_REPLY_BYTES && cut < lines.len() {
+                    bytes -= lines[cut].text.len() + 32;
+                    cut += 1;
+                }
+                lines.drain(..cut);
                 ReplicaLog {
                     replica: request.replica,
                     node: self.node.clone(),

@@ -28,13 +28,40 @@ fn err<'a>(path: &'a Path, what: &'static str) -> impl FnOnce(io::Error) -> Priv
 }
 
 /// Creates `dir` (and its parents) if missing, then makes it mode 0700.
+/// An existing directory that is shared — `/`, one with the sticky bit
+/// (like `/tmp`), or one another user owns — is refused, not chmodded:
+/// it was not meant to be the daemon's alone.
 pub fn private_dir(dir: &Path) -> Result<(), PrivateError> {
+    use std::os::unix::fs::MetadataExt;
+    if let Ok(meta) = fs::metadata(dir) {
+        let shared = |why: &str| PrivateError {
+            path: dir.to_path_buf(),
+            what: "check",
+            source: io::Error::other(format!("{why}; give the daemon a directory of its own")),
+        };
+        if dir.parent().is_none() {
+            return Err(shared("it is the root directory"));
+        }
+        if meta.permissions().mode() & 0o1000 != 0 {
+            return Err(shared("it is a shared directory (sticky bit)"));
+        }
+        if effective_uid().is_some_and(|me| me != meta.uid()) {
+            return Err(shared(&format!("it belongs to user {}", meta.uid())));
+        }
+    }
     fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
         .create(dir)
         .map_err(err(dir, "create"))?;
     set_mode(dir, 0o700)
+}
+
+/// This process's effective user id, from `/proc/self/status`.
+fn effective_uid() -> Option<u32> {
+    let status = fs::read_to_string("/proc/self/status").ok()?;
+    let uids = status.lines().find_map(|l| l.strip_prefix("Uid:"))?;
+    uids.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// Makes `file` mode 0600 if it exists (a missing file is fine: whoever
@@ -91,6 +118,13 @@ mod tests {
         let nested = dir.join("a/b");
         private_dir(&nested).unwrap();
         assert_eq!(mode(&nested), 0o700);
+        // Shared directories are refused, not chmodded.
+        for shared in [Path::new("/"), Path::new("/tmp")] {
+            let e = private_dir(shared).unwrap_err().to_string();
+            assert!(e.contains("a directory of its own"), "{e}");
+        }
+        let tmp = fs::metadata("/tmp").unwrap().permissions().mode();
+        assert_eq!(tmp & 0o1777, 0o1777, "left alone");
         std::os::unix::fs::symlink(&file, dir.join("link")).unwrap();
         let e = private_file(&dir.join("link")).unwrap_err().to_string();
         assert!(e.contains("symbolic link"), "{e}");

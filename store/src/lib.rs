@@ -85,6 +85,10 @@ pub struct CommandEntry {
     /// The apps it is about, for `history --app` (the audit log's per-app
     /// index).
     pub apps: Vec<String>,
+    /// Who sent it (an address), for the record if it turns out to be a
+    /// replay: then it is kept as a bounded summary, like any request
+    /// whose sender proved nothing.
+    pub from: String,
 }
 
 impl CommandEntry {
@@ -111,7 +115,14 @@ impl CommandEntry {
             nonce_expires_ms: valid_until.saturating_add(2 * skew),
             time_ms,
             apps: payload.command.apps(),
+            from: String::new(),
         }
+    }
+
+    /// The same entry, naming its sender.
+    pub fn from(mut self, from: impl Into<String>) -> CommandEntry {
+        self.from = from.into();
+        self
     }
 }
 
@@ -284,6 +295,7 @@ impl Store {
             nonce: entry.nonce,
             nonce_expires_ms: entry.nonce_expires_ms,
             apps: entry.apps,
+            from: entry.from,
         };
         self.submit(kind, time_ms, Some(erase(effect)))
     }
@@ -291,22 +303,13 @@ impl Store {
     /// Records a request refused before its sender proved a key, as a
     /// bounded summary. Returns its audit sequence number.
     pub fn reject(&self, entry: UnverifiedEntry) -> Result<u64, StoreError> {
-        use sha2::{Digest, Sha256};
-        let head = entry.bytes[..entry.bytes.len().min(audit::UNVERIFIED_HEAD_BYTES)].to_vec();
-        let summary: String = entry
-            .summary
-            .chars()
-            .take(audit::UNVERIFIED_SUMMARY_CHARS)
-            .collect();
         let kind = Kind::Unverified {
-            event: AuditEvent::Unverified {
-                from: entry.from,
-                size: entry.bytes.len() as u64,
-                digest: Sha256::digest(&entry.bytes).into(),
-                head,
-                claimed_signer: entry.claimed_signer,
-                summary,
-            },
+            event: unverified_event(
+                entry.from,
+                &entry.bytes,
+                entry.claimed_signer,
+                &entry.summary,
+            ),
             refusal: entry.refusal,
         };
         match self.submit::<()>(kind, entry.time_ms, None)? {
@@ -388,6 +391,28 @@ pub enum VerifyAuditError {
     Store(#[from] StoreError),
     #[error("audit log verification failed: {0}")]
     Chain(#[from] ChainError),
+}
+
+/// The bounded record of a request whose sender proved no key: its size,
+/// digest and first bytes, never all of it.
+pub(crate) fn unverified_event(
+    from: String,
+    bytes: &[u8],
+    claimed_signer: Option<Fingerprint>,
+    summary: &str,
+) -> AuditEvent {
+    use sha2::{Digest, Sha256};
+    AuditEvent::Unverified {
+        from,
+        size: bytes.len() as u64,
+        digest: Sha256::digest(bytes).into(),
+        head: bytes[..bytes.len().min(audit::UNVERIFIED_HEAD_BYTES)].to_vec(),
+        claimed_signer,
+        summary: summary
+            .chars()
+            .take(audit::UNVERIFIED_SUMMARY_CHARS)
+            .collect(),
+    }
 }
 
 fn erase<R: Send + 'static>(

@@ -189,37 +189,46 @@ macro_rules! read_api {
             }
 
             /// Up to `limit` audit entries before `before` (all entries when
-            /// `None`), oldest first: the last page, or the one before a seq.
-            pub fn audit_before(&self, before: Option<u64>, limit: usize) -> Result<Vec<AuditRecord>, StoreError> {
+            /// `None`), oldest first, and no more stored bytes than
+            /// `max_bytes` once the first is in; whether there are earlier ones.
+            pub fn audit_before(&self, before: Option<u64>, limit: usize, max_bytes: usize) -> Result<(Vec<AuditRecord>, bool), StoreError> {
                 let t = self.txn.open_table(AUDIT)?;
-                let mut out: Vec<AuditRecord> = t
-                    .range(..before.unwrap_or(u64::MAX))?
-                    .rev()
-                    .take(limit)
-                    .map(|row| AuditRecord::decode(row?.1.value()))
-                    .collect::<Result<_, _>>()?;
+                let mut out = Vec::new();
+                let mut bytes = 0;
+                for row in t.range(..before.unwrap_or(u64::MAX))?.rev() {
+                    let (_, v) = row?;
+                    let v = v.value();
+                    if out.len() >= limit || (!out.is_empty() && bytes + v.len() > max_bytes) {
+                        out.reverse();
+                        return Ok((out, true));
+                    }
+                    bytes += v.len();
+                    out.push(AuditRecord::decode(v)?);
+                }
                 out.reverse();
-                Ok(out)
+                Ok((out, false))
             }
 
-            /// Up to `limit` audit entries about `app` before `before`,
-            /// oldest first (through the per-app index: the log is not scanned).
-            pub fn audit_of_app(&self, app: &str, before: Option<u64>, limit: usize) -> Result<Vec<AuditRecord>, StoreError> {
+            /// [`Self::audit_before`] for the entries about `app`, through the
+            /// per-app index: the log is not scanned.
+            pub fn audit_of_app(&self, app: &str, before: Option<u64>, limit: usize, max_bytes: usize) -> Result<(Vec<AuditRecord>, bool), StoreError> {
                 let index = self.txn.open_table(AUDIT_BY_APP)?;
                 let audit = self.txn.open_table(AUDIT)?;
-                let seqs: Vec<u64> = index
-                    .range((app, 0)..(app, before.unwrap_or(u64::MAX)))?
-                    .rev()
-                    .take(limit)
-                    .map(|row| row.map(|(k, _)| k.value().1))
-                    .collect::<Result<_, _>>()?;
-                let mut out = Vec::with_capacity(seqs.len());
-                for seq in seqs.into_iter().rev() {
-                    if let Some(raw) = audit.get(seq)? {
-                        out.push(AuditRecord::decode(raw.value())?);
+                let mut out = Vec::new();
+                let mut bytes = 0;
+                for row in index.range((app, 0)..(app, before.unwrap_or(u64::MAX)))?.rev() {
+                    let seq = row?.0.value().1;
+                    let Some(raw) = audit.get(seq)? else { continue };
+                    let v = raw.value();
+                    if out.len() >= limit || (!out.is_empty() && bytes + v.len() > max_bytes) {
+                        out.reverse();
+                        return Ok((out, true));
                     }
+                    bytes += v.len();
+                    out.push(AuditRecord::decode(v)?);
                 }
-                Ok(out)
+                out.reverse();
+                Ok((out, false))
             }
 
             /// The last `limit` audit entries, oldest first.

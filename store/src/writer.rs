@@ -51,6 +51,7 @@ pub(crate) enum Kind {
         nonce: Nonce,
         nonce_expires_ms: u64,
         apps: Vec<String>,
+        from: String,
     },
     /// Refused before its sender proved a key: `event` is the bounded
     /// `AuditEvent::Unverified` summary.
@@ -180,6 +181,7 @@ fn record_refusal(
         nonce,
         nonce_expires_ms,
         apps,
+        ..
     } = &p.kind
     else {
         // The conductor changed its mind about its own change: nothing to record.
@@ -227,13 +229,9 @@ fn apply(
             summary,
             nonce,
             nonce_expires_ms,
+            from,
             ..
         } => {
-            let event = AuditEvent::Command {
-                envelope: envelope.clone(),
-                signer: Some(*signer),
-                summary: summary.clone(),
-            };
             let mut tx = Tx {
                 txn,
                 seq,
@@ -246,10 +244,17 @@ fn apply(
                         "this signed command (nonce {nonce}) was already received; sign a new one"
                     ),
                 );
+                // Anyone who saw it can send it again: a bounded summary.
+                let event = crate::unverified_event(from.clone(), envelope, Some(*signer), summary);
                 (event, rejected(&refusal), Err(refusal))
             } else {
                 let value = run_effect(&mut p.effect, &mut tx)?;
                 tx::remember_nonce(txn, nonce, *nonce_expires_ms)?;
+                let event = AuditEvent::Command {
+                    envelope: envelope.clone(),
+                    signer: Some(*signer),
+                    summary: summary.clone(),
+                };
                 (event, AuditOutcome::Accepted, Ok(value))
             }
         }

@@ -64,7 +64,9 @@ fn check_fixture_contents(store: &Store) {
     assert_eq!(summaries[1], "up api.skr8tr");
     assert_eq!(summaries[3], "node node-0 admitted");
     // The per-app index finds the `up` by the apps of its manifest.
-    let about = snap.audit_of_app("api-server", None, 10).unwrap();
+    let (about, _) = snap
+        .audit_of_app("api-server", None, 10, usize::MAX)
+        .unwrap();
     assert_eq!(about.iter().map(|r| r.seq).collect::<Vec<_>>(), [2]);
     drop(snap);
     let report = store.verify_audit().unwrap();

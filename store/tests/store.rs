@@ -667,19 +667,28 @@ fn the_log_is_indexed_by_app_and_read_in_pages() {
         );
     }
     let snap = store.snapshot().unwrap();
-    let web = snap.audit_of_app("web", None, 100).unwrap();
-    assert_eq!(web.len(), 10);
+    let (web, more) = snap.audit_of_app("web", None, 100, usize::MAX).unwrap();
+    assert_eq!((web.len(), more), (10, false));
     assert!(web.iter().all(|r| r.summary() == "scale web 2"));
-    let last_three = snap.audit_of_app("web", None, 3).unwrap();
+    let (last_three, more) = snap.audit_of_app("web", None, 3, usize::MAX).unwrap();
     assert_eq!(
         last_three.iter().map(|r| r.seq).collect::<Vec<_>>(),
         [23, 26, 29]
     );
-    let before = snap.audit_of_app("web", Some(23), 2).unwrap();
+    assert!(more);
+    let (before, _) = snap.audit_of_app("web", Some(23), 2, usize::MAX).unwrap();
     assert_eq!(before.iter().map(|r| r.seq).collect::<Vec<_>>(), [17, 20]);
-    let tail = snap.audit_before(None, 5).unwrap();
-    assert_eq!(tail.first().unwrap().seq, 27);
-    assert_eq!(snap.audit_before(Some(3), 5).unwrap().len(), 2);
+    let (tail, more) = snap.audit_before(None, 5, usize::MAX).unwrap();
+    assert_eq!((tail.first().unwrap().seq, more), (27, true));
+    assert_eq!(
+        snap.audit_before(Some(3), 5, usize::MAX).unwrap(),
+        (snap.audit(1, 2).unwrap(), false)
+    );
+    // A byte budget ends a page early (one entry at least), saying so.
+    let (one, more) = snap.audit_before(None, 100, 1).unwrap();
+    assert_eq!((one.len(), more), (1, true));
+    let (one, more) = snap.audit_of_app("web", None, 100, 1).unwrap();
+    assert_eq!((one.len(), one[0].seq, more), (1, 29, true));
     // Raw pages: by count, then by bytes (at least one entry each).
     let (page, next) = snap.audit_raw_page(1, 10, usize::MAX).unwrap();
     assert_eq!((page.len(), next), (10, Some(11)));
@@ -687,4 +696,36 @@ fn the_log_is_indexed_by_app_and_read_in_pages() {
     assert_eq!((page.len(), next), (3, None));
     let (page, next) = snap.audit_raw_page(1, 100, 1).unwrap();
     assert_eq!((page.len(), next), (1, Some(2)));
+}
+
+#[test]
+fn a_replay_inside_the_commit_is_kept_as_a_bounded_summary() {
+    let dir = Scratch::new("replay-summary");
+    let store = create(dir.path());
+    let e = entry(&key(1), scale("api", 2), T0).from("10.0.0.8");
+    accepted(
+        store
+            .command(e.clone(), |tx| Ok(tx.put_app("api", &app(1, 2))?))
+            .unwrap(),
+    );
+    let (_, refusal) = rejected(
+        store
+            .command(e.clone(), |tx| Ok(tx.put_app("api", &app(1, 3))?))
+            .unwrap(),
+    );
+    assert_eq!(refusal.code, Code::Replayed);
+    let log = store.snapshot().unwrap().audit_all().unwrap();
+    let AuditEvent::Unverified {
+        from,
+        size,
+        claimed_signer,
+        ..
+    } = &log[2].event
+    else {
+        panic!("a replay is not kept whole: {:?}", log[2].event);
+    };
+    assert_eq!(from, "10.0.0.8");
+    assert_eq!(*size, e.envelope.len() as u64);
+    assert_eq!(*claimed_signer, Some(e.signer));
+    assert_eq!(store.verify_audit().unwrap().rejected, 1);
 }

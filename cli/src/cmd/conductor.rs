@@ -32,6 +32,9 @@ pub struct Args {
     /// address, 10s header, 60s idle, 30s body timeouts)
     #[command(flatten)]
     bounds: super::listen::ListenFlags,
+    /// Request bodies held at once, all connections together
+    #[arg(long, default_value = "67108864", value_name = "BYTES")]
+    max_buffered: usize,
     /// Length of a budget window for unverified refusals (tests only: the
     /// documented budget is per minute)
     #[arg(long, hide = true, value_parser = crate::duration)]
@@ -44,6 +47,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     config.lost_after = args.lost_after;
     config.step_timeout = args.step_timeout;
     config.limits.api = args.bounds.apply(config.limits.api);
+    config.limits.max_buffered_bytes = args.max_buffered;
     if let Some(w) = args.refusal_window {
         config.refusal_window = w;
     }

@@ -61,11 +61,13 @@ pub async fn latest(
     let mut before: Option<u64> = None;
     while have < limit {
         let page = page(&client, app, before, (limit - have).min(PAGE)).await?;
+        let page_empty = page.entries.is_empty();
         have += page.entries.len();
         pages.push(page.entries);
         match page.before {
-            Some(b) => before = Some(b),
-            None => break,
+            // Only ever backwards: a page that does not move ends the walk.
+            Some(b) if !page_empty && before.is_none_or(|prev| b < prev) => before = Some(b),
+            _ => break,
         }
     }
     Ok(pages.into_iter().rev().flatten().collect())
@@ -180,7 +182,8 @@ fn verify(ctx: &Ctx) -> anyhow::Result<ExitCode> {
                     .map_err(|e| anyhow::anyhow!("the audit log does NOT verify: {e}"))?;
             }
             match page.next {
-                Some(next) if !page.entries.is_empty() => from = next,
+                // Only ever forwards.
+                Some(next) if !page.entries.is_empty() && next > from => from = next,
                 _ => break,
             }
         }

@@ -18,6 +18,9 @@ pub struct Args {
     /// Largest request body forwarded
     #[arg(long, default_value = "10485760", value_name = "BYTES")]
     max_body: usize,
+    /// Request bodies held at once, all connections together
+    #[arg(long, default_value = "268435456", value_name = "BYTES")]
+    max_buffered: usize,
     /// Largest request head (request line and headers)
     #[arg(long, default_value = "65536", value_name = "BYTES")]
     max_header: usize,
@@ -30,8 +33,8 @@ pub struct Args {
     bounds: super::listen::ListenFlags,
     /// Append to `X-Forwarded-For`/`Forwarded` from peers in this block
     /// (a proxy in front of this one), instead of replacing them
-    #[arg(long = "trust-proxy", value_name = "CIDR", value_parser = skr8tr_ingress::headers::Cidr::parse)]
-    trust_proxy: Vec<skr8tr_ingress::headers::Cidr>,
+    #[arg(long = "trust-proxy", value_name = "CIDR", value_parser = skr8tr_net::server::IpNet::parse)]
+    trust_proxy: Vec<skr8tr_net::server::IpNet>,
     /// Terminate TLS with this certificate chain (PEM)
     #[arg(long, value_name = "FILE", requires = "tls_key")]
     tls_cert: Option<std::path::PathBuf>,
@@ -47,9 +50,12 @@ pub fn run(conductor: String, args: Args) -> anyhow::Result<ExitCode> {
     crate::init_tracing();
     let mut config = Config::new(conductor, args.routes);
     config.limits.max_body_bytes = args.max_body;
+    config.limits.max_buffered_bytes = args.max_buffered;
     config.limits.request_timeout = args.timeout;
     config.limits.clients = args.bounds.apply(config.limits.clients);
     config.limits.clients.max_header_bytes = args.max_header;
+    // A proxy in front carries everyone's connections: no per-address cap.
+    config.limits.clients.unlimited_sources = args.trust_proxy.clone();
     config.trusted_proxies = args.trust_proxy;
     config.access_log = args.access_log;
     if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {

@@ -37,18 +37,26 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitCode> {
             .await?;
         let status = response.status();
         let mut body = response.into_body();
+        // Whole answers are read within a cap, like every other answer.
+        let whole = |body| async move {
+            http_body_util::Limited::new(body, 8 * skr8tr_proto::wire::MAX_BODY_BYTES)
+                .collect()
+                .await
+                .map(|b| b.to_bytes())
+                .map_err(|e| anyhow::anyhow!("the conductor's answer cannot be read: {e}"))
+        };
         if !status.is_success() {
-            let bytes = body.collect().await?.to_bytes();
+            let bytes = whole(body).await?;
             let reply: CommandReply =
                 wire::decode(&bytes).map_err(|e| anyhow::anyhow!("unreadable answer: {e}"))?;
             bail!(
                 "refused ({}): {}",
-                reply.code.unwrap_or_default(),
-                reply.message
+                show::line(&reply.code.unwrap_or_default()),
+                show::text(&reply.message)
             );
         }
         if !args.follow {
-            let bytes = body.collect().await?.to_bytes();
+            let bytes = whole(body).await?;
             let logs: Vec<ReplicaLog> =
                 wire::decode(&bytes).map_err(|e| anyhow::anyhow!("unreadable answer: {e}"))?;
             print(ctx, &logs)?;

@@ -54,6 +54,7 @@ fn defaults() -> Limits {
         idle_timeout: Duration::from_secs(60),
         body_timeout: Duration::from_secs(10),
         max_header_bytes: 16 * 1024,
+        unlimited_sources: Vec::new(),
     }
 }
 
@@ -117,7 +118,18 @@ async fn answer(site: &Site, req: &Request<hyper::body::Incoming>) -> Reply {
     let Some(path) = resolve(&site.root, req.uri().path(), site.dotfiles) else {
         return plain(StatusCode::NOT_FOUND, "not found");
     };
-    let Ok(mut file) = tokio::fs::File::open(&path).await else {
+    // A regular file only (a FIFO would hold a thread forever), opened
+    // without following a link swapped in since it was resolved.
+    match tokio::fs::symlink_metadata(&path).await {
+        Ok(m) if m.is_file() => {}
+        _ => return plain(StatusCode::NOT_FOUND, "not found"),
+    }
+    let opened = tokio::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(&path)
+        .await;
+    let Ok(mut file) = opened else {
         return plain(StatusCode::NOT_FOUND, "not found");
     };
     let len = match file.metadata().await {

@@ -102,7 +102,7 @@ pub(super) async fn record(c: &Arc<Conductor>, from: IpAddr, bytes: Bytes) -> Re
         Command::AddOperatorKey { .. } | Command::RevokeOperatorKey { .. }
     );
     let effect = commands::prepare(&command, verified.signer, &request.secrets);
-    let entry = CommandEntry::new(request.envelope, &verified, now);
+    let entry = CommandEntry::new(request.envelope, &verified, now).from(from.to_string());
     let store = c.store.clone();
     let outcome = tokio::task::spawn_blocking(move || match effect {
         Ok(effect) => store.command(entry, effect),
@@ -149,7 +149,7 @@ pub(super) async fn unverified(
     refusal: Refusal,
     now: u64,
 ) -> Recorded {
-    let (decision, ended) = c.refusals.admit(from, now);
+    let (decision, ended) = c.refusals.admit(from);
     if let Some(summary) = ended {
         record_summary(c, summary, now).await;
     }

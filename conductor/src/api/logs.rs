@@ -70,11 +70,8 @@ pub async fn logs(
         Err(e) => return e.into_response_body(),
     };
     if !follow {
-        let mut out = Vec::new();
-        for t in &targets {
-            out.push(fetch(&c, t, TAIL, None).await);
-        }
-        return body(StatusCode::OK, &out);
+        let asks = targets.iter().map(|t| (t.clone(), TAIL, None)).collect();
+        return body(StatusCode::OK, &fetch_all(&c, asks).await);
     }
     let stream = async_stream(c, targets);
     Response::builder()
@@ -192,6 +189,31 @@ async fn post(address: &str, port: u16, payload: Vec<u8>) -> Result<Bytes, Strin
     Ok(bytes)
 }
 
+/// Log requests to nodes in flight at once, for one `logs` call.
+const CONCURRENT_FETCHES: usize = 32;
+
+/// Every target's lines, asked of the nodes at the same time (at most
+/// [`CONCURRENT_FETCHES`] at once), in the targets' order.
+async fn fetch_all(c: &Arc<Conductor>, asks: Vec<(Target, u32, Option<u64>)>) -> Vec<ReplicaLog> {
+    let turns = Arc::new(tokio::sync::Semaphore::new(CONCURRENT_FETCHES));
+    let mut tasks = tokio::task::JoinSet::new();
+    for (i, (target, limit, after)) in asks.into_iter().enumerate() {
+        let (c, turns) = (c.clone(), turns.clone());
+        tasks.spawn(async move {
+            let _turn = turns.acquire_owned().await;
+            (i, fetch(&c, &target, limit, after).await)
+        });
+    }
+    let mut out = Vec::new();
+    while let Some(done) = tasks.join_next().await {
+        if let Ok(one) = done {
+            out.push(one);
+        }
+    }
+    out.sort_by_key(|(i, _)| *i);
+    out.into_iter().map(|(_, log)| log).collect()
+}
+
 /// Frames of new lines, polled from the nodes.
 fn async_stream(
     c: Arc<Conductor>,
@@ -204,15 +226,23 @@ fn async_stream(
         let deadline = tokio::time::Instant::now() + FOLLOW_FOR;
         let mut last_sent = tokio::time::Instant::now();
         while tokio::time::Instant::now() < deadline {
+            let asks = targets
+                .iter()
+                .map(|t| {
+                    let since = after.get(&t.replica).copied().flatten();
+                    let limit = if since.is_none() { TAIL } else { u32::MAX };
+                    (t.clone(), limit, since)
+                })
+                .collect();
+            // All nodes at once: a round takes one request's time (at most
+            // its 5 s timeout), so heartbeats keep their pace.
             let mut batch = Vec::new();
-            for t in &targets {
-                let since = after.get(&t.replica).copied().flatten();
-                let limit = if since.is_none() { TAIL } else { u32::MAX };
-                let log = fetch(&c, t, limit, since).await;
+            for log in fetch_all(&c, asks).await {
+                let since = after.get(&log.replica).copied().flatten();
                 if let Some(last) = log.lines.last() {
-                    after.insert(t.replica.clone(), Some(last.seq));
+                    after.insert(log.replica.clone(), Some(last.seq));
                 } else if since.is_none() && log.error.is_none() {
-                    after.insert(t.replica.clone(), Some(0));
+                    after.insert(log.replica.clone(), Some(0));
                 }
                 if !log.lines.is_empty() || log.error.is_some() {
                     batch.push(log);

@@ -12,9 +12,11 @@
 //! - `history.rs`: `GET /v1/history`, `/v1/audit`, a page at a time.
 //! - `registry.rs`: `GET /v1/registry` (long-poll watch), `GET /v1/lookup/{app}`.
 //! - `error.rs`: `ApiError`, the one place that maps failures to statuses.
+//! - `connection.rs`: one connection: peer, body deadline and budget.
 
 mod admit;
 mod commands;
+mod connection;
 mod error;
 mod history;
 mod logs;
@@ -33,6 +35,7 @@ use skr8tr_proto::wire::{CONTENT_TYPE, MAX_BODY_BYTES};
 use std::sync::Arc;
 
 pub(crate) use commands::record_summary;
+pub use connection::connection;
 pub use error::ApiError;
 pub use history::{CONCURRENT_PAGES, MAX_PAGE, MAX_PAGE_BYTES};
 
