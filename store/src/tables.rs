@@ -209,6 +209,25 @@ macro_rules! read_api {
                 Ok((out, false))
             }
 
+            /// Up to `limit` audit entries from `from` on, oldest first, and
+            /// no more stored bytes than `max_bytes` once the first is in;
+            /// the seq of the next one, if any.
+            pub fn audit_from(&self, from: u64, limit: usize, max_bytes: usize) -> Result<(Vec<AuditRecord>, Option<u64>), StoreError> {
+                let t = self.txn.open_table(AUDIT)?;
+                let mut out = Vec::new();
+                let mut bytes = 0;
+                for row in t.range(from..)? {
+                    let (seq, v) = row?;
+                    let v = v.value();
+                    if out.len() >= limit || (!out.is_empty() && bytes + v.len() > max_bytes) {
+                        return Ok((out, Some(seq.value())));
+                    }
+                    bytes += v.len();
+                    out.push(AuditRecord::decode(v)?);
+                }
+                Ok((out, None))
+            }
+
             /// [`Self::audit_before`] for the entries about `app`, through the
             /// per-app index: the log is not scanned.
             pub fn audit_of_app(&self, app: &str, before: Option<u64>, limit: usize, max_bytes: usize) -> Result<(Vec<AuditRecord>, bool), StoreError> {

@@ -684,6 +684,15 @@ fn the_log_is_indexed_by_app_and_read_in_pages() {
         snap.audit_before(Some(3), 5, usize::MAX).unwrap(),
         (snap.audit(1, 2).unwrap(), false)
     );
+    let (fwd, next) = snap.audit_from(25, 3, usize::MAX).unwrap();
+    assert_eq!(
+        (fwd.iter().map(|r| r.seq).collect::<Vec<_>>(), next),
+        (vec![25, 26, 27], Some(28))
+    );
+    let (fwd, next) = snap.audit_from(30, 10, usize::MAX).unwrap();
+    assert_eq!((fwd.len(), next), (2, None));
+    let (fwd, next) = snap.audit_from(1, 10, 1).unwrap();
+    assert_eq!((fwd.len(), next), (1, Some(2)));
     // A byte budget ends a page early (one entry at least), saying so.
     let (one, more) = snap.audit_before(None, 100, 1).unwrap();
     assert_eq!((one.len(), more), (1, true));

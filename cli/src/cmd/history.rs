@@ -94,41 +94,37 @@ fn forward(ctx: &Ctx, from: u64, limit: usize) -> anyhow::Result<ExitCode> {
     ctx.block_on(async {
         let client = ctx.client()?;
         let mut out = std::io::stdout().lock();
-        let mut next = from.max(1);
+        let mut from = from.max(1);
         let mut shown = 0;
         let mut header = !ctx.json;
         loop {
-            // One page forward: the `PAGE` entries before `next + PAGE`.
-            let page = page(&client, None, Some(next.saturating_add(PAGE as u64)), PAGE).await?;
-            let entries: Vec<HistoryEntry> = page
-                .entries
-                .into_iter()
-                .filter(|e| e.seq >= next)
-                .take(if limit == 0 {
-                    usize::MAX
-                } else {
-                    limit - shown
-                })
-                .collect();
-            let Some(last) = entries.last().map(|e| e.seq) else {
-                break;
+            let want = if limit == 0 {
+                PAGE
+            } else {
+                (limit - shown).min(PAGE)
             };
-            shown += entries.len();
+            let path = format!("/v1/history?from={from}&limit={want}");
+            let page: HistoryPage = api::get(&client, &path).await?;
+            if page.entries.is_empty() {
+                break;
+            }
+            shown += page.entries.len();
             if ctx.json {
-                for e in &entries {
+                for e in &page.entries {
                     writeln!(out, "{}", serde_json::to_string(e)?)?;
                 }
             } else {
-                let mut rows = rows(entries);
+                let mut rows = rows(page.entries);
                 if !std::mem::take(&mut header) {
                     rows.remove(0);
                 }
                 crate::table::print(&mut out, rows)?;
             }
-            if limit != 0 && shown >= limit {
-                break;
+            match page.next {
+                // Only ever forwards.
+                Some(next) if next > from && (limit == 0 || shown < limit) => from = next,
+                _ => break,
             }
-            next = last + 1;
         }
         anyhow::Ok(())
     })?;

@@ -5,6 +5,7 @@
 //!   most [`MAX_PAGE`], and [`MAX_PAGE_BYTES`] of stored records) before
 //!   SEQ — the last ones without it — as people read them; with `app`,
 //!   through the per-app index, not a scan.
+//! - `GET /v1/history?from=SEQ&limit=N`: the same, read forwards.
 //! - `GET /v1/audit?from=SEQ[&limit=N]`: entries from SEQ on in the
 //!   store's encoding, for `history --verify`, at most [`MAX_PAGE_BYTES`]
 //!   a page.
@@ -36,6 +37,8 @@ pub struct HistoryQuery {
     app: Option<String>,
     limit: Option<usize>,
     before: Option<u64>,
+    /// Read forwards from this seq instead (not with `app` or `before`).
+    from: Option<u64>,
 }
 
 pub async fn history(
@@ -47,6 +50,14 @@ pub async fn history(
     let store = c.store.clone();
     let page = tokio::task::spawn_blocking(move || {
         let snap = store.snapshot()?;
+        if let Some(from) = q.from {
+            let (records, next) = snap.audit_from(from.max(1), limit, MAX_PAGE_BYTES)?;
+            return Ok(HistoryPage {
+                entries: records.iter().map(entry).collect(),
+                before: None,
+                next,
+            });
+        }
         let (records, more) = match &q.app {
             Some(app) => snap.audit_of_app(app, q.before, limit, MAX_PAGE_BYTES),
             None => snap.audit_before(q.before, limit, MAX_PAGE_BYTES),
@@ -55,6 +66,7 @@ pub async fn history(
         Ok::<_, skr8tr_store::StoreError>(HistoryPage {
             entries: records.iter().map(entry).collect(),
             before,
+            next: None,
         })
     })
     .await

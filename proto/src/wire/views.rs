@@ -151,6 +151,9 @@ pub struct HistoryPage {
     /// The `before` of the page before this one; `None` at the start of
     /// the log (or of the app's entries).
     pub before: Option<u64>,
+    /// For a page read forwards (`from`): the `from` of the next page;
+    /// `None` at the end of the log.
+    pub next: Option<u64>,
 }
 
 /// Where one ready replica is reached.
