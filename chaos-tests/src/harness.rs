@@ -371,6 +371,23 @@ impl Cluster {
         path
     }
 
+    /// The operator key `Cluster::start` made.
+    pub fn operator_key(&self) -> skr8tr_proto::keys::SecretKey {
+        skr8tr_proto::keys::read_secret_key(&self.home().join(".skr8tr/signing.sec"))
+            .expect("the operator key")
+    }
+
+    /// POSTs a command request body and decodes the conductor's reply.
+    pub fn post_command(&self, body: Vec<u8>) -> wire::CommandReply {
+        let (_, bytes) = block_on(self.client().post(
+            "/v1/commands",
+            body,
+            Duration::from_secs(30),
+        ))
+        .expect("the conductor answers");
+        wire::decode(&bytes).expect("a command reply")
+    }
+
     pub fn log(&self, name: &str) -> String {
         std::fs::read_to_string(self.dir.join(name)).unwrap_or_default()
     }
@@ -411,6 +428,43 @@ pub fn block_on<F: Future>(f: F) -> F::Output {
         .build()
         .expect("runtime")
         .block_on(f)
+}
+
+/// `command` signed now by `key` for `cluster`, as a `POST /v1/commands` body.
+pub fn signed_request(
+    key: &skr8tr_proto::keys::SecretKey,
+    cluster: skr8tr_proto::command::ClusterId,
+    command: skr8tr_proto::command::Command,
+) -> Vec<u8> {
+    let envelope =
+        skr8tr_proto::envelope::Envelope::sign(key, command, cluster, std::time::SystemTime::now())
+            .expect("sign")
+            .to_bytes();
+    wire::encode(&wire::CommandRequest {
+        envelope,
+        secrets: vec![],
+    })
+}
+
+/// A process's peak resident memory (`VmHWM`), KiB.
+pub fn peak_rss_kib(pid: u32) -> u64 {
+    status_kib(pid, "VmHWM:")
+}
+
+/// A process's resident memory now (`VmRSS`), KiB.
+pub fn rss_kib(pid: u32) -> u64 {
+    status_kib(pid, "VmRSS:")
+}
+
+fn status_kib(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix(field))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
 }
 
 /// Whether a process exists and has not exited (a zombie does not count).

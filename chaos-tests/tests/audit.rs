@@ -4,43 +4,19 @@
 //! time in bounded memory; what a stranger sent cannot forge a row of
 //! `history`; data directories and their files are made private.
 
-use skr8tr_chaos_tests::harness::{Cluster, Options, wait_for};
-use skr8tr_proto::command::{ClusterId, Command};
+use skr8tr_chaos_tests::harness::{Cluster, Options, peak_rss_kib, signed_request, wait_for};
+use skr8tr_proto::command::Command;
 use skr8tr_proto::envelope::Envelope;
 use skr8tr_proto::keys::SecretKey;
-use skr8tr_proto::wire::{self, CommandReply, CommandRequest};
+use skr8tr_proto::wire::{self, CommandRequest};
 use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const WAIT: Duration = Duration::from_secs(120);
-
-fn operator(c: &Cluster) -> SecretKey {
-    skr8tr_proto::keys::read_secret_key(&c.home().join(".skr8tr/signing.sec")).unwrap()
-}
-
-fn post(c: &Cluster, body: Vec<u8>) -> CommandReply {
-    let (_, bytes) = skr8tr_chaos_tests::harness::block_on(c.client().post(
-        "/v1/commands",
-        body,
-        Duration::from_secs(30),
-    ))
-    .unwrap();
-    wire::decode(&bytes).unwrap()
-}
-
-fn signed(key: &SecretKey, cluster: ClusterId, command: Command) -> Vec<u8> {
-    let envelope = Envelope::sign(key, command, cluster, SystemTime::now())
-        .unwrap()
-        .to_bytes();
-    wire::encode(&CommandRequest {
-        envelope,
-        secrets: vec![],
-    })
-}
 
 fn dir_bytes(dir: &std::path::Path) -> u64 {
     std::fs::read_dir(dir)
@@ -125,7 +101,7 @@ fn ten_thousand_forged_megabyte_commands_stay_within_the_audit_budget() {
             ..Options::default()
         },
     );
-    let key = operator(&c);
+    let key = c.operator_key();
     let cluster = c.ping().unwrap().cluster;
     c.ok(&[
         "up",
@@ -191,17 +167,14 @@ fn ten_thousand_forged_megabyte_commands_stay_within_the_audit_budget() {
         );
         pings += 1;
         if !scaled && sent.load(Ordering::Relaxed) > 3000 {
-            let reply = post(
-                &c,
-                signed(
-                    &key,
-                    cluster,
-                    Command::Scale {
-                        app: "web".into(),
-                        replicas: 2,
-                    },
-                ),
-            );
+            let reply = c.post_command(signed_request(
+                &key,
+                cluster,
+                Command::Scale {
+                    app: "web".into(),
+                    replicas: 2,
+                },
+            ));
             assert!(reply.accepted, "{reply:?}");
             scaled = true;
         }
@@ -251,19 +224,10 @@ fn getrandom_fill(buf: &mut [u8]) {
     }
 }
 
-fn vm_hwm_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap()
-}
-
 #[test]
 fn a_log_of_three_thousand_commands_is_listed_filtered_and_verified_in_bounded_memory() {
     let c = Cluster::start("audit-long");
-    let key = operator(&c);
+    let key = c.operator_key();
     let cluster = c.ping().unwrap().cluster;
     c.ok(&[
         "up",
@@ -277,17 +241,14 @@ fn a_log_of_three_thousand_commands_is_listed_filtered_and_verified_in_bounded_m
     // Signed here (the CLI would sign one per process), sent in a row.
     for i in 0..3000u32 {
         let app = if i % 2 == 0 { "web" } else { "api" };
-        let reply = post(
-            &c,
-            signed(
-                &key,
-                cluster,
-                Command::Scale {
-                    app: app.into(),
-                    replicas: 1 + i % 5,
-                },
-            ),
-        );
+        let reply = c.post_command(signed_request(
+            &key,
+            cluster,
+            Command::Scale {
+                app: app.into(),
+                replicas: 1 + i % 5,
+            },
+        ));
         assert!(reply.accepted, "{i}: {reply:?}");
     }
     let lines = c.ok(&["history", "--limit", "3000"]);
@@ -321,7 +282,7 @@ fn a_log_of_three_thousand_commands_is_listed_filtered_and_verified_in_bounded_m
         assert!(text.contains("audit log verified"), "{text}");
         assert!(text.contains("3001 signatures re-checked"), "{text}");
     }
-    let hwm = vm_hwm_kib(pid);
+    let hwm = peak_rss_kib(pid);
     eprintln!("conductor peak RSS serving a 3,000-command log, 8 verifications at once: {hwm} KiB");
     assert!(hwm < 64 * 1024, "peak RSS {hwm} KiB");
 }
@@ -336,7 +297,7 @@ fn what_a_stranger_sends_cannot_forge_a_row_of_history() {
             .into(),
         manifest: "app web\n  exec /x\n".into(),
     };
-    let reply = post(&c, signed(&stranger, cluster, evil));
+    let reply = c.post_command(signed_request(&stranger, cluster, evil));
     assert_eq!(reply.code.as_deref(), Some("unknown-key"));
     let out = c.skr8tr(&["history"]);
     let text = out.stdout;

@@ -7,7 +7,9 @@
 //! daemon's CPU must stay low, its log small, and no healthy replica may
 //! be restarted.
 
-use skr8tr_chaos_tests::harness::{Cluster, Load, Options, free_port, skr8tr_bin, wait_for};
+use skr8tr_chaos_tests::harness::{
+    Cluster, Load, Options, free_port, peak_rss_kib, skr8tr_bin, wait_for,
+};
 use skr8tr_node::process::procfs;
 use skr8tr_proto::wire::ReplicaState;
 use std::net::{IpAddr, SocketAddr};
@@ -188,6 +190,11 @@ fn under_attack(pid: u32, mut legit: impl FnMut() -> Result<(), String>) -> Watc
 }
 
 fn assert_quiet(what: &str, w: &Watched, log: &str) {
+    eprintln!(
+        "{what} under attack: {:.1}% of a core, log {} bytes",
+        w.cpu_share * 100.0,
+        log.len()
+    );
     assert!(
         w.cpu_share < 0.5,
         "{what} used {:.0}% of a core under attack",
@@ -384,15 +391,6 @@ async fn fetch(addr: SocketAddr, request: String) -> (String, u64) {
     (String::from_utf8_lossy(&head).into_owned(), body)
 }
 
-fn vm_hwm_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap()
-}
-
 #[test]
 fn the_static_server_streams_big_files_in_constant_memory_with_range_and_head() {
     let dir = std::env::temp_dir().join(format!("skr8tr-static-{}", std::process::id()));
@@ -459,7 +457,7 @@ fn the_static_server_streams_big_files_in_constant_memory_with_range_and_head() 
             "a FIFO is not served: {head}"
         );
     });
-    let hwm = vm_hwm_kib(pid);
+    let hwm = peak_rss_kib(pid);
     assert!(hwm < 32 * 1024, "peak RSS {hwm} KiB serving 6 x 300 MB");
     let _ = server.kill();
     let _ = server.wait();

@@ -5,7 +5,7 @@ use skr8tr_chaos_tests::harness::{self, Cluster, alive, http_get, wait_for};
 use skr8tr_proto::command::{ClusterId, Command};
 use skr8tr_proto::envelope::Envelope;
 use skr8tr_proto::keys::SecretKey;
-use skr8tr_proto::wire::{self, CommandReply, CommandRequest, HistoryEntry, ReplicaState};
+use skr8tr_proto::wire::{self, CommandRequest, HistoryEntry, ReplicaState};
 use std::collections::BTreeSet;
 use std::time::{Duration, SystemTime};
 
@@ -139,16 +139,6 @@ fn unsafe_free_kill(pid: u32) {
     assert!(ok.success());
 }
 
-fn post(c: &Cluster, body: Vec<u8>) -> CommandReply {
-    let (_, bytes) = harness::block_on(c.client().post(
-        "/v1/commands",
-        body,
-        Duration::from_secs(30),
-    ))
-    .unwrap();
-    wire::decode(&bytes).unwrap()
-}
-
 fn signed(key: &SecretKey, cluster: ClusterId, command: Command) -> Vec<u8> {
     Envelope::sign(key, command, cluster, SystemTime::now())
         .unwrap()
@@ -174,7 +164,7 @@ fn unsigned_tampered_unknown_and_replayed_commands_are_refused_and_recorded() {
     };
 
     // Unsigned: not an envelope at all.
-    let reply = post(&c, request(b"please scale web to 2".to_vec()));
+    let reply = c.post_command(request(b"please scale web to 2".to_vec()));
     assert_eq!(
         (reply.accepted, reply.code.as_deref()),
         (false, Some("malformed")),
@@ -185,12 +175,12 @@ fn unsigned_tampered_unknown_and_replayed_commands_are_refused_and_recorded() {
     let mut env = Envelope::from_bytes(&signed(&operator, cluster, scale())).unwrap();
     let last = env.payload.len() - 20;
     env.payload[last] ^= 1;
-    let reply = post(&c, request(env.to_bytes()));
+    let reply = c.post_command(request(env.to_bytes()));
     assert_eq!(reply.code.as_deref(), Some("bad-signature"), "{reply:?}");
 
     // Signed by a key the cluster does not know.
     let stranger = SecretKey::from_seed(&[77; 32]);
-    let reply = post(&c, request(signed(&stranger, cluster, scale())));
+    let reply = c.post_command(request(signed(&stranger, cluster, scale())));
     assert_eq!(reply.code.as_deref(), Some("unknown-key"), "{reply:?}");
     assert!(
         reply
@@ -207,9 +197,9 @@ fn unsigned_tampered_unknown_and_replayed_commands_are_refused_and_recorded() {
             app: "nothing".into(),
         },
     ));
-    let first = post(&c, good.clone());
+    let first = c.post_command(good.clone());
     assert_eq!(first.code.as_deref(), Some("unknown-app"), "{first:?}");
-    let again = post(&c, good);
+    let again = c.post_command(good);
     assert_eq!(again.code.as_deref(), Some("replayed"), "{again:?}");
 
     // And one accepted command, through the CLI.

@@ -76,6 +76,30 @@ pub(crate) fn str_range<T: Record>(
     .collect()
 }
 
+/// Audit values newest first (a missing one skipped) to a page, oldest
+/// first: up to `limit` entries and, past the first, `max_bytes` of them;
+/// whether older ones were left.
+pub(crate) fn page_back<'a>(
+    rows: impl Iterator<Item = Result<Option<redb::AccessGuard<'a, &'static [u8]>>, StoreError>>,
+    limit: usize,
+    max_bytes: usize,
+) -> Result<(Vec<crate::records::AuditRecord>, bool), StoreError> {
+    let mut out = Vec::new();
+    let mut bytes = 0;
+    for row in rows {
+        let Some(value) = row? else { continue };
+        let v = value.value();
+        if out.len() >= limit || (!out.is_empty() && bytes + v.len() > max_bytes) {
+            out.reverse();
+            return Ok((out, true));
+        }
+        bytes += v.len();
+        out.push(crate::records::AuditRecord::decode(v)?);
+    }
+    out.reverse();
+    Ok((out, false))
+}
+
 /// Generates the read API for a type with a `txn` field that has
 /// `open_table` (a read snapshot, or a write transaction seeing its own
 /// writes), so both read exactly the same way.
@@ -193,20 +217,22 @@ macro_rules! read_api {
             /// `max_bytes` once the first is in; whether there are earlier ones.
             pub fn audit_before(&self, before: Option<u64>, limit: usize, max_bytes: usize) -> Result<(Vec<AuditRecord>, bool), StoreError> {
                 let t = self.txn.open_table(AUDIT)?;
-                let mut out = Vec::new();
-                let mut bytes = 0;
-                for row in t.range(..before.unwrap_or(u64::MAX))?.rev() {
-                    let (_, v) = row?;
-                    let v = v.value();
-                    if out.len() >= limit || (!out.is_empty() && bytes + v.len() > max_bytes) {
-                        out.reverse();
-                        return Ok((out, true));
-                    }
-                    bytes += v.len();
-                    out.push(AuditRecord::decode(v)?);
-                }
-                out.reverse();
-                Ok((out, false))
+                let rows = t.range(..before.unwrap_or(u64::MAX))?.rev().map(|row| {
+                    row.map(|(_, v)| Some(v)).map_err(StoreError::from)
+                });
+                page_back(rows, limit, max_bytes)
+            }
+
+            /// [`Self::audit_before`] for the entries about `app`, through the
+            /// per-app index: the log is not scanned.
+            pub fn audit_of_app(&self, app: &str, before: Option<u64>, limit: usize, max_bytes: usize) -> Result<(Vec<AuditRecord>, bool), StoreError> {
+                let index = self.txn.open_table(AUDIT_BY_APP)?;
+                let audit = self.txn.open_table(AUDIT)?;
+                let rows = index
+                    .range((app, 0)..(app, before.unwrap_or(u64::MAX)))?
+                    .rev()
+                    .map(|row| Ok(audit.get(row?.0.value().1)?));
+                page_back(rows, limit, max_bytes)
             }
 
             /// Up to `limit` audit entries from `from` on, oldest first, and
@@ -226,28 +252,6 @@ macro_rules! read_api {
                     out.push(AuditRecord::decode(v)?);
                 }
                 Ok((out, None))
-            }
-
-            /// [`Self::audit_before`] for the entries about `app`, through the
-            /// per-app index: the log is not scanned.
-            pub fn audit_of_app(&self, app: &str, before: Option<u64>, limit: usize, max_bytes: usize) -> Result<(Vec<AuditRecord>, bool), StoreError> {
-                let index = self.txn.open_table(AUDIT_BY_APP)?;
-                let audit = self.txn.open_table(AUDIT)?;
-                let mut out = Vec::new();
-                let mut bytes = 0;
-                for row in index.range((app, 0)..(app, before.unwrap_or(u64::MAX)))?.rev() {
-                    let seq = row?.0.value().1;
-                    let Some(raw) = audit.get(seq)? else { continue };
-                    let v = raw.value();
-                    if out.len() >= limit || (!out.is_empty() && bytes + v.len() > max_bytes) {
-                        out.reverse();
-                        return Ok((out, true));
-                    }
-                    bytes += v.len();
-                    out.push(AuditRecord::decode(v)?);
-                }
-                out.reverse();
-                Ok((out, false))
             }
 
             /// The last `limit` audit entries, oldest first.

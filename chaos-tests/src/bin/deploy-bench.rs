@@ -10,21 +10,10 @@
 // and `expect` says which.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use skr8tr_chaos_tests::harness::{Cluster, http_get};
+use skr8tr_chaos_tests::harness::{Cluster, http_get, rss_kib};
 use std::time::{Duration, Instant};
 
 const WAIT: Duration = Duration::from_secs(30);
-
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        })
-        .unwrap_or(0)
-}
 
 /// Polls every millisecond: the figure must measure skr8tr, not the poller.
 fn poll<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
