@@ -95,6 +95,14 @@ enum Command {
 const FAILURE: u8 = 1;
 
 fn main() -> ExitCode {
+    // `skr8tr shim DIR`: the per-replica supervisor a node agent starts.
+    // Dispatched before anything else so each shim stays small (no flag
+    // parsing, no logging, no async runtime).
+    let mut args = std::env::args_os().skip(1);
+    if args.next().is_some_and(|a| a == "shim") {
+        let dir = PathBuf::from(args.next().unwrap_or_default());
+        return ExitCode::from(skr8tr_node::shim::main(&dir).clamp(0, 255) as u8);
+    }
     let cli = Cli::parse();
     let ctx = api::Ctx {
         conductor: cli.conductor,

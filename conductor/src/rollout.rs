@@ -301,7 +301,11 @@ fn remove_drained(v: &View<'_>, generation: u64) -> Vec<Change> {
 }
 
 fn crashed(s: &Seen) -> bool {
-    s.restarts > 0 || matches!(s.state, ReplicaState::Backoff | ReplicaState::Exited { .. })
+    s.restarts > 0
+        || matches!(
+            s.state,
+            ReplicaState::Backoff | ReplicaState::Exited { .. } | ReplicaState::OomKilled
+        )
 }
 
 fn done(

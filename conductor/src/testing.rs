@@ -180,6 +180,9 @@ impl Harness {
                 .map(|(id, state, port)| replica(id, *state, *port))
                 .collect(),
             logs_port: Some(1),
+            limits: Some("cgroup v1".into()),
+            labels: Vec::new(),
+            wasm: false,
         };
         self.c.nodes().insert(
             name.into(),

@@ -1,8 +1,10 @@
-//! `run`: the node agent's entry point. Cleans up what a previous agent
-//! left, starts the supervisor, reports at once (a node is schedulable as
-//! soon as its first report lands), then long-polls and reports until
-//! shutdown, when every replica is drained.
+//! `run`: the node agent's entry point. Detects cgroups, takes on the
+//! replicas a previous agent left running, reports at once (a node is
+//! schedulable as soon as its first report lands), then long-polls and
+//! reports until shutdown, when replicas are left running under their
+//! shims for the next agent (or drained, with `stop_replicas_on_exit`).
 
+use crate::cgroup::Cgroups;
 use crate::supervisor::{Supervisor, SupervisorConfig};
 use crate::sync::{self, NodeSync};
 use skr8tr_net::Client;
@@ -37,7 +39,23 @@ pub struct NodeConfig {
     /// time this node (its key in `data_dir`) joins.
     pub ticket: Option<Vec<u8>>,
     pub limits: crate::Limits,
+    /// The binary whose `shim` subcommand runs under each replica: the
+    /// `skr8tr` binary.
+    pub shim: PathBuf,
+    /// How long replicas outlive an agent that is gone (default: the
+    /// conductor's lost-node timeout, when replacements are placed).
+    pub grace: Duration,
+    /// At shutdown, stop every replica instead of leaving them running
+    /// for the next agent (`skr8tr dev`, `--stop-replicas-on-exit`).
+    pub stop_replicas_on_exit: bool,
+    /// Run replicas without cgroups even where they work.
+    pub no_limits: bool,
+    /// `--label KEY=VALUE`, sorted by key.
+    pub labels: Vec<(String, String)>,
 }
+
+/// Default [`NodeConfig::grace`]: the conductor's default lost-node timeout.
+pub const DEFAULT_GRACE: Duration = Duration::from_secs(5);
 
 /// The node's own key pair, in its data directory.
 pub const NODE_SECRET_FILE: &str = "node.sec";
@@ -55,22 +73,50 @@ pub enum NodeError {
     DataDir { dir: String, source: std::io::Error },
     #[error(transparent)]
     Private(#[from] skr8tr_proto::files::PrivateError),
+    #[error("{0}")]
+    Config(String),
 }
 
 pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Result<(), NodeError> {
     skr8tr_proto::files::private_dir(&config.data_dir)?;
+    crate::shim::check_data_dir(&config.data_dir).map_err(NodeError::Config)?;
     let client = Client::new(&config.conductor)?;
     let key = node_key(&config.data_dir)?;
     let changed = Arc::new(Notify::new());
+    let cgroups = if config.no_limits {
+        tracing::warn!("resource limits are off (--no-limits): `ram` and `cpus` are not enforced");
+        None
+    } else {
+        match Cgroups::detect(&config.data_dir) {
+            Ok(c) => {
+                tracing::info!("resource limits: {}", c.label());
+                Some(c)
+            }
+            Err(why) => {
+                tracing::warn!("resource limits are off: {why}; `ram` and `cpus` are not enforced");
+                None
+            }
+        }
+    };
     let supervisor = Arc::new(Supervisor::new(
         SupervisorConfig {
             address: config.advertise,
             port_range: config.port_range,
             data_dir: config.data_dir.clone(),
             log_lines: config.log_lines,
+            shim: config.shim.clone(),
+            grace: config.grace,
+            cgroups: cgroups.clone(),
         },
         changed.clone(),
     ));
+    let adopted = supervisor.adopt().await;
+    if adopted > 0 {
+        tracing::info!(
+            adopted,
+            "took on replicas left running by the previous agent"
+        );
+    }
     // The log endpoint listens on a free port of the advertised address;
     // the port travels in every report.
     let logs_listener = tokio::net::TcpListener::bind((config.advertise, 0))
@@ -103,6 +149,9 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
         address: config.advertise.to_string(),
         boot_id: u64::from_le_bytes(boot),
         resources: sync::detect_resources(),
+        limits: cgroups.as_ref().map(|c| c.label().to_string()),
+        labels: config.labels.clone(),
+        wasm: false,
         heartbeat: config.heartbeat,
         supervisor: supervisor.clone(),
         changed,
@@ -122,11 +171,22 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
     let reporter = tokio::spawn(sync.clone().report());
     let poller = tokio::spawn(sync.poll());
     shutdown.await;
-    tracing::info!("shutting down: draining replicas");
     poller.abort();
     reporter.abort();
     log_task.abort();
-    supervisor.shutdown().await;
+    if config.stop_replicas_on_exit {
+        tracing::info!("shutting down: draining replicas");
+        supervisor.shutdown().await;
+        if let Some(c) = &cgroups {
+            c.remove_scope();
+        }
+    } else {
+        tracing::info!(
+            grace = ?config.grace,
+            "shutting down: replicas keep running for the next agent"
+        );
+        supervisor.detach();
+    }
     Ok(())
 }
 

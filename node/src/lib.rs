@@ -1,8 +1,9 @@
 //! The node agent: long-polls the conductor for its signed assignment set,
 //! starts and stops replicas by fork + exec, health-checks them, keeps a log
 //! ring buffer per replica, measures CPU and RAM, and reports every change.
-//! Stateless: a restarted node rebuilds everything from the conductor, and
-//! kills whatever an earlier agent left running.
+//! Keeps no state but its key: a restarted agent takes on the replicas its
+//! predecessor left running (each under its own shim) and rebuilds the
+//! rest from the conductor.
 //!
 //! Layout:
 //! - [`agent`]: `run` — the entry point; wires everything below.
@@ -10,10 +11,14 @@
 //! - [`supervisor`]: keeps assigned replicas running — one task per replica:
 //!   port, spawn, probes, restart with backoff, drain when unassigned;
 //!   `reports()` and `logs()` for the sync loop.
-//! - [`process`]: fork + exec of one replica in its own process group
-//!   (PDEATHSIG), SIGTERM → drain → SIGKILL of the group, the
-//!   `replicas.pids` file and `kill_leftovers`, /proc CPU and RSS sampling.
-//!   The only module with `unsafe`.
+//! - [`shim`]: `skr8tr shim`, the small per-replica supervisor that forks
+//!   the replica, owns its tree and cgroup, forwards its output, and
+//!   outlives the agent by a grace; the agent's client for it.
+//! - [`cgroup`]: v2/v1 detection, per-replica memory and CPU limits, OOM
+//!   kill counts.
+//! - [`process`]: what a replica runs (program, args, env), whole-tree
+//!   kills, the old `replicas.pids` leftovers, /proc CPU and RSS sampling.
+//!   With `shim`, the only modules with `unsafe`.
 //! - [`health`]: HTTP (hyper client) and TCP probes, bounded by a timeout.
 //! - [`logs`]: per-replica ring of the last N stdout/stderr lines, 16 KiB
 //!   per line at most.
@@ -25,10 +30,13 @@
 pub use limits::Limits;
 
 pub mod agent;
+pub mod cgroup;
 pub mod health;
 pub mod limits;
 pub mod logs;
 pub mod logs_server;
 pub mod process;
+#[allow(unsafe_code)]
+pub mod shim;
 pub mod supervisor;
 pub mod sync;

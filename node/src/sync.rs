@@ -27,6 +27,10 @@ pub struct NodeSync {
     pub address: String,
     pub boot_id: u64,
     pub resources: Resources,
+    /// [`wire::NodeReport::limits`].
+    pub limits: Option<String>,
+    pub labels: Vec<(String, String)>,
+    pub wasm: bool,
     pub heartbeat: Duration,
     pub supervisor: Arc<Supervisor>,
     pub changed: Arc<Notify>,
@@ -152,6 +156,9 @@ impl NodeSync {
             resources,
             replicas,
             logs_port: self.logs_port,
+            limits: self.limits.clone(),
+            labels: self.labels.clone(),
+            wasm: self.wasm,
         }
     }
 }

@@ -1,20 +1,15 @@
 //! `node::process` against real processes: environment and arguments,
-//! volumes, the parent-death signal, stopping a group, the pid file, and
-//! CPU/RSS sampling.
+//! volumes, the pid file of older agents, and CPU/RSS sampling.
 
 // A test: an unwrap is an assertion (clippy allows it inside #[test]
 // functions only; these helpers are part of the tests too).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use skr8tr_node::process::{
-    self, LaunchPlan, PID_FILE, PidFile, ProcessGroup, Sampler, SpawnError, Usage,
-};
+use skr8tr_node::process::{self, LaunchPlan, PID_FILE, Sampler, SpawnError, Usage};
 use skr8tr_proto::manifest::{self, AppSpec};
 use std::os::unix::fs::PermissionsExt;
-use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 
 fn temp_dir(name: &str) -> PathBuf {
     let dir =
@@ -38,11 +33,6 @@ fn plan<'a>(spec: &'a AppSpec, port: u16) -> LaunchPlan<'a> {
     }
 }
 
-/// Gone, or a zombie nobody reaped yet (PID 1 in a container may not).
-fn dead(pid: u32) -> bool {
-    !skr8tr_node::process::procfs::is_running(pid)
-}
-
 fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(10);
     while !done() {
@@ -51,8 +41,8 @@ fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
     }
 }
 
-#[tokio::test]
-async fn the_replica_gets_its_port_environment_and_volumes() {
+#[test]
+fn the_replica_gets_its_port_environment_and_volumes() {
     let dir = temp_dir("env");
     let volume = dir.join("data/nested");
     let s = spec(&format!(
@@ -72,17 +62,23 @@ async fn the_replica_gets_its_port_environment_and_volumes() {
 "#,
         volume.display()
     ));
-    let mut running = process::spawn(&plan(&s, 4321)).unwrap();
-    assert_eq!(running.group.id(), running.pid);
-    let mut out = String::new();
-    running
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut out)
-        .await
+    let p = process::program(&plan(&s, 4321)).unwrap();
+    assert_eq!(p.program, "/bin/sh");
+    assert_eq!(p.args.last().map(String::as_str), Some("4321"));
+    let names: Vec<&str> = p.env.iter().map(|(k, _)| k.as_str()).collect();
+    let mut unique = names.clone();
+    unique.sort_unstable();
+    unique.dedup();
+    assert_eq!(unique.len(), names.len(), "each variable once: {names:?}");
+    // Run it as the shim does: that environment only.
+    let out = std::process::Command::new(&p.program)
+        .args(&p.args)
+        .env_clear()
+        .envs(p.env.iter().map(|(k, v)| (k, v)))
+        .output()
         .unwrap();
-    assert!(running.child.wait().await.unwrap().success());
+    assert!(out.status.success());
+    let out = String::from_utf8(out.stdout).unwrap();
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines[0], "arg=4321 port=4321 replica=web/3/0 app=web");
     assert_eq!(
@@ -97,75 +93,14 @@ async fn the_replica_gets_its_port_environment_and_volumes() {
     assert_eq!(mode & 0o777, 0o700);
 }
 
-#[tokio::test]
-async fn a_missing_program_is_a_spawn_error_with_a_shell_exit_code() {
-    let s = spec("app web\n  exec /nonexistent/skr8tr-test\n");
-    let e = process::spawn(&plan(&s, 1)).unwrap_err();
-    assert!(matches!(e, SpawnError::Exec { .. }), "{e}");
-    assert_eq!(e.exit_code(), 127);
-    assert!(
-        e.to_string()
-            .starts_with("cannot start /nonexistent/skr8tr-test: ")
-    );
-}
-
 #[test]
-fn a_replica_dies_with_the_thread_that_started_it() {
-    let s = spec("app web\n  exec /bin/sleep\n  args 60\n");
-    let (pid, running) = std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        let running = rt.block_on(async { process::spawn(&plan(&s, 1)).unwrap() });
-        // Kept alive past this thread, so only the parent-death signal can
-        // end it.
-        (running.pid, running)
-    })
-    .join()
-    .unwrap();
-    wait_until("the parent-death signal", || dead(pid));
-    drop(running);
-}
-
-#[tokio::test]
-async fn stop_drains_then_kills_the_whole_group() {
-    // Ignores SIGTERM, and so does its background child.
-    let s = spec("app web\n  exec /bin/sh\n  args -c 'trap \"\" TERM; sleep 60 & echo $!; wait'\n");
-    let mut running = process::spawn(&plan(&s, 1)).unwrap();
-    let mut first = String::new();
-    BufReader::new(running.stdout.take().unwrap())
-        .read_line(&mut first)
-        .await
-        .unwrap();
-    let grandchild: u32 = first.trim().parse().unwrap();
-    assert!(process::is_alive(grandchild));
-    let drain = Duration::from_millis(300);
-    let began = Instant::now();
-    let status = process::stop(&mut running.child, running.group, drain)
-        .await
-        .unwrap();
-    assert!(
-        began.elapsed() >= drain,
-        "SIGTERM was ignored: the drain ran out"
+fn an_app_without_a_program_is_a_start_error() {
+    let s = spec(
+        "app web\n  type vm\n  vm {\n    hypervisor qemu\n    kernel /k\n    rootfs /r\n  }\n",
     );
-    assert_eq!(status.signal(), Some(libc::SIGKILL));
-    wait_until("the grandchild is killed", || dead(grandchild));
-}
-
-#[tokio::test]
-async fn stop_returns_as_soon_as_the_replica_exits_on_sigterm() {
-    let s = spec("app web\n  exec /bin/sleep\n  args 60\n");
-    let mut running = process::spawn(&plan(&s, 1)).unwrap();
-    let began = Instant::now();
-    let status = process::stop(&mut running.child, running.group, Duration::from_secs(30))
-        .await
-        .unwrap();
-    assert!(began.elapsed() < Duration::from_secs(10));
-    assert_eq!(status.signal(), Some(libc::SIGTERM));
-    assert!(!process::is_alive(running.pid));
-    // An already gone group is fine to kill again.
-    process::kill_group_now(running.group);
+    let e = process::program(&plan(&s, 1)).unwrap_err();
+    assert!(matches!(e, SpawnError::NoProgram { .. }), "{e}");
+    assert_eq!(e.exit_code(), 126);
 }
 
 fn sleeper() -> std::process::Child {
@@ -182,24 +117,20 @@ fn leftover_groups_from_the_pid_file_are_killed_unless_the_pid_was_reused() {
     let dir = temp_dir("leftovers");
     let mut recorded = sleeper();
     let mut reused = sleeper();
-    let mut pids = PidFile::new(&dir);
-    pids.insert("web/1/0", ProcessGroup::new(recorded.id()).unwrap());
-    pids.insert("web/1/1", ProcessGroup::new(reused.id()).unwrap());
-    drop(pids);
-    // Pretend the second pid now belongs to a process started at another
-    // time: its recorded start time no longer matches.
-    let text = std::fs::read_to_string(dir.join(PID_FILE)).unwrap();
-    let text: String = text
-        .lines()
-        .map(
-            |line| match line.strip_prefix(&format!("{} ", reused.id())) {
-                Some(_) => format!("{} 1 web/1/1\n", reused.id()),
-                None => format!("{line}\n"),
-            },
-        )
-        .collect();
-    std::fs::write(dir.join(PID_FILE), text).unwrap();
-
+    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap();
+    let started = process::procfs::stat(recorded.id()).unwrap().start_time;
+    // The second pid "now belongs to a process started at another time":
+    // its recorded start time does not match.
+    std::fs::write(
+        dir.join(PID_FILE),
+        format!(
+            "boot {}\n{} {started} web/1/0\n{} 1 web/1/1\n",
+            boot.trim(),
+            recorded.id(),
+            reused.id()
+        ),
+    )
+    .unwrap();
     assert_eq!(process::kill_leftovers(&dir), 1);
     wait_until("the recorded group is killed", || {
         recorded.try_wait().unwrap().is_some()
@@ -208,8 +139,8 @@ fn leftover_groups_from_the_pid_file_are_killed_unless_the_pid_was_reused() {
         reused.try_wait().unwrap().is_none(),
         "a reused pid was killed"
     );
-    // A new node run starts with an empty file: nothing more to kill.
-    PidFile::new(&dir);
+    // The file is read once, then gone: nothing more to kill.
+    assert!(!dir.join(PID_FILE).exists());
     assert_eq!(process::kill_leftovers(&dir), 0);
     reused.kill().unwrap();
     reused.wait().unwrap();
@@ -231,7 +162,7 @@ fn a_pid_file_from_another_boot_or_garbage_kills_nothing() {
     let garbage = format!("boot {}\ngarbage\n0 0 x\n1 0 y\n{own} 0 z\n\n", boot.trim());
     std::fs::write(&file, garbage).unwrap();
     assert_eq!(process::kill_leftovers(&dir), 0);
-    std::fs::remove_file(&file).unwrap();
+    assert!(!file.exists(), "read once, then removed");
     assert_eq!(process::kill_leftovers(&dir), 0);
     assert!(child.try_wait().unwrap().is_none());
     child.kill().unwrap();

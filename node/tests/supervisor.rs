@@ -6,7 +6,8 @@
 // functions only; these helpers are part of the tests too).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use skr8tr_node::process::{self, PID_FILE, ProcessGroup};
+use skr8tr_node::cgroup::Cgroups;
+use skr8tr_node::process::{self, ProcessGroup};
 use skr8tr_node::supervisor::{
     BACKOFF_FIRST, BACKOFF_RESET_AFTER, Backoff, Supervisor, SupervisorConfig, should_restart,
 };
@@ -17,6 +18,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
+
+mod common;
 
 const ID: &str = "web/1/0";
 const DEADLINE: Duration = Duration::from_secs(20);
@@ -39,6 +42,10 @@ fn node(name: &str, ports: (u16, u16)) -> Node {
 }
 
 fn node_in(dir: &Path, ports: (u16, u16)) -> Node {
+    node_with(dir, ports, Duration::from_secs(5), None)
+}
+
+fn node_with(dir: &Path, ports: (u16, u16), grace: Duration, cgroups: Option<Cgroups>) -> Node {
     let changed = Arc::new(Notify::new());
     let sup = Supervisor::new(
         SupervisorConfig {
@@ -46,6 +53,9 @@ fn node_in(dir: &Path, ports: (u16, u16)) -> Node {
             port_range: ports,
             data_dir: dir.join("data"),
             log_lines: 100,
+            shim: common::shim_bin(),
+            grace,
+            cgroups,
         },
         changed.clone(),
     );
@@ -132,8 +142,11 @@ fn dead(pid: u32) -> bool {
     !skr8tr_node::process::procfs::is_running(pid)
 }
 
-fn pid_file(node: &Node) -> String {
-    std::fs::read_to_string(node.dir.join("data").join(PID_FILE)).unwrap()
+/// The replica directories under the node's data dir: one per live shim.
+fn shim_dirs(node: &Node) -> usize {
+    std::fs::read_dir(node.dir.join("data").join("replicas"))
+        .map(|d| d.count())
+        .unwrap_or(0)
 }
 
 #[tokio::test]
@@ -157,14 +170,14 @@ async fn a_replica_becomes_ready_when_its_tcp_check_passes_and_stops_when_unassi
     assert!((21000..=21049).contains(&port));
     assert_eq!((r.app.as_str(), r.generation, r.restarts), ("web", 1, 0));
     assert!(r.started_at_ms > 0 && r.rss_bytes > 0, "{r:?}");
-    assert!(pid_file(&n).contains(&format!("{pid} ")));
+    assert_eq!(shim_dirs(&n), 1);
     // It really serves on the port it was given.
     std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
 
     n.sup.converge(&[]);
     wait_gone(&n.sup, ID).await;
     assert!(!process::is_alive(pid) || dead(pid));
-    assert!(!pid_file(&n).contains(&format!("{pid} ")));
+    assert_eq!(shim_dirs(&n), 0, "the shim cleaned up after itself");
     assert!(n.sup.logs(ID, 10).is_none());
 }
 
@@ -281,7 +294,7 @@ async fn an_unassigned_replica_is_drained_then_killed_with_its_group() {
     wait_gone(&n.sup, ID).await;
     assert!(began.elapsed() >= Duration::from_millis(300), "drained");
     assert!(dead(pid) && dead(helper), "the whole group is killed");
-    assert_eq!(pid_file(&n).lines().count(), 1, "{}", pid_file(&n));
+    assert_eq!(shim_dirs(&n), 0);
 }
 
 #[tokio::test]
@@ -425,34 +438,234 @@ async fn shutdown_stops_every_replica_and_auto_ports_differ() {
     let a = wait_for(&n.sup, "web/1/0", "ready", ready).await;
     let b = wait_for(&n.sup, "web/1/1", "ready", ready).await;
     assert_ne!(a.port, b.port);
-    assert_eq!(pid_file(&n).lines().count(), 3);
+    assert_eq!(shim_dirs(&n), 2);
     n.sup.shutdown().await;
     assert!(n.sup.reports().is_empty());
     assert!(dead(a.pid.unwrap()) && dead(b.pid.unwrap()));
-    assert_eq!(pid_file(&n).lines().count(), 1);
+    assert_eq!(shim_dirs(&n), 0);
     n.sup.converge(&[assignment("web/1/0", sleep)]);
     assert!(n.sup.reports().is_empty(), "nothing starts after shutdown");
 }
 
-#[tokio::test]
-async fn a_new_supervisor_kills_what_the_last_one_left() {
-    let n = node("leftover", (21140, 21149));
-    n.sup
-        .converge(&[assignment(ID, "app web\n  exec /bin/sleep\n  args 60\n")]);
-    let pid = wait_for(&n.sup, ID, "started", |r| r.pid.is_some())
-        .await
-        .pid
-        .unwrap();
-    // A node restart: the old supervisor is gone without stopping anything.
-    let again = node_in(&n.dir, (21140, 21149));
-    assert!(again.sup.reports().is_empty());
-    let deadline = Instant::now() + DEADLINE;
-    while !dead(pid) {
-        assert!(Instant::now() < deadline, "the leftover was not killed");
-        tokio::time::sleep(Duration::from_millis(5)).await;
+/// A replica that forks helpers, one of them in a session of its own:
+/// `sh -c 'sleep 1000 & sleep 1000 & setsid sleep 1001 & wait'`.
+const FORKER: &str = "app web\n  exec /bin/sh\n  args -c 'sleep 1000 & sleep 1000 & setsid sleep 1001 & wait'\n  settle 100ms\n  drain 200ms\n";
+
+/// Every live process whose command line starts with `needle`.
+fn processes_with(needle: &str) -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| {
+                String::from_utf8_lossy(&c)
+                    .replace('\0', " ")
+                    .starts_with(needle)
+            })
+        })
+        .filter(|pid| !dead(*pid))
+        .collect()
+}
+
+async fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    // The first supervisor restarts its replica meanwhile: stop it too.
+}
+
+/// A forker whose sleeps are told apart from other tests' by their length.
+fn forker(secs: u32) -> String {
+    FORKER
+        .replace("1000", &secs.to_string())
+        .replace("1001", &(secs + 1).to_string())
+}
+
+#[tokio::test]
+async fn stopping_a_replica_leaves_none_of_its_tree_not_even_setsid_children() {
+    let n = node("tree", (21140, 21149));
+    n.sup.converge(&[assignment(ID, &forker(1310))]);
+    wait_for(&n.sup, ID, "ready", ready).await;
+    wait_until("three helpers", DEADLINE, || {
+        processes_with("sleep 131").len() == 3
+    })
+    .await;
+    n.sup.converge(&[]);
+    wait_gone(&n.sup, ID).await;
+    let left = processes_with("sleep 131");
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
+
+#[tokio::test]
+async fn a_restarted_agent_adopts_its_replicas_and_kills_what_is_no_longer_assigned() {
+    let n = node("adopt", (21150, 21159));
+    let keep = assignment(
+        "web/1/0",
+        "app web\n  exec /bin/sleep\n  args 60\n  settle 50ms\n",
+    );
+    let drop_it = assignment("old/1/0", &forker(1320).replace("app web", "app old"));
+    n.sup.converge(&[keep.clone(), drop_it.clone()]);
+    let kept = wait_for(&n.sup, "web/1/0", "ready", ready).await;
+    wait_for(&n.sup, "old/1/0", "ready", ready).await;
+    wait_until("the helpers", DEADLINE, || {
+        processes_with("sleep 132").len() == 3
+    })
+    .await;
+    // The agent exits (an upgrade): replicas keep running.
+    n.sup.detach();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!dead(kept.pid.unwrap()), "a detached replica runs on");
+    assert_eq!(processes_with("sleep 132").len(), 3);
+
+    // The next agent takes both on as they are: same pid, port, readiness.
+    let again = node_in(&n.dir, (21150, 21159));
+    assert_eq!(again.sup.adopt().await, 2);
+    let r = report(&again.sup, "web/1/0").unwrap();
+    assert_eq!(
+        (r.pid, r.port, r.state),
+        (kept.pid, kept.port, ReplicaState::Ready)
+    );
+    // The first assignment set no longer holds `old`: its tree goes.
+    again.sup.converge(std::slice::from_ref(&keep));
+    wait_gone(&again.sup, "old/1/0").await;
+    assert!(processes_with("sleep 132").is_empty());
+    assert_eq!(report(&again.sup, "web/1/0").unwrap().pid, kept.pid);
+    again.sup.shutdown().await;
+    assert!(dead(kept.pid.unwrap()));
+}
+
+#[tokio::test]
+async fn replicas_of_an_agent_that_never_returns_stop_by_themselves_within_the_grace() {
+    let dir = std::env::temp_dir().join(format!(
+        "skr8tr-node-supervisor-grace-{}",
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    let n = node_with(&dir, (21160, 21169), Duration::from_millis(500), None);
+    n.sup.converge(&[assignment(ID, &forker(1330))]);
+    let pid = wait_for(&n.sup, ID, "ready", ready).await.pid.unwrap();
+    wait_until("the helpers", DEADLINE, || {
+        processes_with("sleep 133").len() == 3
+    })
+    .await;
+    let gone_at = Instant::now();
+    n.sup.detach();
+    wait_until("the orphaned tree to stop", DEADLINE, || {
+        dead(pid) && processes_with("sleep 133").is_empty()
+    })
+    .await;
+    assert!(
+        gone_at.elapsed() >= Duration::from_millis(400),
+        "not before the grace"
+    );
+    wait_until("the shim to leave", DEADLINE, || shim_dirs(&n) == 0).await;
+}
+
+/// Real cgroups (v1 on the machines this is built on, v2 elsewhere): only
+/// root may create them, and CI runs as root.
+fn real_cgroups(dir: &Path) -> Option<Cgroups> {
+    use std::os::unix::fs::MetadataExt;
+    let root = std::fs::metadata("/proc/self").unwrap().uid() == 0;
+    match Cgroups::detect(&dir.join("data")) {
+        Ok(c) => Some(c),
+        Err(e) if root => panic!("running as root, cgroups must work: {e}"),
+        Err(e) => {
+            eprintln!("skipped: not root ({e})");
+            None
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_replica_over_its_ram_is_oom_killed_and_restarted() {
+    let dir =
+        std::env::temp_dir().join(format!("skr8tr-node-supervisor-oom-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let Some(cgroups) = real_cgroups(&dir) else {
+        return;
+    };
+    let n = node_with(&dir, (21170, 21179), Duration::from_secs(5), Some(cgroups));
+    // Holds 200 MiB in a shell variable, with a 32 MiB limit.
+    let text = format!(
+        "app hog\n  exec {}\n  args -c 'import time; b = bytearray(200 << 20); time.sleep(60)'\n  ram 32mb\n  settle 5s\n",
+        python()
+    );
+    n.sup.converge(&[assignment("hog/1/0", &text)]);
+    wait_for(&n.sup, "hog/1/0", "oom-killed", |r| {
+        r.state == ReplicaState::OomKilled || r.restarts > 0
+    })
+    .await;
+    wait_for(&n.sup, "hog/1/0", "restarted", |r| r.restarts >= 1).await;
+    let log = log_text(&n.sup, "hog/1/0");
+    assert!(
+        log.contains("killed by the kernel: out of memory (ram 32 MiB)"),
+        "{log}"
+    );
     n.sup.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_cpus_quota_holds_a_burner_near_its_share() {
+    let dir =
+        std::env::temp_dir().join(format!("skr8tr-node-supervisor-cpu-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let Some(cgroups) = real_cgroups(&dir) else {
+        return;
+    };
+    let n = node_with(
+        &dir,
+        (21180, 21189),
+        Duration::from_secs(5),
+        Some(cgroups.clone()),
+    );
+    let text =
+        "app burn\n  exec /bin/sh\n  args -c 'while :; do :; done'\n  cpus 0.2\n  settle 50ms\n";
+    n.sup.converge(&[assignment("burn/1/0", text)]);
+    wait_for(&n.sup, "burn/1/0", "ready", ready).await;
+    let cg = cgroups.replica("burn/1/0");
+    let used = || cpu_usage_ns(&cgroups, &cg);
+    let (t0, u0) = (Instant::now(), used());
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let share = (used() - u0) as f64 / t0.elapsed().as_nanos() as f64;
+    eprintln!(
+        "cpus 0.2 burner: {:.1}% of a core, from its cgroup",
+        share * 100.0
+    );
+    assert!(
+        (0.10..=0.30).contains(&share),
+        "{:.1}% of a core",
+        share * 100.0
+    );
+    n.sup.shutdown().await;
+}
+
+/// CPU time of a replica's cgroup, ns: cpuacct.usage (v1) or cpu.stat's
+/// usage_usec (v2).
+fn cpu_usage_ns(cgroups: &Cgroups, cg: &skr8tr_node::cgroup::ReplicaCgroup) -> u64 {
+    use skr8tr_node::cgroup::Kind;
+    match &cgroups.kind {
+        Kind::V2 { .. } => {
+            let stat = std::fs::read_to_string(cg.dirs[0].join("cpu.stat")).unwrap();
+            let usec: u64 = stat
+                .lines()
+                .find_map(|l| l.strip_prefix("usage_usec "))
+                .unwrap()
+                .trim()
+                .parse()
+                .unwrap();
+            usec * 1000
+        }
+        Kind::V1 { .. } => {
+            let acct = cg.dirs.last().unwrap().join("cpuacct.usage");
+            std::fs::read_to_string(acct)
+                .unwrap()
+                .trim()
+                .parse()
+                .unwrap()
+        }
+    }
 }
 
 #[test]

@@ -7,6 +7,8 @@
 // functions only; these helpers are part of the tests too).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
@@ -180,6 +182,9 @@ async fn a_node_runs_only_sets_the_pinned_conductor_signed_for_it_and_reports_th
             port_range: (28100, 28199),
             data_dir: dir.clone(),
             log_lines: 10,
+            shim: common::shim_bin(),
+            grace: Duration::from_secs(5),
+            cgroups: None,
         },
         changed.clone(),
     ));
@@ -196,6 +201,9 @@ async fn a_node_runs_only_sets_the_pinned_conductor_signed_for_it_and_reports_th
         address: "127.0.0.1".into(),
         boot_id: 9,
         resources: sync::detect_resources(),
+        limits: None,
+        labels: Vec::new(),
+        wasm: false,
         heartbeat: Duration::from_millis(100),
         supervisor: supervisor.clone(),
         changed,

@@ -102,6 +102,12 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitCode> {
                 log_lines: 1000,
                 ticket: Some(ticket),
                 limits: skr8tr_node::Limits::default(),
+                shim: std::env::current_exe()?,
+                grace: skr8tr_node::agent::DEFAULT_GRACE,
+                // Ctrl-C takes the whole dev cluster down, replicas too.
+                stop_replicas_on_exit: true,
+                no_limits: false,
+                labels: Vec::new(),
             };
             let stop = Arc::new(tokio::sync::Notify::new());
             let node_stop = stop.clone();

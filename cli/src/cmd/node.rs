@@ -32,6 +32,21 @@ pub struct Args {
     /// A join ticket from `skr8tr ticket NAME`, needed on the first join
     #[arg(long, value_name = "FILE")]
     ticket: Option<PathBuf>,
+    /// How long replicas keep running after this agent is gone: an
+    /// upgrade (stop, replace the binary, start) must finish within it.
+    /// Default: the conductor's default lost-node timeout
+    #[arg(long, default_value = "5s", value_parser = crate::duration)]
+    grace: Duration,
+    /// Stop every replica when the agent exits, instead of leaving them
+    /// running for the next agent
+    #[arg(long)]
+    stop_replicas_on_exit: bool,
+    /// Run replicas without cgroups, so `ram` and `cpus` are not enforced
+    #[arg(long)]
+    no_limits: bool,
+    /// A label for `constraint` and `spread` (repeatable): --label zone=a
+    #[arg(long = "label", value_name = "KEY=VALUE", value_parser = label)]
+    labels: Vec<(String, String)>,
     /// The log endpoint's bounds (defaults: 32 connections, 16 per
     /// address, 5s header, 30s idle, 5s body timeouts)
     #[command(flatten)]
@@ -70,6 +85,11 @@ pub fn run(conductor: String, args: Args) -> anyhow::Result<ExitCode> {
         limits: skr8tr_node::Limits {
             logs: args.bounds.apply(skr8tr_node::Limits::default().logs),
         },
+        shim: std::env::current_exe().context("cannot find the skr8tr binary for shims")?,
+        grace: args.grace,
+        stop_replicas_on_exit: args.stop_replicas_on_exit,
+        no_limits: args.no_limits,
+        labels: labels(args.labels)?,
     };
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -77,6 +97,36 @@ pub fn run(conductor: String, args: Args) -> anyhow::Result<ExitCode> {
         .context("cannot start the async runtime")?
         .block_on(skr8tr_node::agent::run(config, crate::shutdown_signal()))?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// `KEY=VALUE`: both parts lowercase letters, digits, `-`, `_` and `.`,
+/// at most 63 characters each.
+fn label(text: &str) -> Result<(String, String), String> {
+    let (k, v) = text
+        .split_once('=')
+        .ok_or_else(|| format!("`{text}` is not a label like zone=a"))?;
+    let ok = |s: &str| {
+        !s.is_empty()
+            && s.len() <= 63
+            && s.bytes().all(|b| {
+                b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'_' | b'.')
+            })
+    };
+    if !ok(k) || !ok(v) {
+        return Err(format!(
+            "label `{text}`: key and value must be 1-63 lowercase letters, digits, `-`, `_` or `.`"
+        ));
+    }
+    Ok((k.to_string(), v.to_string()))
+}
+
+/// Sorted by key; a key given twice is an error.
+fn labels(mut labels: Vec<(String, String)>) -> anyhow::Result<Vec<(String, String)>> {
+    labels.sort();
+    if let Some(w) = labels.windows(2).find(|w| w[0].0 == w[1].0) {
+        anyhow::bail!("--label {} is given twice; give each key once", w[0].0);
+    }
+    Ok(labels)
 }
 
 fn port_range(text: &str) -> Result<(u16, u16), String> {

@@ -20,6 +20,8 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<ExitCode> {
             "CPU",
             "RAM",
             "LAST REPORT",
+            "LIMITS",
+            "LABELS",
         ]
         .map(String::from),
     ];
@@ -36,6 +38,20 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<ExitCode> {
             ),
             format!("{}/{} MiB", n.ram_used_bytes >> 20, n.ram_bytes >> 20),
             format!("{:.1}s ago", n.last_report_ms_ago as f64 / 1000.0),
+            format!(
+                "limits: {}{}",
+                n.limits.as_deref().unwrap_or("off"),
+                if n.wasm { ", wasm" } else { "" }
+            ),
+            if n.labels.is_empty() {
+                "-".to_string()
+            } else {
+                n.labels
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            },
         ]);
     }
     crate::table::print(&mut std::io::stdout().lock(), rows)?;

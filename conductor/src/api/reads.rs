@@ -77,7 +77,14 @@ pub async fn status(State(c): State<Arc<Conductor>>) -> Result<Response, ApiErro
             placed: current.len() as u32,
             running: states
                 .iter()
-                .filter(|s| !matches!(s, ReplicaState::Exited { .. } | ReplicaState::Backoff))
+                .filter(|s| {
+                    !matches!(
+                        s,
+                        ReplicaState::Exited { .. }
+                            | ReplicaState::Backoff
+                            | ReplicaState::OomKilled
+                    )
+                })
                 .count() as u32,
             ready: states.iter().filter(|s| **s == ReplicaState::Ready).count() as u32,
             unplaced: unplaced.get(&name).cloned(),
@@ -130,6 +137,9 @@ pub async fn nodes(State(c): State<Arc<Conductor>>) -> Result<Response, ApiError
                 cpu_used_millis: r.cpu_used_millis,
                 ram_used_bytes: r.ram_used_bytes,
                 last_report_ms_ago: now.saturating_sub(seen.last_ms),
+                limits: seen.report.limits.clone(),
+                labels: seen.report.labels.clone(),
+                wasm: seen.report.wasm,
             }
         })
         .collect();

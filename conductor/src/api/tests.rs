@@ -245,6 +245,9 @@ fn empty_report(node: &str) -> NodeMessage {
         },
         replicas: vec![],
         logs_port: None,
+        limits: None,
+        labels: Vec::new(),
+        wasm: false,
     })
 }
 

@@ -1,10 +1,7 @@
-//! A replica's process group: signalling it safely, and stopping it
-//! (SIGTERM, a drain, then SIGKILL of whatever is left).
+//! A process group: signalling it safely (the pid-file era's leftovers
+//! are killed by group).
 
 use std::io;
-use std::process::ExitStatus;
-use std::time::Duration;
-use tokio::process::Child;
 
 /// A process group id that is safe to signal: never 0 or 1 (which would
 /// mean "our own group" or "every process"), never the node's own group.
@@ -49,29 +46,6 @@ impl ProcessGroup {
 pub fn kill_group_now(group: ProcessGroup) {
     if let Err(e) = group.signal(libc::SIGKILL) {
         tracing::warn!(pgid = group.0, "cannot SIGKILL process group: {e}");
-    }
-}
-
-/// Stops a replica: SIGTERM to its group, up to `drain` for the leader to
-/// exit, then SIGKILL to whatever of the group is left (helpers that
-/// ignored SIGTERM or outlived the leader). Returns the leader's status.
-pub async fn stop(child: &mut Child, group: ProcessGroup, drain: Duration) -> Option<ExitStatus> {
-    if let Err(e) = group.signal(libc::SIGTERM) {
-        tracing::warn!(pgid = group.0, "cannot SIGTERM process group: {e}");
-    }
-    let status = match tokio::time::timeout(drain, child.wait()).await {
-        Ok(Ok(status)) => Some(status),
-        Ok(Err(e)) => {
-            tracing::warn!(pgid = group.0, "cannot wait for replica: {e}");
-            None
-        }
-        Err(_) => None,
-    };
-    kill_group_now(group);
-    match status {
-        Some(status) => Some(status),
-        // Killed just now: reap it so it does not linger as a zombie.
-        None => child.wait().await.ok(),
     }
 }
 

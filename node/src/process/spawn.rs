@@ -1,13 +1,10 @@
-//! Fork + exec of one replica in its own process group, with the
-//! parent-death signal, `$PORT` and the environment it gets.
+//! What one replica runs: its program, arguments, `$PORT` and the
+//! environment it gets (the fork + exec itself is its shim's, see
+//! [`crate::shim`]).
 
 use skr8tr_proto::manifest::AppSpec;
 use std::io;
 use std::os::unix::fs::DirBuilderExt;
-use std::process::Stdio;
-use tokio::process::{Child, ChildStderr, ChildStdout, Command};
-
-use super::ProcessGroup;
 
 /// What to start: one replica of one app on one port.
 #[derive(Clone, Copy, Debug)]
@@ -23,14 +20,13 @@ pub struct LaunchPlan<'a> {
     pub address: std::net::IpAddr,
 }
 
-/// A started replica. Its stdout and stderr are pipes for the log ring.
-#[derive(Debug)]
-pub struct Running {
-    pub child: Child,
-    pub pid: u32,
-    pub group: ProcessGroup,
-    pub stdout: Option<ChildStdout>,
-    pub stderr: Option<ChildStderr>,
+/// The program a replica runs, with its arguments and its whole
+/// environment: what its shim executes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Program {
+    pub program: String,
+    pub args: Vec<String>,
+    pub env: Vec<(String, String)>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -43,6 +39,8 @@ pub enum SpawnError {
     Volume { path: String, source: io::Error },
     #[error("cannot start {program}: {source}")]
     Exec { program: String, source: io::Error },
+    #[error("cannot set up the replica's cgroup: {0}")]
+    Cgroup(io::Error),
 }
 
 impl SpawnError {
@@ -77,13 +75,12 @@ fn withheld(name: &str) -> bool {
         )
 }
 
-/// Starts one replica in its own process group, stdin from /dev/null,
-/// stdout and stderr piped.
-///
-/// Must be called from a thread that outlives the replica (a runtime worker
-/// or the main thread, never a `spawn_blocking` thread): Linux delivers the
-/// parent-death signal when the *thread* that forked exits.
-pub fn spawn(plan: &LaunchPlan<'_>) -> Result<Running, SpawnError> {
+/// What one replica runs: its program (or the node's own binary for
+/// `serve { static }`), `$PORT` expanded in args and env, and its
+/// environment (the node's, minus [`withheld`] names, plus the app's env,
+/// secrets, volume paths, `PORT`, `SKR8TR_REPLICA` and `SKR8TR_APP`).
+/// Creates the app's volumes.
+pub fn program(plan: &LaunchPlan<'_>) -> Result<Program, SpawnError> {
     let spec = plan.spec;
     // `serve { static DIR }`: the node runs its own binary as the static
     // file server — the one file already on every host.
@@ -117,7 +114,6 @@ pub fn spawn(plan: &LaunchPlan<'_>) -> Result<Running, SpawnError> {
             });
         }
     };
-    let program = program.as_str();
     for volume in &spec.volumes {
         std::fs::DirBuilder::new()
             .recursive(true)
@@ -128,75 +124,29 @@ pub fn spawn(plan: &LaunchPlan<'_>) -> Result<Running, SpawnError> {
                 source,
             })?;
     }
-    let mut cmd = Command::new(program);
-    cmd.args(args);
-    for (name, _) in std::env::vars_os() {
-        if name.to_str().is_some_and(withheld) {
-            cmd.env_remove(name);
-        }
-    }
+    let mut env: Vec<(String, String)> = std::env::vars_os()
+        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+        .filter(|(k, _)| !withheld(k))
+        .collect();
+    let mut set = |name: &str, value: String| {
+        env.retain(|(k, _)| k != name);
+        env.push((name.to_string(), value));
+    };
     for (name, value) in &spec.env {
-        cmd.env(name, expand_port(value, plan.port));
+        set(name, expand_port(value, plan.port));
     }
     for (name, secret) in &spec.secrets {
-        cmd.env(name, secret.expose());
+        set(name, secret.expose().to_string());
     }
     for volume in &spec.volumes {
         if let Some(name) = &volume.env {
-            cmd.env(name, &volume.path);
+            set(name, volume.path.clone());
         }
     }
-    cmd.env("PORT", plan.port.to_string())
-        .env("SKR8TR_REPLICA", plan.replica)
-        .env("SKR8TR_APP", plan.app)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        // A backstop if the supervisor's task is dropped without stopping
-        // the replica; the supervisor itself signals the whole group.
-        .kill_on_drop(true);
-    let parent = std::process::id() as libc::pid_t;
-    // Runs in the forked child before exec: only async-signal-safe system
-    // calls, no allocation, no locks.
-    let die_with_the_node = move || {
-        // SAFETY: prctl(PR_SET_PDEATHSIG) takes plain integers.
-        if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) } == -1 {
-            return Err(io::Error::last_os_error());
-        }
-        // The node may have died between fork and prctl: then no signal
-        // will ever come, so do not exec at all (an error from a raw errno:
-        // nothing allocates after fork).
-        // SAFETY: getppid has no arguments and cannot fail.
-        if unsafe { libc::getppid() } != parent {
-            return Err(io::Error::from_raw_os_error(libc::ESRCH));
-        }
-        Ok(())
-    };
-    // SAFETY: the hook only makes the two system calls above, which are
-    // async-signal-safe and touch no memory shared with the parent.
-    unsafe {
-        cmd.pre_exec(die_with_the_node);
-    }
-    let mut child = cmd.spawn().map_err(|source| SpawnError::Exec {
-        program: program.to_string(),
-        source,
-    })?;
-    let pid = child.id().ok_or_else(|| SpawnError::Exec {
-        program: program.to_string(),
-        source: io::Error::other("the process exited before it could be tracked"),
-    })?;
-    let group = ProcessGroup::new(pid).ok_or_else(|| SpawnError::Exec {
-        program: program.to_string(),
-        source: io::Error::other(format!("unexpected pid {pid}")),
-    })?;
-    Ok(Running {
-        stdout: child.stdout.take(),
-        stderr: child.stderr.take(),
-        child,
-        pid,
-        group,
-    })
+    set("PORT", plan.port.to_string());
+    set("SKR8TR_REPLICA", plan.replica.to_string());
+    set("SKR8TR_APP", plan.app.to_string());
+    Ok(Program { program, args, env })
 }
 
 /// Replaces `$PORT` and `${PORT}` with `port`; every other `$` text (other

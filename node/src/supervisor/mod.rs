@@ -3,14 +3,17 @@
 //! (drain) when it is no longer assigned. The shared table the tasks update
 //! is what [`Supervisor::reports`] shows.
 //!
-//! Replica lifecycle, one line: converge → port → spawn (Starting) → health
-//! passes or `settle` elapses (Ready) → probe fails (Unhealthy) → `retries`
-//! failures in a row or an exit → restart policy → Backoff → spawn again, or
-//! Exited; unassigned → Stopping (SIGTERM, drain, SIGKILL) → gone.
+//! Replica lifecycle, one line: converge → port → cgroup → shim forks it
+//! (Starting) → health passes or `settle` elapses (Ready) → probe fails
+//! (Unhealthy) → `retries` failures in a row or an exit → restart policy →
+//! Backoff (or OomKilled) → start again, or Exited; unassigned → Stopping
+//! (the shim: SIGTERM, drain, SIGKILL of the whole tree) → gone.
 //! A failing check counts toward `retries` only once the replica has been
 //! ready: a slow starter stays Starting, and the rollout deadline judges it.
-//! Replicas are forked from runtime threads, which must outlive them (see
-//! [`process::spawn`]): never `block_in_place` in the node agent.
+//!
+//! Each process runs under its own shim ([`crate::shim`]), so replicas
+//! outlive the agent: [`Supervisor::adopt`] reconnects to the shims a
+//! previous agent left, and [`Supervisor::detach`] leaves them running.
 //!
 //! Layout:
 //! - this file: [`Supervisor`] — `converge`, `reports`, `logs`, `shutdown`.
@@ -26,8 +29,10 @@ mod table;
 
 pub use backoff::{Backoff, should_restart};
 
+use crate::cgroup::Cgroups;
 use crate::logs::{LogLine, SharedLog};
-use crate::process::{self, PidFile, Sampler};
+use crate::process::{self, Sampler};
+use crate::shim::{self, client::Shim};
 use replica::Replica;
 use skr8tr_proto::wire::{Assignment, ReplicaReport, ReplicaState};
 use std::collections::BTreeMap;
@@ -64,10 +69,17 @@ pub struct SupervisorConfig {
     pub address: IpAddr,
     /// Inclusive range of ports `port auto` replicas get.
     pub port_range: (u16, u16),
-    /// Holds the pid file ([`process::PID_FILE`]).
+    /// Holds each replica's shim directory (`replicas/`) and volumes.
     pub data_dir: PathBuf,
     /// Lines kept per replica.
     pub log_lines: usize,
+    /// The binary whose `shim` subcommand supervises one replica (the
+    /// `skr8tr` binary itself).
+    pub shim: PathBuf,
+    /// How long replicas outlive an agent that is gone.
+    pub grace: Duration,
+    /// Per-replica limits; `None` runs replicas without them.
+    pub cgroups: Option<Cgroups>,
 }
 
 /// Cheap to clone: every clone drives the same replicas.
@@ -79,11 +91,9 @@ pub struct Supervisor {
 struct Inner {
     config: SupervisorConfig,
     changed: Arc<Notify>,
-    // Both std mutexes: nothing awaits while holding them (the longest hold
-    // is `reports` reading /proc, in-memory files). Lock order: `table`
-    // before `pids`.
+    // A std mutex: nothing awaits while holding it (the longest hold is
+    // `reports` reading /proc, in-memory files).
     table: Mutex<Table>,
-    pids: Mutex<PidFile>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -93,14 +103,14 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Supervisor {
-    /// Kills what a previous run of the node left in `data_dir`'s pid file
-    /// ([`process::kill_leftovers`]), then starts a fresh one.
+    /// A supervisor with no replicas yet. Kills the process groups an
+    /// agent from before the shim recorded in `data_dir`
+    /// ([`process::kill_leftovers`]); call [`Supervisor::adopt`] next.
     pub fn new(config: SupervisorConfig, changed: Arc<Notify>) -> Supervisor {
         if let Err(e) = std::fs::create_dir_all(&config.data_dir) {
             tracing::warn!(dir = %config.data_dir.display(), "cannot create the data directory: {e}");
         }
         process::kill_leftovers(&config.data_dir);
-        let pids = PidFile::new(&config.data_dir);
         let next_port = config.port_range.0;
         Supervisor {
             inner: Arc::new(Inner {
@@ -111,7 +121,6 @@ impl Supervisor {
                     next_port,
                     shutting_down: false,
                 }),
-                pids: Mutex::new(pids),
                 config,
             }),
         }
@@ -206,9 +215,95 @@ impl Supervisor {
     }
 }
 
+impl Supervisor {
+    /// Reconnects to the shims a previous agent left running in
+    /// `DATA_DIR/replicas/`: each replica is taken on as it is (same pid,
+    /// readiness, restarts; probes resume at once) and stays until the
+    /// first assignment set says otherwise, when one no longer assigned is
+    /// stopped with its whole tree. Directories whose shim is gone are
+    /// cleared (their cgroup emptied). Returns how many were adopted.
+    pub async fn adopt(&self) -> usize {
+        let root = self.inner.config.data_dir.join("replicas");
+        let Ok(entries) = std::fs::read_dir(&root) else {
+            return 0;
+        };
+        let mut adopted = 0;
+        for entry in entries.flatten() {
+            let dir = entry.path();
+            let key = entry.file_name().to_string_lossy().into_owned();
+            let shim = match shim::client::connect(&dir).await {
+                Ok(shim) => shim,
+                Err(e) => {
+                    tracing::debug!(dir = %dir.display(), "no shim: {e}");
+                    self.inner.clear_dead(&dir, &key);
+                    continue;
+                }
+            };
+            let assignment = skr8tr_proto::wire::decode::<Assignment>(&shim.hello.assignment);
+            match assignment {
+                Ok(a)
+                    if a.replica == shim.hello.replica
+                        && shim::replica_dir(&self.inner.config.data_dir, &a.replica) == dir =>
+                {
+                    tracing::info!(replica = %a.replica, pid = shim.hello.pid, "adopted a running replica");
+                    let mut table = lock(&self.inner.table);
+                    if table.replicas.contains_key(&a.replica) {
+                        continue;
+                    }
+                    table.desired.insert(a.replica.clone(), a.clone());
+                    self.inner.start_with(&mut table, a, Some(shim));
+                    adopted += 1;
+                }
+                other => {
+                    let why = match other {
+                        Ok(_) => "its directory does not match its replica".to_string(),
+                        Err(e) => format!("its assignment does not decode ({e})"),
+                    };
+                    tracing::warn!(replica = %shim.hello.replica, "stopping a replica left running: {why}");
+                    let (mut control, exited) = shim.attach(SharedLog::new(1));
+                    let _ = control.send(&shim::ToShim::Stop { drain_ms: 2000 }).await;
+                    let _ = tokio::time::timeout(Duration::from_secs(10), exited).await;
+                }
+            }
+        }
+        adopted
+    }
+
+    /// Leaves every replica running under its shim, for an agent that
+    /// exits to be restarted (an upgrade). Each shim keeps its replica for
+    /// the grace, waiting for the next agent. Later `converge` calls do
+    /// nothing.
+    pub fn detach(&self) {
+        let mut table = lock(&self.inner.table);
+        table.shutting_down = true;
+        for e in table.replicas.values_mut() {
+            if let Some(task) = e.task.take() {
+                task.abort();
+            }
+        }
+    }
+}
+
 impl Inner {
+    /// The directory of a shim that is gone: whatever of its replica is
+    /// left in its cgroup is killed, and the directory removed.
+    fn clear_dead(&self, dir: &std::path::Path, key: &str) {
+        if let Some(cg) = &self.config.cgroups {
+            let cg = cg.replica_by_key(key);
+            process::tree::kill_cgroup(&cg);
+            let _ = cg.remove();
+        }
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
     /// Adds a replica to the table and starts its task.
     fn start(self: &Arc<Inner>, table: &mut Table, a: Assignment) {
+        self.start_with(table, a, None)
+    }
+
+    /// Adds a replica to the table and starts its task, which takes on
+    /// `adopted` (a running replica) instead of starting one.
+    fn start_with(self: &Arc<Inner>, table: &mut Table, a: Assignment, adopted: Option<Shim>) {
         let (stop, stop_rx) = watch::channel(false);
         let log = SharedLog::new(self.config.log_lines);
         let id = a.replica.clone();
@@ -231,10 +326,10 @@ impl Inner {
         let replica = Replica {
             inner: self.clone(),
             id: id.clone(),
-            app: a.app,
-            spec: a.spec,
+            assignment: a,
             log,
             stop: stop_rx,
+            adopted,
         };
         let task = tokio::spawn(replica.run());
         if let Some(entry) = table.replicas.get_mut(&id) {

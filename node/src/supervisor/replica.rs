@@ -1,30 +1,36 @@
-//! One replica's task: take a port, spawn, watch (probes, exit, stop),
-//! restart by policy with backoff, drain when unassigned, and leave the
-//! table when done.
+//! One replica's task: take a port, start it under a shim (or take on one
+//! a previous agent left), watch (probes, exit, stop), restart by policy
+//! with backoff, drain when unassigned, and leave the table when done.
 
 use super::{
     Backoff, Entry, Inner, NO_PORT_RETRY, QUICK_EXIT, STARTING_FAST_FOR, STARTING_PROBE_EVERY,
     lock, should_restart,
 };
+use crate::cgroup;
 use crate::health;
-use crate::logs::{self, SharedLog, Stream};
-use crate::process::{self, LaunchPlan, Running, Sampler};
+use crate::logs::{SharedLog, Stream};
+use crate::process::{self, LaunchPlan, Sampler};
+use crate::shim::client::{self, Control, LaunchError, Shim};
+use crate::shim::{self as shim_proto, Exit, Plan, ToShim};
 use skr8tr_proto::manifest::{AppSpec, Health, Port};
-use skr8tr_proto::wire::ReplicaState;
+use skr8tr_proto::wire::{Assignment, ReplicaState};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::process::Child;
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
+
+/// A stopping replica's shim gets this long past the drain to report.
+const STOP_GRACE: Duration = Duration::from_secs(10);
 
 /// One replica's task.
 pub(super) struct Replica {
     pub(super) inner: Arc<Inner>,
     pub(super) id: String,
-    pub(super) app: String,
-    pub(super) spec: AppSpec,
+    pub(super) assignment: Assignment,
     pub(super) log: SharedLog,
     pub(super) stop: watch::Receiver<bool>,
+    /// A running replica a previous agent left, taken on at the start.
+    pub(super) adopted: Option<Shim>,
 }
 
 /// How one process of a replica ended.
@@ -33,53 +39,70 @@ enum Ended {
     Stopped,
     /// Exited on its own, or failed to start (with a shell's 126/127), or
     /// was killed by the supervisor after failing its health check (`None`).
-    Exited(Option<i32>),
+    Exited { code: Option<i32>, oom: bool },
 }
 
 /// What watching a running process saw first.
 enum Watched {
     Stop,
-    Exited(Option<i32>),
+    Exited(Option<Exit>),
     Unhealthy,
 }
 
 impl Replica {
+    fn spec(&self) -> &AppSpec {
+        &self.assignment.spec
+    }
+
     pub(super) async fn run(mut self) {
         let mut backoff = Backoff::default();
         let mut first = true;
         loop {
-            let Some(port) = self.port() else {
-                tracing::warn!(replica = %self.id, "no free port in the node's range");
-                self.set(|e| e.state = ReplicaState::Backoff);
-                if self.wait_or_stop(NO_PORT_RETRY).await {
-                    break;
-                }
-                continue;
-            };
-            if !first {
-                self.set(|e| e.restarts += 1);
-            }
-            first = false;
             let began = Instant::now();
-            let plan = LaunchPlan {
-                replica: &self.id,
-                app: &self.app,
-                spec: &self.spec,
-                port,
-                address: self.inner.config.address,
-            };
-            let ended = match process::spawn(&plan) {
-                Ok(running) => self.supervise(running, port).await,
-                Err(e) => {
-                    tracing::warn!(replica = %self.id, "{e}");
-                    self.log.push(Stream::Stderr, &format!("skr8tr: {e}"));
-                    Ended::Exited(Some(e.exit_code()))
+            let ended = if let Some(shim) = self.adopted.take() {
+                first = false;
+                let port = shim.hello.port;
+                self.set(|e| {
+                    e.port = Some(port);
+                    e.restarts = shim.hello.restarts;
+                });
+                match shim.hello.exited {
+                    // Ended while no agent was there to see it.
+                    Some(exit) => Ended::Exited {
+                        code: exit.code,
+                        oom: exit.oom,
+                    },
+                    None => self.supervise(shim, port, true).await,
+                }
+            } else {
+                let Some(port) = self.port() else {
+                    tracing::warn!(replica = %self.id, "no free port in the node's range");
+                    self.set(|e| e.state = ReplicaState::Backoff);
+                    if self.wait_or_stop(NO_PORT_RETRY).await {
+                        break;
+                    }
+                    continue;
+                };
+                if !first {
+                    self.set(|e| e.restarts += 1);
+                }
+                first = false;
+                match self.launch(port).await {
+                    Ok(shim) => self.supervise(shim, port, false).await,
+                    Err((message, code)) => {
+                        tracing::warn!(replica = %self.id, "{message}");
+                        self.log.push(Stream::Stderr, &format!("skr8tr: {message}"));
+                        Ended::Exited {
+                            code: Some(code),
+                            oom: false,
+                        }
+                    }
                 }
             };
-            let Ended::Exited(code) = ended else {
+            let Ended::Exited { code, oom } = ended else {
                 break;
             };
-            if !should_restart(self.spec.restart, code) {
+            if !should_restart(self.spec().restart, code) {
                 self.set(|e| {
                     e.state = ReplicaState::Exited { code };
                     e.pid = None;
@@ -92,16 +115,29 @@ impl Replica {
             // most likely could not bind: another process took the port
             // between the node's check and the replica's bind. Try another
             // port. (A replica killed by a signal keeps its port.)
-            if self.spec.port == Port::Auto && code.is_some() && began.elapsed() < QUICK_EXIT {
+            if self.spec().port == Port::Auto && code.is_some() && began.elapsed() < QUICK_EXIT {
                 self.set(|e| e.port = None);
             }
             let delay = backoff.next(began.elapsed());
+            let what = if oom {
+                let limit = self
+                    .spec()
+                    .ram
+                    .map_or(String::new(), |b| format!(" (ram {} MiB)", b >> 20));
+                format!("killed by the kernel: out of memory{limit}")
+            } else {
+                describe(code)
+            };
             self.log.push(
                 Stream::Stderr,
-                &format!("skr8tr: {}; restarting in {delay:?}", describe(code)),
+                &format!("skr8tr: {what}; restarting in {delay:?}"),
             );
             self.set(|e| {
-                e.state = ReplicaState::Backoff;
+                e.state = if oom {
+                    ReplicaState::OomKilled
+                } else {
+                    ReplicaState::Backoff
+                };
                 e.pid = None;
             });
             if self.wait_or_stop(delay).await {
@@ -111,69 +147,172 @@ impl Replica {
         self.finish();
     }
 
+    /// Sets up the replica's cgroup and starts its shim, which forks it.
+    /// `Err` is the message and a shell's exit code.
+    async fn launch(&self, port: u16) -> Result<Shim, (String, i32)> {
+        let config = &self.inner.config;
+        let plan = LaunchPlan {
+            replica: &self.id,
+            app: &self.assignment.app,
+            spec: self.spec(),
+            port,
+            address: config.address,
+        };
+        let program = process::program(&plan).map_err(|e| (e.to_string(), e.exit_code()))?;
+        let cgroup = match &config.cgroups {
+            Some(cgroups) => {
+                let limits = cgroup::Limits {
+                    memory: self.spec().ram,
+                    cpu_millis: self.spec().cpu_millis,
+                };
+                Some(
+                    cgroups
+                        .create(&self.id, limits)
+                        .map_err(|e| (format!("cannot set up the replica's cgroup: {e}"), 126))?,
+                )
+            }
+            None => None,
+        };
+        let restarts = lock(&self.inner.table)
+            .replicas
+            .get(&self.id)
+            .map_or(0, |e| e.restarts);
+        let plan = Plan {
+            replica: self.id.clone(),
+            app: self.assignment.app.clone(),
+            generation: self.assignment.generation,
+            port,
+            restarts,
+            assignment: skr8tr_proto::wire::encode(&self.assignment),
+            program: program.program,
+            args: program.args,
+            env: program.env,
+            cwd: None,
+            uid: None,
+            gid: None,
+            cgroup,
+            grace_ms: config.grace.as_millis() as u64,
+        };
+        let dir = shim_proto::replica_dir(&config.data_dir, &self.id);
+        client::launch(&config.shim, &dir, &plan)
+            .await
+            .map_err(|e| match e {
+                LaunchError::Failed { error, code } => (error, code),
+                other => (other.to_string(), 126),
+            })
+    }
+
     /// Runs one process until it ends, is stopped, or fails its health
-    /// check too often; its group is gone when this returns.
-    async fn supervise(&mut self, running: Running, port: u16) -> Ended {
-        let Running {
-            mut child,
-            pid,
-            group,
-            stdout,
-            stderr,
-        } = running;
-        lock(&self.inner.pids).insert(&self.id, group);
-        if let Some(out) = stdout {
-            tokio::spawn(logs::capture(out, Stream::Stdout, self.log.clone()));
+    /// check too often; its whole tree is gone when this returns.
+    async fn supervise(&mut self, shim: Shim, port: u16, adopted: bool) -> Ended {
+        let hello = shim.hello.clone();
+        let (mut control, mut exited) = shim.attach(self.log.clone());
+        let pid = hello.pid;
+        let ready = adopted && hello.ready;
+        if adopted {
+            tracing::info!(replica = %self.id, pid, port, ready, "taken on from a previous agent");
+        } else {
+            tracing::info!(replica = %self.id, pid, port, "started");
         }
-        if let Some(err) = stderr {
-            tokio::spawn(logs::capture(err, Stream::Stderr, self.log.clone()));
-        }
-        tracing::info!(replica = %self.id, pid, port, "started");
         self.set(|e| {
-            e.state = ReplicaState::Starting;
+            e.state = if ready {
+                ReplicaState::Ready
+            } else {
+                ReplicaState::Starting
+            };
             e.pid = Some(pid);
             e.port = Some(port);
-            e.started_at_ms = skr8tr_proto::clock::now_ms();
+            e.started_at_ms = hello.started_at_ms;
             e.sampler = Sampler::default();
         });
-        let ended = match self.watch(&mut child, port).await {
+        let watched = self.watch(&mut control, &mut exited, port, ready).await;
+        let ended = match watched {
             Watched::Stop => {
                 self.set(|e| e.state = ReplicaState::Stopping);
-                let status = process::stop(&mut child, group, self.spec.drain).await;
-                tracing::info!(replica = %self.id, pid, "stopped ({status:?})");
+                let exit = self.stop_shim(&mut control, exited).await;
+                tracing::info!(replica = %self.id, pid, "stopped ({exit:?})");
                 Ended::Stopped
             }
-            Watched::Exited(code) => {
-                // The replica is the whole group: helpers the leader left
-                // behind would hold its port against the next start.
-                process::kill_group_now(group);
-                tracing::info!(replica = %self.id, pid, "{}", describe(code));
-                Ended::Exited(code)
+            Watched::Exited(exit) => {
+                let (code, oom) = exit.map_or((None, false), |x| (x.code, x.oom));
+                if exit.is_none() {
+                    self.shim_vanished();
+                }
+                tracing::info!(replica = %self.id, pid, oom, "{}", describe(code));
+                Ended::Exited { code, oom }
             }
             Watched::Unhealthy => {
                 tracing::warn!(replica = %self.id, pid, "health check failed too often: restarting");
                 self.log
                     .push(Stream::Stderr, "skr8tr: health check failed too often");
-                process::stop(&mut child, group, self.spec.drain).await;
-                Ended::Exited(None)
+                self.stop_shim(&mut control, exited).await;
+                Ended::Exited {
+                    code: None,
+                    oom: false,
+                }
             }
         };
-        lock(&self.inner.pids).remove(&self.id);
+        control.reap().await;
         ended
     }
 
+    /// Asks the shim to stop the replica (SIGTERM, drain, SIGKILL of the
+    /// tree) and waits for its word.
+    async fn stop_shim(
+        &self,
+        control: &mut Control,
+        exited: oneshot::Receiver<Option<Exit>>,
+    ) -> Option<Exit> {
+        let drain = self.spec().drain;
+        let stop = ToShim::Stop {
+            drain_ms: drain.as_millis() as u64,
+        };
+        if control.send(&stop).await.is_err() {
+            self.shim_vanished();
+            return None;
+        }
+        match tokio::time::timeout(drain + STOP_GRACE, exited).await {
+            Ok(Ok(Some(exit))) => Some(exit),
+            _ => {
+                self.shim_vanished();
+                None
+            }
+        }
+    }
+
+    /// The shim died without a word (killed by hand, or by the OOM killer
+    /// of the node): whatever of the replica is left in its cgroup goes.
+    fn shim_vanished(&self) {
+        tracing::warn!(replica = %self.id, "the replica's shim is gone");
+        self.log
+            .push(Stream::Stderr, "skr8tr: the replica's shim is gone");
+        if let Some(cgroups) = &self.inner.config.cgroups {
+            process::tree::kill_cgroup(&cgroups.replica(&self.id));
+        }
+    }
+
     /// Waits for the first of: a stop request, the process's exit, or the
-    /// health verdict. Updates Starting/Ready/Unhealthy along the way.
-    async fn watch(&mut self, child: &mut Child, port: u16) -> Watched {
-        let health: Option<Health> = self.spec.health.clone();
+    /// health verdict. Updates Starting/Ready/Unhealthy along the way, and
+    /// tells the shim each change of readiness (for a later agent).
+    /// `ready`: taken on as ready, so failures count at once.
+    async fn watch(
+        &mut self,
+        control: &mut Control,
+        exited: &mut oneshot::Receiver<Option<Exit>>,
+        port: u16,
+        ready: bool,
+    ) -> Watched {
+        let health: Option<Health> = self.spec().health.clone();
+        let settle = self.spec().settle;
         let addr = SocketAddr::new(self.inner.probe_ip(), port);
         let started = Instant::now();
-        let mut passed = false;
+        let mut passed = ready;
+        let mut told = ready;
         let mut failures = 0u32;
-        let mut wake = Some(match &health {
-            Some(_) => started,
-            None => started + self.spec.settle,
-        });
+        let mut wake = match (&health, ready) {
+            (_, true) | (Some(_), false) => Some(started),
+            (None, false) => Some(started + settle),
+        };
         loop {
             let step = async {
                 match wake {
@@ -188,14 +327,15 @@ impl Replica {
             let verdict = tokio::select! {
                 biased;
                 _ = self.stop.wait_for(|stop| *stop) => return Watched::Stop,
-                status = child.wait() => return Watched::Exited(status.ok().and_then(|s| s.code())),
+                exit = &mut *exited => return Watched::Exited(exit.ok().flatten()),
                 verdict = step => verdict,
             };
             let now = Instant::now();
-            match (&health, verdict) {
+            let is_ready = match (&health, verdict) {
                 (None, _) => {
                     self.set(|e| e.state = ReplicaState::Ready);
                     wake = None;
+                    true
                 }
                 (Some(h), Some(Ok(()))) => {
                     if failures > 0 {
@@ -205,6 +345,7 @@ impl Replica {
                     failures = 0;
                     self.set(|e| e.state = ReplicaState::Ready);
                     wake = Some(now + h.interval);
+                    true
                 }
                 // Not ready yet: failures count only once it has passed.
                 (Some(h), Some(Err(e))) if !passed => {
@@ -215,6 +356,7 @@ impl Replica {
                         h.interval.min(Duration::from_secs(1))
                     };
                     wake = Some(now + every);
+                    false
                 }
                 (Some(h), Some(Err(e))) => {
                     failures += 1;
@@ -224,9 +366,17 @@ impl Replica {
                         return Watched::Unhealthy;
                     }
                     wake = Some(now + h.interval);
+                    false
                 }
                 // `step` yields a verdict whenever there is a health check.
-                (Some(_), None) => wake = None,
+                (Some(_), None) => {
+                    wake = None;
+                    told
+                }
+            };
+            if is_ready != told {
+                told = is_ready;
+                let _ = control.send(&ToShim::Ready(is_ready)).await;
             }
         }
     }
@@ -238,7 +388,7 @@ impl Replica {
         if let Some(port) = table.replicas.get(&self.id).and_then(|e| e.port) {
             return Some(port);
         }
-        let port = match self.spec.port {
+        let port = match self.spec().port {
             Port::Fixed(p) => Some(p),
             Port::Auto => self.inner.pick_port(&mut table),
         };
@@ -275,7 +425,9 @@ impl Replica {
     fn finish(&self) {
         let mut table = lock(&self.inner.table);
         table.replicas.remove(&self.id);
-        lock(&self.inner.pids).remove(&self.id);
+        if let Some(cgroups) = &self.inner.config.cgroups {
+            let _ = cgroups.replica(&self.id).remove();
+        }
         if !table.shutting_down
             && let Some(again) = table.desired.get(&self.id).cloned()
         {

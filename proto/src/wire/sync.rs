@@ -90,6 +90,14 @@ pub struct NodeReport {
     pub replicas: Vec<ReplicaReport>,
     /// Port of the node's log endpoint (conductor-signed requests only).
     pub logs_port: Option<u16>,
+    /// How `ram` and `cpus` are enforced (`cgroup v1`, `cgroup v2`);
+    /// `None`: they are not (`limits: off`).
+    pub limits: Option<String>,
+    /// `--label KEY=VALUE`, sorted by key: what `constraint` and `spread`
+    /// match.
+    pub labels: Vec<(String, String)>,
+    /// Whether the node has a WebAssembly runtime (`type wasm` apps).
+    pub wasm: bool,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -135,6 +143,9 @@ pub enum ReplicaState {
     Stopping,
     /// Ended and will not restart (a finished job, `restart never`).
     Exited { code: Option<i32> },
+    /// Killed by the kernel for using more than its `ram`; restarts after
+    /// its backoff like any exit.
+    OomKilled,
 }
 
 impl ReplicaState {
@@ -147,6 +158,7 @@ impl ReplicaState {
             ReplicaState::Stopping => "stopping".into(),
             ReplicaState::Exited { code: Some(c) } => format!("exited({c})"),
             ReplicaState::Exited { code: None } => "killed".into(),
+            ReplicaState::OomKilled => "oom-killed".into(),
         }
     }
 }

@@ -86,6 +86,10 @@ pub struct NodeView {
     pub cpu_used_millis: u64,
     pub ram_used_bytes: u64,
     pub last_report_ms_ago: u64,
+    /// `None`: `ram` and `cpus` are not enforced there (`limits: off`).
+    pub limits: Option<String>,
+    pub labels: Vec<(String, String)>,
+    pub wasm: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
