@@ -280,6 +280,11 @@ impl Cluster {
             "--data",
             &data,
         ];
+        // Replicas outlive a dead agent as long as the conductor takes to
+        // call the node lost, unless the test says otherwise.
+        if !extra.contains(&"--grace") {
+            args.extend(["--grace", self.lost_after]);
+        }
         args.extend_from_slice(extra);
         let child = self
             .daemon(&args)
@@ -290,11 +295,30 @@ impl Cluster {
         self.nodes.insert(label.to_string(), child);
     }
 
+    /// How a node agent ended, if it has.
+    pub fn node_exit(&mut self, name: &str) -> Option<std::process::ExitStatus> {
+        self.nodes.get_mut(name)?.try_wait().ok()?
+    }
+
     pub fn node_pid(&self, name: &str) -> Option<u32> {
         self.nodes.get(name).map(Child::id)
     }
 
-    /// SIGKILL a node agent (its replicas die with it).
+    /// SIGTERM a node agent and wait for it to exit: its replicas keep
+    /// running under their shims for the grace.
+    pub fn stop_node(&mut self, name: &str) {
+        if let Some(mut c) = self.nodes.remove(name) {
+            let status = Command::new("kill")
+                .args(["-TERM", &c.id().to_string()])
+                .status()
+                .expect("run kill");
+            assert!(status.success());
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGKILL a node agent: its replicas stop by themselves once the
+    /// grace (`--grace`, by default here the lost-node timeout) is over.
     pub fn kill_node(&mut self, name: &str) {
         if let Some(mut c) = self.nodes.remove(name) {
             let _ = c.kill();
@@ -468,8 +492,44 @@ fn status_kib(pid: u32, field: &str) -> u64 {
 }
 
 /// Whether a process exists and has not exited (a zombie does not count).
+/// A process's memory of its own (`Private_Clean` + `Private_Dirty`) and
+/// its proportional share of shared pages (`Pss`), KiB, from
+/// `/proc/PID/smaps_rollup`.
+pub fn private_and_pss_kib(pid: u32) -> (u64, u64) {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap_or_default();
+    let field = |name: &str| -> u64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0)
+    };
+    (
+        field("Private_Clean:") + field("Private_Dirty:"),
+        field("Pss:"),
+    )
+}
+
 pub fn alive(pid: u32) -> bool {
     skr8tr_node::process::procfs::is_running(pid)
+}
+
+/// Every live process whose command line (arguments joined by spaces)
+/// starts with `prefix`: how a test finds a replica's grandchildren.
+pub fn processes_with(prefix: &str) -> Vec<u32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| {
+                String::from_utf8_lossy(&c)
+                    .replace('\0', " ")
+                    .starts_with(prefix)
+            })
+        })
+        .filter(|pid| alive(*pid))
+        .collect()
 }
 
 /// A load generator: round-robin GETs over the endpoints the conductor

@@ -9,6 +9,8 @@
 //! - `cluster`: deploy, spread, heal, security, conductor restarts, logs.
 //! - `dev`: `skr8tr dev`, the README's main command.
 //! - `ingress`: requests through `skr8tr ingress` under kills and rollouts.
+//! - `node_restart`: agents stopped, killed and started again under load;
+//!   the grace of a dead agent's replicas.
 //! - `rollout`: rolling updates under load, reverts, kill -9 mid-rollout.
 //! - `store_crash`: the store's writer killed at random moments.
 //! - `workload`: the test workload itself.
@@ -22,6 +24,7 @@ mod bounds;
 mod cluster;
 mod dev;
 mod ingress;
+mod node_restart;
 mod rollout;
 mod store_crash;
 mod workload;

@@ -10,7 +10,9 @@
 // and `expect` says which.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use skr8tr_chaos_tests::harness::{Cluster, http_get, rss_kib};
+use skr8tr_chaos_tests::harness::{
+    Cluster, http_get, private_and_pss_kib, processes_with, rss_kib, skr8tr_bin,
+};
 use std::time::{Duration, Instant};
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -115,6 +117,24 @@ fn main() {
     c.wait_ready("three", 3, WAIT);
     std::thread::sleep(Duration::from_secs(2));
     let busy = (rss_kib(conductor_pid), rss_kib(node_pid));
+    // Each replica's shim, against the smallest process there is: a
+    // `/bin/sleep` started here, measured the same way.
+    let shims: Vec<(u64, u64)> = processes_with(&format!("{} shim", skr8tr_bin().display()))
+        .into_iter()
+        .map(private_and_pss_kib)
+        .collect();
+    let mut sleep = std::process::Command::new("/bin/sleep")
+        .arg("30")
+        .spawn()
+        .expect("start /bin/sleep");
+    std::thread::sleep(Duration::from_millis(200));
+    let sleeper = private_and_pss_kib(sleep.id());
+    let _ = sleep.kill();
+    let _ = sleep.wait();
+    let shim = (
+        shims.iter().map(|s| s.0).sum::<u64>() / shims.len().max(1) as u64,
+        shims.iter().map(|s| s.1).sum::<u64>() / shims.len().max(1) as u64,
+    );
 
     let deploy = median(deploys.clone());
     let join = median(joins.clone());
@@ -165,6 +185,21 @@ fn main() {
         "node RSS, 3 replicas running",
         busy.1 as f64 / 1024.0
     );
+    println!(
+        "{:<44} {:>9.2} MB {:>13.2} MB {:>9.2}x",
+        format!("shim per replica, private ({} shims)", shims.len()),
+        shim.0 as f64 / 1024.0,
+        sleeper.0 as f64 / 1024.0,
+        shim.0 as f64 / sleeper.0.max(1) as f64
+    );
+    println!(
+        "{:<44} {:>9.2} MB {:>13.2} MB {:>9.2}x",
+        "shim per replica, PSS",
+        shim.1 as f64 / 1024.0,
+        sleeper.1 as f64 / 1024.0,
+        shim.1 as f64 / sleeper.1.max(1) as f64
+    );
+    println!("  (shim rows: the peer column is /bin/sleep, measured in this run)");
     println!();
     println!(
         "deploy runs (ms): {:?}",

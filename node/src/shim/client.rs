@@ -58,8 +58,11 @@ pub async fn launch(exe: &Path, dir: &Path, plan: &Plan) -> Result<Shim, LaunchE
     cmd.arg("shim")
         .arg(dir)
         .stdin(Stdio::from(OwnedFd::from(theirs)))
+        // Not the agent's stderr: the shim outlives it, and a file there
+        // would be written at a stale offset after the agent's restart.
+        // What the shim has to say goes to the replica's log ring.
         .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
+        .stderr(Stdio::null())
         // The whole point: the shim outlives the agent.
         .kill_on_drop(false);
     let mut child = cmd

@@ -234,7 +234,7 @@ impl Supervisor {
             let shim = match shim::client::connect(&dir).await {
                 Ok(shim) => shim,
                 Err(e) => {
-                    tracing::debug!(dir = %dir.display(), "no shim: {e}");
+                    tracing::info!(dir = %dir.display(), "clearing a replica directory whose shim is gone ({e})");
                     self.inner.clear_dead(&dir, &key);
                     continue;
                 }
