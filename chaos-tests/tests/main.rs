@@ -4,6 +4,7 @@
 //!
 //! - `audit`: forged floods within the audit budget, long logs read in
 //!   pages, history that cannot be forged, private data directories.
+//! - `autoscale`: an app grows under load and shrinks after it.
 //! - `bounds`: slow and flooding clients against every daemon; the static
 //!   server's memory with big files.
 //! - `cluster`: deploy, spread, heal, security, conductor restarts, logs.
@@ -20,6 +21,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod audit;
+mod autoscale;
 mod bounds;
 mod cluster;
 mod dev;

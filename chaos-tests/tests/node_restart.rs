@@ -128,7 +128,10 @@ fn an_agent_restarted_after_sigterm_or_sigkill_keeps_every_pid_and_every_request
 fn a_dead_agent_leaves_no_process_of_its_replicas_after_the_grace() {
     let mut c = Cluster::start("node-grace");
     start_admitted(&mut c, "n1", &["--grace", "2s"]);
-    c.ok(&["up", c.manifest("tree.skr8tr", &forker(1401)).to_str().unwrap()]);
+    c.ok(&[
+        "up",
+        c.manifest("tree.skr8tr", &forker(1401)).to_str().unwrap(),
+    ]);
     let leader = c.wait_ready("tree", 1, WAIT)[0].pid.unwrap();
     wait_for("three helpers", WAIT, || {
         (processes_with("sleep 1401").len() == 3).then_some(())
@@ -141,7 +144,10 @@ fn a_dead_agent_leaves_no_process_of_its_replicas_after_the_grace() {
     });
     let took = killed.elapsed();
     eprintln!("a dead agent's replicas stopped {took:?} after it died (grace 2s)");
-    assert!(took >= Duration::from_millis(1500), "not before the grace: {took:?}");
+    assert!(
+        took >= Duration::from_millis(1500),
+        "not before the grace: {took:?}"
+    );
 }
 
 #[test]
@@ -149,7 +155,10 @@ fn a_replica_taken_away_while_its_agent_was_down_is_killed_with_its_tree_on_retu
     let mut c = Cluster::start("node-moved");
     let grace = ["--grace", "30s"];
     start_admitted(&mut c, "n1", &grace);
-    c.ok(&["up", c.manifest("tree.skr8tr", &forker(1402)).to_str().unwrap()]);
+    c.ok(&[
+        "up",
+        c.manifest("tree.skr8tr", &forker(1402)).to_str().unwrap(),
+    ]);
     let leader = c.wait_ready("tree", 1, WAIT)[0].pid.unwrap();
     wait_for("three helpers", WAIT, || {
         (processes_with("sleep 1402").len() == 3).then_some(())

@@ -12,6 +12,8 @@
 //! - `commands`: what each operator command does, inside its commit.
 //! - `scheduler`: pure placement decisions.
 //! - `reconciler`: runs the scheduler on every change and commits its plan.
+//! - `autoscale`: samples each `scale { }` app's CPU, decides (a pure
+//!   function beside the scheduler) and commits count changes.
 //! - `rollout`: one pure step of a rolling update (surge, drain, revert).
 //! - `registry`: ready, routable endpoints per app, derived from reports.
 //! - `refusals`: the audit budget for refusals from senders who proved no key.
@@ -27,6 +29,7 @@
 
 pub mod api;
 pub mod assignments;
+pub mod autoscale;
 pub mod commands;
 pub mod limits;
 pub mod reconciler;
@@ -144,6 +147,7 @@ pub async fn run(
 ) -> std::io::Result<()> {
     conductor.mark_serving(conductor.now_ms());
     let reconciler = tokio::spawn(reconciler::run(conductor.clone()));
+    let autoscaler = tokio::spawn(autoscale::run(conductor.clone()));
     let summaries = tokio::spawn(refusal_summaries(conductor.clone()));
     let limits = conductor.config.limits.api.clone();
     let budget = skr8tr_net::server::BodyBudget::new(conductor.config.limits.max_buffered_bytes);
@@ -158,6 +162,7 @@ pub async fn run(
     )
     .await;
     reconciler.abort();
+    autoscaler.abort();
     summaries.abort();
     Ok(())
 }

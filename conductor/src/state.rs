@@ -32,6 +32,8 @@ pub struct Config {
     /// The budget window for unverified refusals: `refusals::WINDOW_MS`
     /// (tests shorten it to see windows end).
     pub refusal_window: Duration,
+    /// The autoscaler's stabilisation windows and cooldown.
+    pub autoscale: crate::autoscale::Windows,
 }
 
 impl Config {
@@ -44,6 +46,7 @@ impl Config {
             step_timeout: None,
             limits: crate::Limits::default(),
             refusal_window: Duration::from_millis(crate::refusals::WINDOW_MS),
+            autoscale: crate::autoscale::Windows::default(),
         }
     }
 }
@@ -92,6 +95,8 @@ pub struct Conductor {
     /// Derived by the last scheduler pass: apps with replicas that fit on
     /// no node, and why (shown by `status`).
     unplaced: Mutex<BTreeMap<String, String>>,
+    /// The autoscaler's windows, last changes and per-app views.
+    autoscale: Mutex<crate::autoscale::State>,
     /// Replica id → when the reconciler first saw it draining (observed,
     /// not stored: after a restart a drain lasts one more period).
     draining: Mutex<HashMap<String, u64>>,
@@ -165,6 +170,7 @@ impl Conductor {
             wake: Notify::new(),
             resyncing: AtomicBool::new(true),
             unplaced: Mutex::new(BTreeMap::new()),
+            autoscale: Mutex::new(crate::autoscale::State::default()),
             draining: Mutex::new(HashMap::new()),
             signed: Mutex::new(HashMap::new()),
             refusals: crate::refusals::Limiter::with_window(window_ms),
@@ -228,6 +234,10 @@ impl Conductor {
 
     pub fn draining(&self) -> MutexGuard<'_, HashMap<String, u64>> {
         lock(&self.draining)
+    }
+
+    pub fn autoscale(&self) -> MutexGuard<'_, crate::autoscale::State> {
+        lock(&self.autoscale)
     }
 
     pub fn unplaced(&self) -> MutexGuard<'_, BTreeMap<String, String>> {

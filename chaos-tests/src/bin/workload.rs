@@ -8,7 +8,8 @@
 //!
 //! Flags: `--version V` (default v1), `--startup-delay D` (sleep before
 //! binding), `--crash-after D` (exit 1 after D), `--fail-health`,
-//! `--burn-cpu` (one busy thread), and `--exit-code N --run-for D` (a job:
+//! `--burn-cpu` (one busy thread), `--burn D` (every `GET /` spins the CPU
+//! for D before answering: load that costs CPU, for autoscaling), and `--exit-code N --run-for D` (a job:
 //! no server, exit N after D). Durations as manifests write them: `500ms`,
 //! `2s`, `1m`.
 //!
@@ -46,6 +47,8 @@ struct Options {
     crash_after: Option<Duration>,
     fail_health: bool,
     burn_cpu: bool,
+    /// CPU spent on every `GET /`.
+    burn: Option<Duration>,
     exit_code: Option<i32>,
     run_for: Option<Duration>,
     /// Serve `Upgrade` (the `/echo` endpoint); such connections are not
@@ -59,6 +62,7 @@ struct Identity {
     replica: String,
     pid: u32,
     fail_health: bool,
+    burn: Option<Duration>,
 }
 
 fn main() {
@@ -68,7 +72,7 @@ fn main() {
             eprintln!("skr8tr-workload: {e}");
             eprintln!(
                 "usage: skr8tr-workload [--version V] [--listen ADDR] [--startup-delay D] \
-                 [--crash-after D] [--fail-health] [--burn-cpu] [--exit-code N] [--run-for D]"
+                 [--crash-after D] [--fail-health] [--burn-cpu] [--burn D] [--exit-code N] [--run-for D]"
             );
             std::process::exit(2);
         }
@@ -127,6 +131,7 @@ async fn serve(opts: Options) -> Result<(), String> {
         replica: std::env::var("SKR8TR_REPLICA").unwrap_or_else(|_| "-".into()),
         pid: std::process::id(),
         fail_health: opts.fail_health,
+        burn: opts.burn,
     });
     println!("version={} listening on {addr}", identity.version);
     if let Some(after) = opts.crash_after {
@@ -201,6 +206,13 @@ async fn answer(
         );
         return Ok(response);
     }
+    if let (Some(burn), "/") = (id.burn, req.uri().path()) {
+        // Busy on this thread, as real request handling would be.
+        let until = std::time::Instant::now() + burn;
+        while std::time::Instant::now() < until {
+            std::hint::spin_loop();
+        }
+    }
     let (status, body) = match req.uri().path() {
         "/" => (
             StatusCode::OK,
@@ -248,6 +260,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Options, String>
             "--fail-health" => opts.fail_health = true,
             "--upgrades" => opts.upgrades = true,
             "--burn-cpu" => opts.burn_cpu = true,
+            "--burn" => opts.burn = Some(duration(&value()?)?),
             other => return Err(format!("unknown argument `{other}`")),
         }
     }

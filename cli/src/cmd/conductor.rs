@@ -39,6 +39,15 @@ pub struct Args {
     /// documented budget is per minute)
     #[arg(long, hide = true, value_parser = crate::duration)]
     refusal_window: Option<Duration>,
+    /// Autoscaling: scale out once CPU stayed above `cpu-above` this long
+    #[arg(long, default_value = "10s", value_parser = crate::duration)]
+    scale_out_after: Duration,
+    /// Autoscaling: scale in once CPU stayed below `cpu-below` this long
+    #[arg(long, default_value = "60s", value_parser = crate::duration)]
+    scale_in_after: Duration,
+    /// Autoscaling: no change sooner than this after the last one
+    #[arg(long, default_value = "30s", value_parser = crate::duration)]
+    scale_cooldown: Duration,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -51,6 +60,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if let Some(w) = args.refusal_window {
         config.refusal_window = w;
     }
+    config.autoscale = skr8tr_conductor::autoscale::Windows {
+        out_after: args.scale_out_after,
+        in_after: args.scale_in_after,
+        cooldown: args.scale_cooldown,
+    };
     // Long enough for every live node to report once more, even one in its
     // slowest retry backoff (2 s) after a failed request.
     config.resync_timeout = args.lost_after + Duration::from_secs(3);

@@ -27,9 +27,24 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<ExitCode> {
         writeln!(out, "no apps; deploy one with `skr8tr up FILE`")?;
         return Ok(ExitCode::SUCCESS);
     }
-    let mut rows =
-        vec![["APP", "TYPE", "GEN", "READY", "RUNNING", "DESIRED", "NOTE"].map(String::from)];
+    let mut rows = vec![
+        [
+            "APP", "TYPE", "GEN", "READY", "RUNNING", "DESIRED", "SCALE", "NOTE",
+        ]
+        .map(String::from),
+    ];
+    let mut autoscaled = Vec::new();
     for a in reply.apps {
+        if let (Some(decision), Some((min, max))) = (&a.autoscale, a.scale) {
+            let last = match &a.last_scale {
+                Some((ago, what)) => format!("{what} ({}s ago)", ago / 1000),
+                None => "none since the conductor started".to_string(),
+            };
+            autoscaled.push(format!(
+                "{}: autoscales {min}-{max}; now: {decision}; last change: {last}",
+                a.name
+            ));
+        }
         rows.push([
             a.name,
             a.kind,
@@ -37,6 +52,9 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<ExitCode> {
             format!("{}/{}", a.ready, a.desired),
             a.running.to_string(),
             a.desired.to_string(),
+            a.scale
+                .map(|(min, max)| format!("{min}-{max}"))
+                .unwrap_or_else(|| "-".into()),
             a.rollout
                 .map(|r| format!("rolling out {r}"))
                 .or(a.unplaced)
@@ -44,5 +62,8 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<ExitCode> {
         ]);
     }
     crate::table::print(&mut out, rows)?;
+    for line in autoscaled {
+        writeln!(out, "{line}")?;
+    }
     Ok(ExitCode::SUCCESS)
 }

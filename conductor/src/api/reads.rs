@@ -46,11 +46,22 @@ pub async fn status(State(c): State<Arc<Conductor>>) -> Result<Response, ApiErro
     let seen = observed(&c, now);
     let unplaced = c.unplaced().clone();
     let mut apps = Vec::new();
+    let autoscale = {
+        let state = c.autoscale();
+        state.views.clone()
+    };
     for (name, app) in snap.apps().map_err(ApiError::internal)? {
-        let kind = snap
+        let spec = snap
             .spec(&name, app.generation)
-            .map_err(ApiError::internal)?
+            .map_err(ApiError::internal)?;
+        let kind = spec
+            .as_ref()
             .map_or("?".into(), |s| s.spec.kind.to_string());
+        let scale = spec
+            .as_ref()
+            .and_then(|s| s.spec.scale.as_ref())
+            .map(|s| (s.min, s.max));
+        let view = autoscale.get(&name).filter(|_| scale.is_some());
         let placements = snap.placements_of(&name).map_err(ApiError::internal)?;
         // Serving replicas: every generation during a rollout, drained ones not.
         let current: Vec<_> = placements
@@ -99,6 +110,13 @@ pub async fn status(State(c): State<Arc<Conductor>>) -> Result<Response, ApiErro
                     app.replicas
                 )
             }),
+            scale,
+            autoscale: scale.map(|_| {
+                view.map_or_else(|| "no CPU figures yet".to_string(), |v| v.decision.clone())
+            }),
+            last_scale: view
+                .and_then(|v| v.last_change.clone())
+                .map(|(at, what)| (now.saturating_sub(at), what)),
         });
     }
     let nodes = c.nodes();

@@ -203,7 +203,28 @@ pub(super) fn down(tx: &mut Tx<'_>, app: &str) -> Result<String, EffectError> {
     ))
 }
 
+/// An operator's `scale`: on an autoscaled app, only inside its range.
 pub(super) fn scale(tx: &mut Tx<'_>, app: &str, replicas: u32) -> Result<String, EffectError> {
+    let record = known_app(tx, app)?;
+    if let Some(scale) = tx.spec(app, record.generation)?.and_then(|s| s.spec.scale)
+        && !(scale.min..=scale.max).contains(&replicas)
+    {
+        return Err(Refusal::new(
+            Code::BadCount,
+            format!(
+                "`{app}` autoscales between {} and {} replicas; scale it inside that range, \
+                 or change its `scale {{ min max }}` and `skr8tr up` the manifest",
+                scale.min, scale.max
+            ),
+        )
+        .into());
+    }
+    scale_to(tx, app, replicas)
+}
+
+/// Sets an app's desired count (the operator's `scale` after its checks,
+/// and the autoscaler's changes).
+pub(crate) fn scale_to(tx: &mut Tx<'_>, app: &str, replicas: u32) -> Result<String, EffectError> {
     let mut record = known_app(tx, app)?;
     no_rollout_running(tx, app)?;
     let before = record.replicas;

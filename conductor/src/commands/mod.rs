@@ -16,6 +16,7 @@ mod secrets;
 #[cfg(test)]
 mod tests;
 
+pub(crate) use apps::scale_to;
 use apps::{down, rollback, scale, up};
 use keys::{add_key, revoke_key};
 use secrets::parse_with_secrets;

@@ -73,6 +73,12 @@ pub struct AppView {
     pub unplaced: Option<String>,
     /// A rolling update in progress: `1 -> 2, step 2/3 (surging)`.
     pub rollout: Option<String>,
+    /// `scale { min max }`, when the app autoscales.
+    pub scale: Option<(u32, u32)>,
+    /// The autoscaler's current decision: `cpu 45%, within 20-80%`.
+    pub autoscale: Option<String>,
+    /// The autoscaler's last change and how long ago (ms).
+    pub last_scale: Option<(u64, String)>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
