@@ -20,11 +20,12 @@
 #![forbid(unsafe_code)]
 
 pub mod v1;
+pub mod v2;
 
 use redb::{ReadableTable, TableDefinition, WriteTransaction};
 
 /// The schema this binary writes.
-pub const CURRENT: u32 = 2;
+pub const CURRENT: u32 = 3;
 
 /// `meta`: small named values (schema version, cluster id, creation time).
 pub const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
@@ -35,6 +36,8 @@ pub const AUDIT: TableDefinition<u64, &[u8]> = TableDefinition::new("audit");
 /// `audit_by_app`: (app, sequence number) -> (), the entries about each
 /// app (schema 2 on).
 pub const AUDIT_BY_APP: TableDefinition<(&str, u64), ()> = TableDefinition::new("audit_by_app");
+/// `specs`: (app, generation) -> versioned spec record.
+pub const SPECS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("specs");
 
 /// One upgrade, from schema `from` to `from + 1`.
 pub struct Step {
@@ -45,11 +48,47 @@ pub struct Step {
 }
 
 /// Every step, in order: `STEPS[i].from == i + 1`.
-pub const STEPS: &[Step] = &[Step {
-    from: 1,
-    name: "index the audit log by app",
-    run: index_audit_by_app,
-}];
+pub const STEPS: &[Step] = &[
+    Step {
+        from: 1,
+        name: "index the audit log by app",
+        run: index_audit_by_app,
+    },
+    Step {
+        from: 2,
+        name: "add placement and identity keys to app specs",
+        run: specs_with_placement,
+    },
+];
+
+/// 2 -> 3: app specs gain `constraint`, `spread`, `user`, `group` and the
+/// path of a `vm` block's hypervisor. Every stored spec is read as schema 2
+/// wrote it (`v2`) and written back with those empty, which is what they
+/// meant.
+fn specs_with_placement(txn: &WriteTransaction) -> Result<(), MigrationError> {
+    let mut specs = txn.open_table(SPECS)?;
+    let mut rows: Vec<((String, u64), Vec<u8>)> = Vec::new();
+    for row in specs.iter()? {
+        let (key, value) = row?;
+        let (app, generation) = key.value();
+        let record = v2::decode(value.value()).map_err(|reason| MigrationError::StepFailed {
+            step: "add placement and identity keys to app specs",
+            from: 2,
+            reason: format!("spec of {app} generation {generation}: {reason}"),
+        })?;
+        let bytes =
+            postcard::to_allocvec(&record.upgrade()).map_err(|e| MigrationError::StepFailed {
+                step: "add placement and identity keys to app specs",
+                from: 2,
+                reason: e.to_string(),
+            })?;
+        rows.push(((app.to_string(), generation), bytes));
+    }
+    for ((app, generation), bytes) in rows {
+        specs.insert((app.as_str(), generation), bytes.as_slice())?;
+    }
+    Ok(())
+}
 
 /// 1 -> 2: `history --app` reads a per-app index instead of scanning the
 /// whole log. Builds it for the entries schema 1 wrote, finding each

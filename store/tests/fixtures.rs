@@ -87,7 +87,7 @@ fn schema_v1_fixture_migrates_and_reads_back() {
     drop(store);
     assert_eq!(
         raw_version(&scratch.path().join(DB_FILE)).0,
-        2,
+        3,
         "upgraded in place"
     );
 }
@@ -107,6 +107,27 @@ fn schema_v2_fixture_opens_and_reads_back() {
         log[4].summary()
     );
     assert_eq!(log[4].actor(), "192.0.2.7");
+    drop(store);
+    assert_eq!(
+        raw_version(&scratch.path().join(DB_FILE)).0,
+        3,
+        "specs rewritten with the placement keys, in place"
+    );
+}
+
+#[test]
+fn schema_v3_fixture_opens_and_reads_back() {
+    let scratch = Scratch::new("fixture-v3");
+    copy_fixture("v3.redb", &scratch);
+    let store = Store::open(scratch.path(), Options::default()).unwrap();
+    check_fixture_contents(&store);
+    let spec = store
+        .snapshot()
+        .unwrap()
+        .spec("api-server", 1)
+        .unwrap()
+        .unwrap();
+    assert!(spec.spec.constraints.is_empty() && spec.spec.user.is_none());
 }
 
 #[test]
@@ -117,10 +138,10 @@ fn every_fixture_is_tested() {
         .collect();
     names.sort();
     // A new schema adds its fixture here and a test above.
-    assert_eq!(names, ["v1.redb", "v2.redb"]);
+    assert_eq!(names, ["v1.redb", "v2.redb", "v3.redb"]);
     assert_eq!(
         skr8tr_migrations::CURRENT,
-        2,
+        3,
         "a schema change needs a fixture and a test"
     );
 }

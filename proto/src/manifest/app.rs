@@ -13,11 +13,32 @@ use std::collections::HashMap;
 const APP_KEYS: Keys = Keys {
     place: String::new(),
     known: &[
-        "type", "exec", "args", "port", "replicas", "ram", "cpu", "gpu", "restart", "drain",
-        "settle", "health", "scale", "env", "secret", "volume", "build", "serve", "vm",
+        "type",
+        "exec",
+        "args",
+        "port",
+        "replicas",
+        "ram",
+        "cpu",
+        "gpu",
+        "restart",
+        "drain",
+        "settle",
+        "health",
+        "scale",
+        "env",
+        "secret",
+        "volume",
+        "build",
+        "serve",
+        "vm",
+        "constraint",
+        "spread",
+        "user",
+        "group",
     ],
     aliases: &[("bin", "exec"), ("cpus", "cpu")],
-    repeatable: &["volume"],
+    repeatable: &["volume", "constraint"],
 };
 
 /// Every app of a file; duplicate names are reported here.
@@ -180,6 +201,10 @@ fn app(e: &Entry, name: &str, sink: &mut Sink) -> Option<AppSpec> {
         serve: None,
         vm: None,
         line: e.key_at.line,
+        constraints: Vec::new(),
+        spread: None,
+        user: None,
+        group: None,
     };
     let mut at: HashMap<&'static str, &Entry> = HashMap::new();
     let mut failed = false;
@@ -281,6 +306,32 @@ fn app(e: &Entry, name: &str, sink: &mut Sink) -> Option<AppSpec> {
             "vm" => blocks::vm(&mut c, entry)
                 .map(|v| spec.vm = Some(v))
                 .is_some(),
+            "constraint" => c
+                .parsed(entry, "constraint role=db", values::label)
+                .map(|l| {
+                    if let Some(same) = spec.constraints.iter().find(|(k, _)| *k == l.0) {
+                        let same = format!("{}={}", same.0, same.1);
+                        c.sink.error_hint(
+                            entry.value_at,
+                            format!("app `{name}` constrains `{}` twice (`{same}` first)", l.0),
+                            "a node has one value per label: keep one `constraint` per key",
+                        );
+                    }
+                    spec.constraints.push(l);
+                })
+                .is_some(),
+            "spread" => c
+                .parsed(entry, "spread zone", values::label_key)
+                .map(|k| spec.spread = Some(k))
+                .is_some(),
+            "user" => c
+                .parsed(entry, "user www-data", values::account)
+                .map(|u| spec.user = Some(u))
+                .is_some(),
+            "group" => c
+                .parsed(entry, "group www-data", values::account)
+                .map(|g| spec.group = Some(g))
+                .is_some(),
             _ => unreachable!("every key of APP_KEYS is handled"),
         };
         failed |= !ok;
@@ -307,6 +358,14 @@ fn app(e: &Entry, name: &str, sink: &mut Sink) -> Option<AppSpec> {
             None => spec.port = p,
         }
     }
+    port_in_env(&mut c, &mut spec, &vars);
+    if let (Some(group), None) = (at.get("group"), &spec.user) {
+        c.sink.error_hint(
+            group.key_at,
+            format!("app `{name}` sets a `group` but no `user`"),
+            "add `user NAME`: the group applies to the user the replica runs as",
+        );
+    }
     cross::checks(&mut c, e, &spec, &at);
     cross::env(&mut c, &spec.name, &vars);
     if failed || c.sink.count() > errors_before {
@@ -315,6 +374,39 @@ fn app(e: &Entry, name: &str, sink: &mut Sink) -> Option<AppSpec> {
         return None;
     }
     Some(spec)
+}
+
+/// Manifests written for the original implementation set `env { PORT N }`
+/// beside `port N`: the same value is allowed (and left to the node, which
+/// sets `PORT` anyway); any other is an error.
+fn port_in_env(c: &mut Checker<'_>, spec: &mut AppSpec, vars: &[cross::Defined]) {
+    let Some(i) = spec.env.iter().position(|(k, _)| k == "PORT") else {
+        return;
+    };
+    let (_, value) = spec.env.remove(i);
+    let at = vars
+        .iter()
+        .find(|(n, from, _)| n == "PORT" && *from == "env")
+        .map(|(_, _, at)| *at);
+    let Some(at) = at else {
+        return;
+    };
+    match spec.port {
+        Port::Fixed(p) if value == p.to_string() => {}
+        Port::Fixed(p) => c.sink.error_hint(
+            at,
+            format!(
+                "`PORT` in `env` is `{value}` but app `{}` has `port {p}`",
+                spec.name
+            ),
+            "the node sets `PORT` to the app's port: remove it from `env`, or make them equal",
+        ),
+        Port::Auto => c.sink.error_hint(
+            at,
+            "`PORT` is set by the node to the replica's port",
+            format!("set `port {value}` on the app (then `env {{ PORT {value} }}` may stay), or remove it from `env`"),
+        ),
+    }
 }
 
 fn exec(c: &mut Checker<'_>, e: &Entry) -> Option<String> {

@@ -74,6 +74,16 @@ pub struct AppSpec {
     pub vm: Option<Vm>,
     /// Line of the `app` keyword in its manifest, for messages.
     pub line: u32,
+    /// `constraint KEY=VALUE` (repeatable): only nodes with every one of
+    /// these labels run the app.
+    pub constraints: Vec<(String, String)>,
+    /// `spread KEY`: replicas spread evenly over the values nodes have for
+    /// this label.
+    pub spread: Option<String>,
+    /// `user NAME`: the replica runs as this user (and its primary group).
+    pub user: Option<String>,
+    /// `group NAME`: the replica's group instead of the user's primary one.
+    pub group: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -257,6 +267,9 @@ pub struct Vm {
     pub net: Option<String>,
     /// Extra hypervisor arguments.
     pub args: Vec<String>,
+    /// `hypervisor /usr/bin/firecracker`: the program to run, when given
+    /// as a path (its file name names the hypervisor).
+    pub binary: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -116,6 +116,59 @@ pub(crate) fn number(text: &str, min: u64, max: u64) -> Result<u64, ValueError> 
     }
 }
 
+/// A label key or value (`zone`, `eu-west-1a`): 1 to 63 of lowercase
+/// letters, digits, `-`, `_` and `.`, as `skr8tr node --label` takes them.
+pub(crate) fn label_key(text: &str) -> Result<String, ValueError> {
+    let ok = !text.is_empty()
+        && text.len() <= 63
+        && text.bytes().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'_' | b'.')
+        });
+    if ok {
+        Ok(text.to_string())
+    } else {
+        Err(ValueError::new(
+            format!("`{text}` is not a label"),
+            "use 1 to 63 lowercase letters, digits, `-`, `_` or `.`, like `zone`",
+        ))
+    }
+}
+
+/// `KEY=VALUE`: a label a node must have (`role=db`).
+pub(crate) fn label(text: &str) -> Result<(String, String), ValueError> {
+    let Some((k, v)) = text.split_once('=') else {
+        return Err(ValueError::new(
+            format!("`{text}` is not a label like `role=db`"),
+            "write KEY=VALUE, the way nodes are labelled: `skr8tr node --label role=db`",
+        ));
+    };
+    let key = label_key(k)?;
+    let value = label_key(v).map_err(|mut e| {
+        e.offset = k.chars().count() + 1;
+        e
+    })?;
+    Ok((key, value))
+}
+
+/// A user or group name (`www-data`, `_svc`): what `/etc/passwd` holds,
+/// 1 to 32 of letters, digits, `_`, `-` and `.`, not starting with `-`.
+pub(crate) fn account(text: &str) -> Result<String, ValueError> {
+    let ok = !text.is_empty()
+        && text.len() <= 32
+        && !text.starts_with('-')
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
+    if ok {
+        Ok(text.to_string())
+    } else {
+        Err(ValueError::new(
+            format!("`{text}` is not a user or group name"),
+            "write a name from the node's /etc/passwd or /etc/group, like `www-data`",
+        ))
+    }
+}
+
 /// `70` or `70%`, from 1 to 100.
 pub(crate) fn percent(text: &str) -> Result<u8, ValueError> {
     let bare = text.strip_suffix('%').unwrap_or(text);

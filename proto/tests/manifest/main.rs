@@ -17,6 +17,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+mod compat;
 mod syntax;
 
 const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/corpus/valid");
@@ -130,6 +131,10 @@ fn defaults(name: &str, exec: &str, line: u32) -> AppSpec {
         serve: None,
         vm: None,
         line,
+        constraints: Vec::new(),
+        spread: None,
+        user: None,
+        group: None,
     }
 }
 
@@ -209,6 +214,10 @@ fn original_manifest_parses_exactly_as_written() {
         serve: None,
         vm: None,
         line: 1,
+        constraints: Vec::new(),
+        spread: None,
+        user: None,
+        group: None,
     };
     assert_eq!(apps, [expected]);
 }
@@ -457,6 +466,7 @@ fn vm_file_sets_every_vm_key_and_defaults() {
         memory: 1 << 30,
         net: Some("tap0".into()),
         args: strings(&["--boot-args", "console=ttyS0 reboot=k"]),
+        binary: None,
     };
     assert_eq!(apps[0].vm, Some(sandbox));
     assert_eq!((apps[0].port, apps[0].replicas), (Port::Fixed(8080), 2));
@@ -470,6 +480,7 @@ fn vm_file_sets_every_vm_key_and_defaults() {
         memory: 256 << 20,
         net: None,
         args: Vec::new(),
+        binary: None,
     };
     assert_eq!(apps[1].vm, Some(legacy));
     let qemu = apps[2].vm.as_ref().expect("vm");

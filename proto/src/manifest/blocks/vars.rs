@@ -33,7 +33,8 @@ pub(crate) fn vars(c: &mut Checker<'_>, e: &Entry) -> Option<Vec<Var>> {
             ok = false;
             continue;
         }
-        if v.key == "PORT" {
+        // `env { PORT N }` is checked against the app's `port` later.
+        if v.key == "PORT" && e.key != "env" {
             c.sink.error_hint(v.key_at, PORT_TAKEN, PORT_HINT);
             ok = false;
             continue;

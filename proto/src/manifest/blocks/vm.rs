@@ -31,19 +31,16 @@ pub(crate) fn vm(c: &mut Checker<'_>, e: &Entry) -> Option<Vm> {
     let mut memory = DEFAULT_VM_MEMORY;
     let mut net = None;
     let mut args = Vec::new();
+    let mut binary = None;
     let mut ok = true;
     for (key, entry) in c.known(entries, &known) {
         let done = match key {
             "hypervisor" => c
-                .choice(
-                    entry,
-                    &[
-                        ("firecracker", Hypervisor::Firecracker),
-                        ("qemu", Hypervisor::Qemu),
-                        ("cloud-hypervisor", Hypervisor::CloudHypervisor),
-                    ],
-                )
-                .map(|h| hypervisor = Some(h)),
+                .parsed(entry, "hypervisor firecracker", hypervisor_of)
+                .map(|(h, path)| {
+                    hypervisor = Some(h);
+                    binary = path;
+                }),
             "kernel" => c
                 .parsed(entry, "kernel /vm/vmlinux", |t| path(t, false))
                 .map(|p| kernel = Some(p)),
@@ -53,8 +50,15 @@ pub(crate) fn vm(c: &mut Checker<'_>, e: &Entry) -> Option<Vm> {
             "vcpus" => c
                 .parsed(entry, "vcpus 2", |t| values::number(t, 1, 256))
                 .map(|n| vcpus = n as u32),
+            // A bare number is MiB, as Firecracker's `mem_size_mib` (and
+            // manifests written for the original implementation) say.
             "memory" => c
-                .parsed(entry, "memory 512mb", values::size)
+                .parsed(entry, "memory 512mb", |t| {
+                    match values::number(t, 1, 1 << 20) {
+                        Ok(mib) => Ok(mib << 20),
+                        Err(_) => values::size(t),
+                    }
+                })
                 .map(|n| memory = n),
             "net" => c
                 .value(entry, "net tap0")
@@ -86,5 +90,35 @@ pub(crate) fn vm(c: &mut Checker<'_>, e: &Entry) -> Option<Vm> {
         memory,
         net,
         args,
+        binary,
     })
+}
+
+/// `firecracker`, `qemu`, `cloud-hypervisor`, or a path to one of them
+/// (`/usr/bin/firecracker`, `/opt/qemu-system-x86_64`): the file name picks
+/// the hypervisor, the path is the program run.
+fn hypervisor_of(text: &str) -> Result<(Hypervisor, Option<String>), values::ValueError> {
+    let named = |name: &str| match name {
+        "firecracker" => Some(Hypervisor::Firecracker),
+        "qemu" => Some(Hypervisor::Qemu),
+        "cloud-hypervisor" => Some(Hypervisor::CloudHypervisor),
+        n if n.starts_with("qemu-system-") => Some(Hypervisor::Qemu),
+        _ => None,
+    };
+    if let Some(h) = named(text).filter(|_| !text.contains('/')) {
+        return Ok((h, None));
+    }
+    let file = text.rsplit('/').next().unwrap_or(text);
+    match (text.starts_with('/'), named(file)) {
+        (true, Some(h)) => Ok((h, Some(text.to_string()))),
+        _ => Err(values::ValueError {
+            offset: 0,
+            message: format!("`{text}` is not a hypervisor"),
+            hint: Some(
+                "write `firecracker`, `qemu` or `cloud-hypervisor`, or an absolute path to one \
+                 (like `/usr/bin/firecracker`)"
+                    .into(),
+            ),
+        }),
+    }
 }
