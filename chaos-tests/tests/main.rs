@@ -12,6 +12,7 @@
 //! - `ingress`: requests through `skr8tr ingress` under kills and rollouts.
 //! - `node_restart`: agents stopped, killed and started again under load;
 //!   the grace of a dead agent's replicas.
+//! - `placement`: labels, constraint, spread, volume apps that wait.
 //! - `rollout`: rolling updates under load, reverts, kill -9 mid-rollout.
 //! - `store_crash`: the store's writer killed at random moments.
 //! - `workload`: the test workload itself.
@@ -27,6 +28,7 @@ mod cluster;
 mod dev;
 mod ingress;
 mod node_restart;
+mod placement;
 mod rollout;
 mod store_crash;
 mod workload;

@@ -76,6 +76,8 @@ pub fn schedulable_nodes(c: &Conductor, now: u64) -> BTreeMap<String, NodeFit> {
                     alive: c.is_alive(seen, now),
                     cpu_millis: seen.report.resources.cpu_millis,
                     ram_bytes: seen.report.resources.ram_bytes,
+                    labels: seen.report.labels.clone(),
+                    wasm: seen.report.wasm,
                 },
             )
         })

@@ -496,6 +496,8 @@ mod tests {
                         alive: true,
                         cpu_millis: 4000,
                         ram_bytes: 8 << 30,
+                        labels: Vec::new(),
+                        wasm: false,
                     },
                 )
             })

@@ -52,6 +52,8 @@ pub struct NodeConfig {
     pub no_limits: bool,
     /// `--label KEY=VALUE`, sorted by key.
     pub labels: Vec<(String, String)>,
+    /// Let apps run as `user root`.
+    pub allow_root: bool,
 }
 
 /// Default [`NodeConfig::grace`]: the conductor's default lost-node timeout.
@@ -107,6 +109,7 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
             shim: config.shim.clone(),
             grace: config.grace,
             cgroups: cgroups.clone(),
+            allow_root: config.allow_root,
         },
         changed.clone(),
     ));

@@ -19,6 +19,7 @@
 //! - [`process`]: what a replica runs (program, args, env), whole-tree
 //!   kills, the old `replicas.pids` leftovers, /proc CPU and RSS sampling.
 //!   With `shim`, the only modules with `unsafe`.
+//! - [`identity`]: `user`/`group` to uid/gid from /etc/passwd and /etc/group.
 //! - [`health`]: HTTP (hyper client) and TCP probes, bounded by a timeout.
 //! - [`logs`]: per-replica ring of the last N stdout/stderr lines, 16 KiB
 //!   per line at most.
@@ -32,6 +33,7 @@ pub use limits::Limits;
 pub mod agent;
 pub mod cgroup;
 pub mod health;
+pub mod identity;
 pub mod limits;
 pub mod logs;
 pub mod logs_server;

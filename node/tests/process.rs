@@ -30,6 +30,7 @@ fn plan<'a>(spec: &'a AppSpec, port: u16) -> LaunchPlan<'a> {
         spec,
         port,
         address: std::net::Ipv4Addr::LOCALHOST.into(),
+        owner: None,
     }
 }
 

@@ -56,6 +56,7 @@ fn node_with(dir: &Path, ports: (u16, u16), grace: Duration, cgroups: Option<Cgr
             shim: common::shim_bin(),
             grace,
             cgroups,
+            allow_root: false,
         },
         changed.clone(),
     );
@@ -561,6 +562,38 @@ async fn replicas_of_an_agent_that_never_returns_stop_by_themselves_within_the_g
         "not before the grace"
     );
     wait_until("the shim to leave", DEADLINE, || shim_dirs(&n) == 0).await;
+}
+
+#[tokio::test]
+async fn a_user_replica_runs_with_that_uid_and_root_is_refused() {
+    let n = node("user", (21190, 21199));
+    let volume = n.dir.join("vol");
+    let text = format!(
+        "app web\n  exec /bin/sh\n  args -c 'id -u; exec sleep 60'\n  user nobody\n  settle 50ms\n  volume {{ path {} }}\n",
+        volume.display()
+    );
+    n.sup.converge(&[assignment(ID, &text)]);
+    let pid = wait_for(&n.sup, ID, "ready", ready).await.pid.unwrap();
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let uid = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
+    assert!(uid.contains("65534"), "{uid}");
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(
+        std::fs::metadata(&volume).unwrap().uid(),
+        65534,
+        "the volume is the user's"
+    );
+    n.sup.converge(&[]);
+    wait_gone(&n.sup, ID).await;
+
+    n.sup.converge(&[assignment(
+        "root/1/0",
+        "app root\n  exec /bin/sleep\n  args 60\n  user root\n",
+    )]);
+    wait_for(&n.sup, "root/1/0", "refused", |r| r.restarts >= 1).await;
+    let log = log_text(&n.sup, "root/1/0");
+    assert!(log.contains("does not run replicas as root"), "{log}");
+    n.sup.shutdown().await;
 }
 
 /// Real cgroups (v1 on the machines this is built on, v2 elsewhere): only

@@ -185,6 +185,7 @@ async fn a_node_runs_only_sets_the_pinned_conductor_signed_for_it_and_reports_th
             shim: common::shim_bin(),
             grace: Duration::from_secs(5),
             cgroups: None,
+            allow_root: false,
         },
         changed.clone(),
     ));

@@ -108,6 +108,7 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitCode> {
                 stop_replicas_on_exit: true,
                 no_limits: false,
                 labels: Vec::new(),
+                allow_root: false,
             };
             let stop = Arc::new(tokio::sync::Notify::new());
             let node_stop = stop.clone();

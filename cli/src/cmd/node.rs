@@ -47,6 +47,9 @@ pub struct Args {
     /// A label for `constraint` and `spread` (repeatable): --label zone=a
     #[arg(long = "label", value_name = "KEY=VALUE", value_parser = label)]
     labels: Vec<(String, String)>,
+    /// Let apps run as `user root` (refused by default)
+    #[arg(long)]
+    allow_root: bool,
     /// The log endpoint's bounds (defaults: 32 connections, 16 per
     /// address, 5s header, 30s idle, 5s body timeouts)
     #[command(flatten)]
@@ -90,6 +93,7 @@ pub fn run(conductor: String, args: Args) -> anyhow::Result<ExitCode> {
         stop_replicas_on_exit: args.stop_replicas_on_exit,
         no_limits: args.no_limits,
         labels: labels(args.labels)?,
+        allow_root: args.allow_root,
     };
     tokio::runtime::Builder::new_current_thread()
         .enable_all()

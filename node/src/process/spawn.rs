@@ -18,6 +18,8 @@ pub struct LaunchPlan<'a> {
     /// The node's advertised address: where the built-in static server
     /// (`serve { static }`) listens.
     pub address: std::net::IpAddr,
+    /// `user`/`group` as uid and gid: volumes are created owned by them.
+    pub owner: Option<(u32, u32)>,
 }
 
 /// The program a replica runs, with its arguments and its whole
@@ -123,6 +125,14 @@ pub fn program(plan: &LaunchPlan<'_>) -> Result<Program, SpawnError> {
                 path: volume.path.clone(),
                 source,
             })?;
+        if let Some((uid, gid)) = plan.owner {
+            std::os::unix::fs::chown(&volume.path, Some(uid), Some(gid)).map_err(|source| {
+                SpawnError::Volume {
+                    path: volume.path.clone(),
+                    source,
+                }
+            })?;
+        }
     }
     let mut env: Vec<(String, String)> = std::env::vars_os()
         .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))

@@ -80,6 +80,8 @@ pub struct SupervisorConfig {
     pub grace: Duration,
     /// Per-replica limits; `None` runs replicas without them.
     pub cgroups: Option<Cgroups>,
+    /// Whether `user root` may run (`skr8tr node --allow-root`).
+    pub allow_root: bool,
 }
 
 /// Cheap to clone: every clone drives the same replicas.

@@ -151,12 +151,25 @@ impl Replica {
     /// `Err` is the message and a shell's exit code.
     async fn launch(&self, port: u16) -> Result<Shim, (String, i32)> {
         let config = &self.inner.config;
+        let owner = match &self.spec().user {
+            Some(user) => Some(
+                crate::identity::resolve(
+                    user,
+                    self.spec().group.as_deref(),
+                    config.allow_root,
+                    std::path::Path::new("/etc"),
+                )
+                .map_err(|e| (e, 126))?,
+            ),
+            None => None,
+        };
         let plan = LaunchPlan {
             replica: &self.id,
             app: &self.assignment.app,
             spec: self.spec(),
             port,
             address: config.address,
+            owner,
         };
         let program = process::program(&plan).map_err(|e| (e.to_string(), e.exit_code()))?;
         let cgroup = match &config.cgroups {
@@ -188,8 +201,8 @@ impl Replica {
             args: program.args,
             env: program.env,
             cwd: None,
-            uid: None,
-            gid: None,
+            uid: owner.map(|o| o.0),
+            gid: owner.map(|o| o.1),
             cgroup,
             grace_ms: config.grace.as_millis() as u64,
         };
