@@ -205,7 +205,10 @@ fn scale_down_and_new_generations_remove_placements() {
     assert!(placements.is_empty());
 }
 
-fn labelled(list: &[(&str, &[(&str, &str)], bool)]) -> BTreeMap<String, NodeFit> {
+/// A node's name, labels and whether it runs wasm.
+type Labelled<'a> = (&'a str, &'a [(&'a str, &'a str)], bool);
+
+fn labelled(list: &[Labelled<'_>]) -> BTreeMap<String, NodeFit> {
     list.iter()
         .map(|(n, labels, wasm)| {
             (
