@@ -14,6 +14,7 @@
 //!   the grace of a dead agent's replicas.
 //! - `placement`: labels, constraint, spread, volume apps that wait.
 //! - `rollout`: rolling updates under load, reverts, kill -9 mid-rollout.
+//! - `runtimes`: build, wasm and vm apps through stand-ins.
 //! - `store_crash`: the store's writer killed at random moments.
 //! - `workload`: the test workload itself.
 
@@ -30,5 +31,6 @@ mod ingress;
 mod node_restart;
 mod placement;
 mod rollout;
+mod runtimes;
 mod store_crash;
 mod workload;

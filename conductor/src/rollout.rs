@@ -304,7 +304,11 @@ fn crashed(s: &Seen) -> bool {
     s.restarts > 0
         || matches!(
             s.state,
-            ReplicaState::Backoff | ReplicaState::Exited { .. } | ReplicaState::OomKilled
+            ReplicaState::Backoff
+                | ReplicaState::Exited { .. }
+                | ReplicaState::OomKilled
+                | ReplicaState::BuildFailed
+                | ReplicaState::StartFailed
         )
 }
 

@@ -236,5 +236,6 @@ pub fn replica(id: &str, state: ReplicaState, port: Option<u16>) -> ReplicaRepor
         started_at_ms: T0,
         cpu_millis: 0,
         rss_bytes: 0,
+        error: None,
     }
 }

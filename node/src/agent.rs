@@ -54,6 +54,9 @@ pub struct NodeConfig {
     pub labels: Vec<(String, String)>,
     /// Let apps run as `user root`.
     pub allow_root: bool,
+    /// `--wasm-runtime CMD`: what runs `type wasm` modules; `None` looks
+    /// for `wasmtime` on the PATH (`wasmtime run`).
+    pub wasm_runtime: Option<String>,
 }
 
 /// Default [`NodeConfig::grace`]: the conductor's default lost-node timeout.
@@ -100,6 +103,13 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
             }
         }
     };
+    let wasm = wasm_runtime(config.wasm_runtime.as_deref());
+    match &wasm {
+        Some(cmd) => tracing::info!("wasm runtime: {}", cmd.join(" ")),
+        None => tracing::info!(
+            "no wasm runtime (`wasmtime` is not on PATH; --wasm-runtime sets one): `type wasm` apps are placed elsewhere"
+        ),
+    }
     let supervisor = Arc::new(Supervisor::new(
         SupervisorConfig {
             address: config.advertise,
@@ -110,6 +120,7 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
             grace: config.grace,
             cgroups: cgroups.clone(),
             allow_root: config.allow_root,
+            wasm_runtime: wasm.clone(),
         },
         changed.clone(),
     ));
@@ -154,7 +165,7 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
         resources: sync::detect_resources(),
         limits: cgroups.as_ref().map(|c| c.label().to_string()),
         labels: config.labels.clone(),
-        wasm: false,
+        wasm: wasm.is_some(),
         heartbeat: config.heartbeat,
         supervisor: supervisor.clone(),
         changed,
@@ -191,6 +202,39 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
         supervisor.detach();
     }
     Ok(())
+}
+
+/// The WebAssembly runtime command: `flag` split into words, or `wasmtime
+/// run` when `wasmtime` is on the PATH; `None` when its program is not
+/// there.
+fn wasm_runtime(flag: Option<&str>) -> Option<Vec<String>> {
+    let words: Vec<String> = match flag {
+        Some(f) => f.split_whitespace().map(str::to_string).collect(),
+        None => vec!["wasmtime".into(), "run".into()],
+    };
+    let program = words.first()?;
+    let found = if program.contains('/') {
+        Some(PathBuf::from(program)).filter(|p| p.is_file())
+    } else {
+        std::env::var_os("PATH").and_then(|path| {
+            std::env::split_paths(&path)
+                .map(|d| d.join(program))
+                .find(|p| p.is_file())
+        })
+    };
+    match found {
+        Some(p) => {
+            let mut cmd = vec![p.display().to_string()];
+            cmd.extend(words.into_iter().skip(1));
+            Some(cmd)
+        }
+        None => {
+            if flag.is_some() {
+                tracing::warn!("--wasm-runtime `{program}` is not there: this node runs no wasm");
+            }
+            None
+        }
+    }
 }
 
 /// Loads the node key, creating it on first start.

@@ -19,6 +19,8 @@
 //! - [`process`]: what a replica runs (program, args, env), whole-tree
 //!   kills, the old `replicas.pids` leftovers, /proc CPU and RSS sampling.
 //!   With `shim`, the only modules with `unsafe`.
+//! - [`build`]: `build { run; out }` run once per app and build block,
+//!   cached under `DATA/builds/`.
 //! - [`identity`]: `user`/`group` to uid/gid from /etc/passwd and /etc/group.
 //! - [`health`]: HTTP (hyper client) and TCP probes, bounded by a timeout.
 //! - [`logs`]: per-replica ring of the last N stdout/stderr lines, 16 KiB
@@ -31,6 +33,7 @@
 pub use limits::Limits;
 
 pub mod agent;
+pub mod build;
 pub mod cgroup;
 pub mod health;
 pub mod identity;

@@ -31,6 +31,9 @@ fn plan<'a>(spec: &'a AppSpec, port: u16) -> LaunchPlan<'a> {
         port,
         address: std::net::Ipv4Addr::LOCALHOST.into(),
         owner: None,
+        dir: std::path::Path::new("/nonexistent"),
+        built: None,
+        wasm_runtime: None,
     }
 }
 

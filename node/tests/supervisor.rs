@@ -57,6 +57,7 @@ fn node_with(dir: &Path, ports: (u16, u16), grace: Duration, cgroups: Option<Cgr
             grace,
             cgroups,
             allow_root: false,
+            wasm_runtime: None,
         },
         changed.clone(),
     );

@@ -186,6 +186,7 @@ async fn a_node_runs_only_sets_the_pinned_conductor_signed_for_it_and_reports_th
             grace: Duration::from_secs(5),
             cgroups: None,
             allow_root: false,
+            wasm_runtime: None,
         },
         changed.clone(),
     ));

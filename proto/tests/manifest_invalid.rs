@@ -152,7 +152,7 @@ const CASES: &[Case] = &[
     ("vm without kernel", b"app a\n  type vm\n  vm { hypervisor qemu; rootfs /r }\n",
         3, 3, "the `vm` block has no `kernel`", None),
     ("unknown hypervisor", b"app a\n  type vm\n  vm { hypervisor kvm; kernel /k; rootfs /r }\n",
-        3, 19, "`hypervisor` cannot be `kvm`", Some("firecracker, qemu, cloud-hypervisor")),
+        3, 19, "`kvm` is not a hypervisor", Some("`firecracker`, `qemu` or `cloud-hypervisor`")),
     ("job with restart always", b"app a\n  type job\n  exec /x\n  restart always\n",
         4, 11, "job `a` cannot `restart always`", Some("on-failure")),
     ("job with scale", b"app a\n  type job\n  exec /x\n  scale { max 2 }\n",
@@ -178,7 +178,7 @@ const CASES: &[Case] = &[
         3, 12, "app `a` starts 1 replica, outside its scale range 2..8", None),
     // Environment
     ("env PORT", b"app a\n  exec /x\n  env {\n    PORT 80\n  }\n",
-        4, 5, "`PORT` is set by the node", Some("`port`")),
+        4, 5, "`PORT` is set by the node", Some("set `port 80` on the app")),
     ("volume env PORT", b"app a\n  exec /x\n  volume { path /d; env PORT }\n",
         3, 25, "`PORT` is set by the node", Some("`port`")),
     ("env value missing", b"app a\n  exec /x\n  env { A }\n",

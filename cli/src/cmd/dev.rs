@@ -109,6 +109,7 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitCode> {
                 no_limits: false,
                 labels: Vec::new(),
                 allow_root: false,
+                wasm_runtime: None,
             };
             let stop = Arc::new(tokio::sync::Notify::new());
             let node_stop = stop.clone();

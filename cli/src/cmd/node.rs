@@ -50,6 +50,11 @@ pub struct Args {
     /// Let apps run as `user root` (refused by default)
     #[arg(long)]
     allow_root: bool,
+    /// What runs `type wasm` modules, with its flags: it gets `--env K=V`
+    /// for the app's variables, the module, then `args` [default: `wasmtime
+    /// run` when wasmtime is on PATH]
+    #[arg(long, value_name = "CMD")]
+    wasm_runtime: Option<String>,
     /// The log endpoint's bounds (defaults: 32 connections, 16 per
     /// address, 5s header, 30s idle, 5s body timeouts)
     #[command(flatten)]
@@ -94,6 +99,7 @@ pub fn run(conductor: String, args: Args) -> anyhow::Result<ExitCode> {
         no_limits: args.no_limits,
         labels: labels(args.labels)?,
         allow_root: args.allow_root,
+        wasm_runtime: args.wasm_runtime,
     };
     tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -21,8 +21,12 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&replicas)?);
         return Ok(ExitCode::SUCCESS);
     }
-    let mut rows =
-        vec![["REPLICA", "NODE", "ENDPOINT", "STATE", "PID", "RESTARTS"].map(String::from)];
+    let mut rows = vec![
+        [
+            "REPLICA", "NODE", "ENDPOINT", "STATE", "PID", "RESTARTS", "ERROR",
+        ]
+        .map(String::from),
+    ];
     for r in replicas {
         rows.push([
             r.replica,
@@ -31,6 +35,7 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitCode> {
             r.state.map_or("pending".into(), |s| s.label()),
             r.pid.map_or("-".into(), |p| p.to_string()),
             r.restarts.to_string(),
+            r.error.unwrap_or_default(),
         ]);
     }
     crate::table::print(&mut std::io::stdout().lock(), rows)?;

@@ -94,6 +94,8 @@ pub async fn status(State(c): State<Arc<Conductor>>) -> Result<Response, ApiErro
                         ReplicaState::Exited { .. }
                             | ReplicaState::Backoff
                             | ReplicaState::OomKilled
+                            | ReplicaState::BuildFailed
+                            | ReplicaState::StartFailed
                     )
                 })
                 .count() as u32,
@@ -200,6 +202,7 @@ pub async fn replicas(
                 pid: report.and_then(|r| r.pid),
                 restarts: report.map_or(0, |r| r.restarts),
                 draining: p.desired == skr8tr_store::records::DesiredStatus::Stop,
+                error: report.and_then(|r| r.error.clone()),
                 replica: id,
                 app: p.app,
                 generation: p.generation,

@@ -7,6 +7,7 @@
 //! - `spawn`: [`LaunchPlan`] → [`program`] → [`Program`]; `$PORT`
 //!   expansion, the environment a replica gets.
 //! - `group`: [`ProcessGroup`], [`is_alive`].
+//! - [`vm`]: the hypervisor command line of a `vm` block.
 //! - [`tree`]: a replica's descendants and cgroup members, killed until
 //!   none is left.
 //! - `pidfile`: the `replicas.pids` of agents before the shim, and
@@ -20,8 +21,9 @@ mod pidfile;
 pub mod procfs;
 mod spawn;
 pub mod tree;
+pub mod vm;
 
 pub use group::{ProcessGroup, is_alive, kill_group_now};
 pub use pidfile::{PID_FILE, kill_leftovers};
 pub use procfs::{Sampler, Usage, cpu_ticks, millicores, rss_bytes};
-pub use spawn::{LaunchPlan, Program, SpawnError, expand_port, program};
+pub use spawn::{LaunchPlan, Program, SpawnError, environment, expand_port, program};

@@ -2,7 +2,7 @@
 //! environment it gets (the fork + exec itself is its shim's, see
 //! [`crate::shim`]).
 
-use skr8tr_proto::manifest::AppSpec;
+use skr8tr_proto::manifest::{AppKind, AppSpec};
 use std::io;
 use std::os::unix::fs::DirBuilderExt;
 
@@ -20,6 +20,12 @@ pub struct LaunchPlan<'a> {
     pub address: std::net::IpAddr,
     /// `user`/`group` as uid and gid: volumes are created owned by them.
     pub owner: Option<(u32, u32)>,
+    /// The replica's own directory (firecracker's config goes there).
+    pub dir: &'a std::path::Path,
+    /// What `build` produced: `out` and a relative `exec` are found there.
+    pub built: Option<&'a std::path::Path>,
+    /// The node's WebAssembly runtime command (`wasmtime run`), if any.
+    pub wasm_runtime: Option<&'a [String]>,
 }
 
 /// The program a replica runs, with its arguments and its whole
@@ -43,6 +49,13 @@ pub enum SpawnError {
     Exec { program: String, source: io::Error },
     #[error("cannot set up the replica's cgroup: {0}")]
     Cgroup(io::Error),
+    #[error(
+        "app `{app}` is `type wasm`, but this node has no WebAssembly runtime: install \
+         `wasmtime`, or start the node with --wasm-runtime PATH"
+    )]
+    NoRuntime { app: String },
+    #[error("cannot write the vm's config: {0}")]
+    Vm(io::Error),
 }
 
 impl SpawnError {
@@ -52,6 +65,7 @@ impl SpawnError {
     pub fn exit_code(&self) -> i32 {
         match self {
             SpawnError::Exec { source, .. } if source.kind() == io::ErrorKind::NotFound => 127,
+            SpawnError::NoRuntime { .. } => 127,
             _ => 126,
         }
     }
@@ -84,37 +98,82 @@ fn withheld(name: &str) -> bool {
 /// Creates the app's volumes.
 pub fn program(plan: &LaunchPlan<'_>) -> Result<Program, SpawnError> {
     let spec = plan.spec;
-    // `serve { static DIR }`: the node runs its own binary as the static
-    // file server — the one file already on every host.
-    let (program, args): (String, Vec<String>) = match (&spec.exec, &spec.serve) {
-        (Some(exec), _) => (
-            exec.clone(),
-            spec.args
-                .iter()
-                .map(|a| expand_port(a, plan.port))
-                .collect(),
-        ),
-        (None, Some(serve)) => {
-            let me = std::env::current_exe().map_err(|source| SpawnError::Exec {
-                program: "the skr8tr binary (for serve)".into(),
-                source,
+    let env = environment(plan);
+    let expanded = || -> Vec<String> {
+        spec.args
+            .iter()
+            .map(|a| expand_port(a, plan.port))
+            .collect()
+    };
+    // A relative program is found in what `build` produced.
+    let located = |p: &str| match plan.built {
+        Some(dir) if !p.starts_with('/') => dir.join(p).display().to_string(),
+        _ => p.to_string(),
+    };
+    let built_out = spec.build.as_ref().and_then(|b| b.out.as_deref());
+    let (program, args): (String, Vec<String>) = match (spec.kind, &spec.vm) {
+        (AppKind::Vm, Some(vm)) => super::vm::command(spec, vm, plan.port, plan.address, plan.dir)
+            .map_err(SpawnError::Vm)?,
+        (AppKind::Wasm, _) => {
+            let runtime = plan.wasm_runtime.filter(|r| !r.is_empty()).ok_or_else(|| {
+                SpawnError::NoRuntime {
+                    app: plan.app.to_string(),
+                }
             })?;
-            let args = vec![
-                "serve-static".to_string(),
-                serve.dir.clone(),
-                "--port".into(),
-                plan.port.to_string(),
-                "--host".into(),
-                plan.address.to_string(),
-            ];
-            (me.display().to_string(), args)
+            let module = spec
+                .exec
+                .as_deref()
+                .or(built_out)
+                .map(located)
+                .ok_or_else(|| SpawnError::NoProgram {
+                    app: plan.app.to_string(),
+                    kind: spec.kind.to_string(),
+                })?;
+            // The runtime's own flags, the app's variables (a module sees
+            // only what it is given), the module, then its args.
+            let mut args: Vec<String> = runtime[1..].to_vec();
+            for (k, v) in &env {
+                if app_variable(spec, k) {
+                    args.extend(["--env".to_string(), format!("{k}={v}")]);
+                }
+            }
+            args.push(module);
+            args.extend(expanded());
+            (runtime[0].clone(), args)
         }
-        (None, None) => {
-            return Err(SpawnError::NoProgram {
-                app: plan.app.to_string(),
-                kind: spec.kind.to_string(),
-            });
-        }
+        // `exec` first; `build { out }` is the program only when nothing
+        // else names one (with `serve` it is the built site).
+        _ => match (
+            spec.exec
+                .as_deref()
+                .or(built_out.filter(|_| spec.serve.is_none())),
+            &spec.serve,
+        ) {
+            (Some(exec), _) => (located(exec), expanded()),
+            // `serve { static DIR }`: the node runs its own binary as the
+            // static file server — the one file already on every host.
+            (None, Some(serve)) => {
+                let me = std::env::current_exe().map_err(|source| SpawnError::Exec {
+                    program: "the skr8tr binary (for serve)".into(),
+                    source,
+                })?;
+                let args = vec![
+                    "serve-static".to_string(),
+                    located(&serve.dir),
+                    "--port".into(),
+                    plan.port.to_string(),
+                    "--host".into(),
+                    plan.address.to_string(),
+                ];
+                (me.display().to_string(), args)
+            }
+            (None, None) => {
+                return Err(SpawnError::NoProgram {
+                    app: plan.app.to_string(),
+                    kind: spec.kind.to_string(),
+                });
+            }
+        },
     };
     for volume in &spec.volumes {
         std::fs::DirBuilder::new()
@@ -134,6 +193,23 @@ pub fn program(plan: &LaunchPlan<'_>) -> Result<Program, SpawnError> {
             })?;
         }
     }
+    Ok(Program { program, args, env })
+}
+
+/// Whether `name` is one the app set or the node gives every replica (not
+/// one inherited from the node's environment).
+fn app_variable(spec: &AppSpec, name: &str) -> bool {
+    matches!(name, "PORT" | "SKR8TR_REPLICA" | "SKR8TR_APP")
+        || spec.env.iter().any(|(k, _)| k == name)
+        || spec.secrets.iter().any(|(k, _)| k == name)
+        || spec.volumes.iter().any(|v| v.env.as_deref() == Some(name))
+}
+
+/// A replica's whole environment: the node's, minus [`withheld`] names,
+/// plus the app's env, secrets, volume paths, `PORT`, `SKR8TR_REPLICA` and
+/// `SKR8TR_APP`. Its `build` commands get the same.
+pub fn environment(plan: &LaunchPlan<'_>) -> Vec<(String, String)> {
+    let spec = plan.spec;
     let mut env: Vec<(String, String)> = std::env::vars_os()
         .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
         .filter(|(k, _)| !withheld(k))
@@ -156,7 +232,7 @@ pub fn program(plan: &LaunchPlan<'_>) -> Result<Program, SpawnError> {
     set("PORT", plan.port.to_string());
     set("SKR8TR_REPLICA", plan.replica.to_string());
     set("SKR8TR_APP", plan.app.to_string());
-    Ok(Program { program, args, env })
+    env
 }
 
 /// Replaces `$PORT` and `${PORT}` with `port`; every other `$` text (other

@@ -82,6 +82,8 @@ pub struct SupervisorConfig {
     pub cgroups: Option<Cgroups>,
     /// Whether `user root` may run (`skr8tr node --allow-root`).
     pub allow_root: bool,
+    /// The WebAssembly runtime command (`wasmtime run`), if the node has one.
+    pub wasm_runtime: Option<Vec<String>>,
 }
 
 /// Cheap to clone: every clone drives the same replicas.
@@ -96,6 +98,7 @@ struct Inner {
     // A std mutex: nothing awaits while holding it (the longest hold is
     // `reports` reading /proc, in-memory files).
     table: Mutex<Table>,
+    builds: crate::build::Builds,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -123,6 +126,7 @@ impl Supervisor {
                     next_port,
                     shutting_down: false,
                 }),
+                builds: crate::build::Builds::new(&config.data_dir),
                 config,
             }),
         }
@@ -182,6 +186,7 @@ impl Supervisor {
                     started_at_ms: e.started_at_ms,
                     cpu_millis: usage.cpu_millis,
                     rss_bytes: usage.rss_bytes,
+                    error: e.error.clone(),
                 }
             })
             .collect()
@@ -318,6 +323,7 @@ impl Inner {
                 pid: None,
                 port: None,
                 restarts: 0,
+                error: None,
                 started_at_ms: 0,
                 sampler: Sampler::default(),
                 log: log.clone(),

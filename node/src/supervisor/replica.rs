@@ -59,6 +59,8 @@ impl Replica {
         let mut first = true;
         loop {
             let began = Instant::now();
+            // Set when no process ran: what `ps` shows while it waits.
+            let mut failed = None;
             let ended = if let Some(shim) = self.adopted.take() {
                 first = false;
                 let port = shim.hello.port;
@@ -89,9 +91,11 @@ impl Replica {
                 first = false;
                 match self.launch(port).await {
                     Ok(shim) => self.supervise(shim, port, false).await,
-                    Err((message, code)) => {
+                    Err((message, code, state)) => {
                         tracing::warn!(replica = %self.id, "{message}");
                         self.log.push(Stream::Stderr, &format!("skr8tr: {message}"));
+                        self.set(|e| e.error = Some(message.clone()));
+                        failed = Some(state);
                         Ended::Exited {
                             code: Some(code),
                             oom: false,
@@ -133,10 +137,10 @@ impl Replica {
                 &format!("skr8tr: {what}; restarting in {delay:?}"),
             );
             self.set(|e| {
-                e.state = if oom {
-                    ReplicaState::OomKilled
-                } else {
-                    ReplicaState::Backoff
+                e.state = match (failed, oom) {
+                    (Some(state), _) => state,
+                    (None, true) => ReplicaState::OomKilled,
+                    (None, false) => ReplicaState::Backoff,
                 };
                 e.pid = None;
             });
@@ -147,10 +151,13 @@ impl Replica {
         self.finish();
     }
 
-    /// Sets up the replica's cgroup and starts its shim, which forks it.
-    /// `Err` is the message and a shell's exit code.
-    async fn launch(&self, port: u16) -> Result<Shim, (String, i32)> {
+    /// Builds the app if it has a `build`, sets up the replica's cgroup
+    /// and starts its shim, which forks it. `Err` is the message, a shell's
+    /// exit code and the state to show until the next try.
+    async fn launch(&self, port: u16) -> Result<Shim, (String, i32, ReplicaState)> {
+        let start_failed = |(m, c): (String, i32)| (m, c, ReplicaState::StartFailed);
         let config = &self.inner.config;
+        let dir = shim_proto::replica_dir(&config.data_dir, &self.id);
         let owner = match &self.spec().user {
             Some(user) => Some(
                 crate::identity::resolve(
@@ -159,30 +166,49 @@ impl Replica {
                     config.allow_root,
                     std::path::Path::new("/etc"),
                 )
-                .map_err(|e| (e, 126))?,
+                .map_err(|e| (e, 126, ReplicaState::StartFailed))?,
             ),
             None => None,
         };
-        let plan = LaunchPlan {
+        let mut plan = LaunchPlan {
             replica: &self.id,
             app: &self.assignment.app,
             spec: self.spec(),
             port,
             address: config.address,
             owner,
+            dir: &dir,
+            built: None,
+            wasm_runtime: config.wasm_runtime.as_deref(),
         };
-        let program = process::program(&plan).map_err(|e| (e.to_string(), e.exit_code()))?;
+        let built = match &self.spec().build {
+            Some(build) => Some(
+                self.inner
+                    .builds
+                    .ensure(
+                        &self.assignment.app,
+                        build,
+                        &process::environment(&plan),
+                        &self.log,
+                    )
+                    .await
+                    .map_err(|e| (e.to_string(), 1, ReplicaState::BuildFailed))?,
+            ),
+            None => None,
+        };
+        plan.built = built.as_deref();
+        let program = process::program(&plan)
+            .map_err(|e| (e.to_string(), e.exit_code()))
+            .map_err(start_failed)?;
         let cgroup = match &config.cgroups {
             Some(cgroups) => {
                 let limits = cgroup::Limits {
                     memory: self.spec().ram,
                     cpu_millis: self.spec().cpu_millis,
                 };
-                Some(
-                    cgroups
-                        .create(&self.id, limits)
-                        .map_err(|e| (format!("cannot set up the replica's cgroup: {e}"), 126))?,
-                )
+                Some(cgroups.create(&self.id, limits).map_err(|e| {
+                    start_failed((format!("cannot set up the replica's cgroup: {e}"), 126))
+                })?)
             }
             None => None,
         };
@@ -200,19 +226,19 @@ impl Replica {
             program: program.program,
             args: program.args,
             env: program.env,
-            cwd: None,
+            cwd: built.clone(),
             uid: owner.map(|o| o.0),
             gid: owner.map(|o| o.1),
             cgroup,
             grace_ms: config.grace.as_millis() as u64,
         };
-        let dir = shim_proto::replica_dir(&config.data_dir, &self.id);
         client::launch(&config.shim, &dir, &plan)
             .await
             .map_err(|e| match e {
                 LaunchError::Failed { error, code } => (error, code),
                 other => (other.to_string(), 126),
             })
+            .map_err(start_failed)
     }
 
     /// Runs one process until it ends, is stopped, or fails its health
@@ -237,6 +263,7 @@ impl Replica {
             e.port = Some(port);
             e.started_at_ms = hello.started_at_ms;
             e.sampler = Sampler::default();
+            e.error = None;
         });
         let watched = self.watch(&mut control, &mut exited, port, ready).await;
         let ended = match watched {

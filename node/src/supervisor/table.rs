@@ -26,6 +26,8 @@ pub(super) struct Entry {
     pub(super) pid: Option<u32>,
     pub(super) port: Option<u16>,
     pub(super) restarts: u32,
+    /// Why the last start failed, until one succeeds.
+    pub(super) error: Option<String>,
     pub(super) started_at_ms: u64,
     pub(super) sampler: Sampler,
     pub(super) log: SharedLog,

@@ -17,11 +17,14 @@ pub(crate) fn checks(c: &mut Checker<'_>, app: &Entry, spec: &AppSpec, at: &Hash
         .collect();
     // Report at the later one, naming the earlier: in file order.
     sources.sort_by_key(|e| e.key_at);
+    // `build { out }` alone names the program: what the build produced.
+    let built = spec.build.as_ref().is_some_and(|b| b.out.is_some());
     match sources.as_slice() {
+        [] if built => {}
         [] => c.sink.error_hint(
             app.key_at,
             format!("app `{name}` has no `exec`"),
-            "add `exec /path/to/binary` (or a `serve` block for static files, or a `vm` block)",
+            "add `exec /path/to/binary` (or a `serve` block for static files, a `vm` block, or `out` in `build`)",
         ),
         [_] => {}
         [first, second, ..] => c.sink.error_hint(

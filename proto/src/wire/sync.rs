@@ -127,6 +127,8 @@ pub struct ReplicaReport {
     pub started_at_ms: u64,
     pub cpu_millis: u64,
     pub rss_bytes: u64,
+    /// Why its last start failed, if it did: shown by `ps`.
+    pub error: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -146,6 +148,11 @@ pub enum ReplicaState {
     /// Killed by the kernel for using more than its `ram`; restarts after
     /// its backoff like any exit.
     OomKilled,
+    /// Its `build` failed; retried after its backoff.
+    BuildFailed,
+    /// Its program could not be started (missing, no runtime, no such
+    /// user); retried after its backoff.
+    StartFailed,
 }
 
 impl ReplicaState {
@@ -159,6 +166,8 @@ impl ReplicaState {
             ReplicaState::Exited { code: Some(c) } => format!("exited({c})"),
             ReplicaState::Exited { code: None } => "killed".into(),
             ReplicaState::OomKilled => "oom-killed".into(),
+            ReplicaState::BuildFailed => "build-failed".into(),
+            ReplicaState::StartFailed => "start-failed".into(),
         }
     }
 }

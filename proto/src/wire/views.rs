@@ -112,6 +112,9 @@ pub struct ReplicaView {
     pub restarts: u32,
     /// Left the registry, still finishing in-flight requests.
     pub draining: bool,
+    /// Why its last start failed (a failed build, a missing runtime), if
+    /// it did.
+    pub error: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
