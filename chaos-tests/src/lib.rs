@@ -10,6 +10,7 @@
 //!   run (identity on `/`, `/healthz`, crash/fail/job flags).
 //! - [`harness`]: a real cluster (conductor and nodes as `skr8tr`
 //!   processes) with wait-for-condition helpers.
+//! - [`load`]: `Load`, requests through the ingress or to replicas.
 //! - [`workload`]: the store programs' command and checks.
 //! - `tests/store_crash.rs`: SIGKILL the writer at random moments, reopen,
 //!   check every acknowledged write and the audit chain.
@@ -22,4 +23,5 @@
 #![forbid(unsafe_code)]
 
 pub mod harness;
+pub mod load;
 pub mod workload;
