@@ -337,6 +337,7 @@ fn data_directories_and_their_secrets_are_made_private() {
     set(&conductor_dir.join("conductor.sec"), 0o644);
     set(&node_dir, 0o755);
     set(&node_dir.join("node.sec"), 0o644);
+    set(&node_dir.join("replicas"), 0o755);
     c.start_conductor();
     c.start_node_with("n1", &[]);
     wait_for("n1 back", WAIT, || {
@@ -346,7 +347,8 @@ fn data_directories_and_their_secrets_are_made_private() {
     assert_eq!(mode(&conductor_dir.join(skr8tr_store::DB_FILE)), 0o600);
     assert_eq!(mode(&conductor_dir.join("conductor.sec")), 0o600);
     assert_eq!(mode(&node_dir.join("node.sec")), 0o600);
-    assert_eq!(mode(&node_dir.join("replicas.pids")), 0o600);
+    // Replicas' control sockets live in directories only the node reads.
+    assert_eq!(mode(&node_dir.join("replicas")), 0o700);
     // A ticket written over an existing, readable file is made private.
     let ticket = c.dir.join("over.ticket");
     std::fs::write(&ticket, "old").unwrap();

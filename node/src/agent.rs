@@ -85,6 +85,8 @@ pub enum NodeError {
 pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Result<(), NodeError> {
     skr8tr_proto::files::private_dir(&config.data_dir)?;
     crate::shim::check_data_dir(&config.data_dir).map_err(NodeError::Config)?;
+    // The shims' control sockets: only the node's user may reach them.
+    skr8tr_proto::files::private_dir(&config.data_dir.join("replicas"))?;
     let client = Client::new(&config.conductor)?;
     let key = node_key(&config.data_dir)?;
     let changed = Arc::new(Notify::new());

@@ -116,6 +116,10 @@ async fn run(
     let status = match tokio::time::timeout(BUILD_TIMEOUT, child.wait()).await {
         Ok(status) => status.map_err(|e| BuildError::Io(e.to_string()))?,
         Err(_) => {
+            // The command's whole process group, not only `sh`.
+            if let Some(pgid) = child.id().and_then(crate::process::ProcessGroup::new) {
+                crate::process::kill_group_now(pgid);
+            }
             let _ = child.start_kill();
             return Err(BuildError::TimedOut {
                 command: command.to_string(),

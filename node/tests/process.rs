@@ -98,13 +98,12 @@ fn the_replica_gets_its_port_environment_and_volumes() {
 }
 
 #[test]
-fn an_app_without_a_program_is_a_start_error() {
-    let s = spec(
-        "app web\n  type vm\n  vm {\n    hypervisor qemu\n    kernel /k\n    rootfs /r\n  }\n",
-    );
+fn a_wasm_app_on_a_node_without_a_runtime_is_a_start_error() {
+    let s = spec("app web\n  type wasm\n  exec /m.wasm\n");
     let e = process::program(&plan(&s, 1)).unwrap_err();
-    assert!(matches!(e, SpawnError::NoProgram { .. }), "{e}");
-    assert_eq!(e.exit_code(), 126);
+    assert!(matches!(e, SpawnError::NoRuntime { .. }), "{e}");
+    assert_eq!(e.exit_code(), 127);
+    assert!(e.to_string().contains("--wasm-runtime"), "{e}");
 }
 
 fn sleeper() -> std::process::Child {

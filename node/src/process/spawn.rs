@@ -185,12 +185,19 @@ pub fn program(plan: &LaunchPlan<'_>) -> Result<Program, SpawnError> {
                 source,
             })?;
         if let Some((uid, gid)) = plan.owner {
-            std::os::unix::fs::chown(&volume.path, Some(uid), Some(gid)).map_err(|source| {
-                SpawnError::Volume {
-                    path: volume.path.clone(),
-                    source,
-                }
-            })?;
+            // Never through a symlink: the replica's user owns the volume
+            // and could point it at a directory of the node's.
+            let volume_err = |source| SpawnError::Volume {
+                path: volume.path.clone(),
+                source,
+            };
+            let meta = std::fs::symlink_metadata(&volume.path).map_err(volume_err)?;
+            if !meta.is_dir() {
+                return Err(volume_err(io::Error::other(
+                    "is not a directory (a symlink?); refusing to hand it to the app's user",
+                )));
+            }
+            std::os::unix::fs::lchown(&volume.path, Some(uid), Some(gid)).map_err(volume_err)?;
         }
     }
     Ok(Program { program, args, env })

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 /// Rounds of "list, SIGKILL, reap" before giving up on a tree that keeps
 /// forking (each round kills every process it saw, so a fork bomb loses).
-const KILL_ROUNDS: usize = 500;
+const KILL_ROUNDS: usize = 50;
 
 /// Live (not zombie) descendants of `root`, from `/proc`.
 pub fn descendants(root: u32) -> Vec<u32> {
@@ -33,10 +33,11 @@ pub fn descendants(root: u32) -> Vec<u32> {
         }
     }
     let mut out = Vec::new();
+    let mut seen = std::collections::HashSet::new();
     let mut queue = vec![root];
     while let Some(parent) = queue.pop() {
         for &(pid, zombie) in children.get(&parent).map(Vec::as_slice).unwrap_or(&[]) {
-            if pid == root || out.contains(&pid) {
+            if pid == root || !seen.insert(pid) {
                 continue;
             }
             queue.push(pid);
@@ -108,6 +109,25 @@ fn kill_until_empty(list: impl Fn() -> Vec<u32>, reap: bool) -> Vec<(u32, i32)> 
         reaped.extend(reap_all());
     }
     reaped
+}
+
+/// SIGKILLs the shim with this pid, if that pid still is the shim of the
+/// replica directory `dir` (its command line names it): a shim that lost
+/// its agent must not outlive a replacement.
+pub fn kill_shim(pid: u32, dir: &std::path::Path) {
+    if pid <= 1 || pid == std::process::id() {
+        return;
+    }
+    let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+        return;
+    };
+    let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+    let ours = args.get(1) == Some(&b"shim".as_slice())
+        && args.get(2) == Some(&dir.as_os_str().as_encoded_bytes());
+    if ours {
+        // SAFETY: kill takes plain integers; pid > 1 names one process.
+        unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+    }
 }
 
 /// Reaps every child that has exited; returns the ones it reaped with

@@ -52,6 +52,11 @@ pub async fn launch(exe: &Path, dir: &Path, plan: &Plan) -> Result<Shim, LaunchE
         .recursive(true)
         .mode(0o700)
         .create(dir)
+        .and_then(|()| {
+            use std::os::unix::fs::PermissionsExt;
+            // Also when it already existed (a restart, a vm config).
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+        })
         .map_err(|e| LaunchError::Shim(format!("{}: {e}", dir.display())))?;
     let (ours, theirs) = std::os::unix::net::UnixStream::pair().map_err(shim_err)?;
     let mut cmd = tokio::process::Command::new(exe);

@@ -97,6 +97,8 @@ pub struct Hello {
     pub ready: bool,
     /// Set when the replica ended while no agent was connected.
     pub exited: Option<Exit>,
+    /// The shim's own pid.
+    pub shim_pid: u32,
 }
 
 /// How a replica process ended.

@@ -203,6 +203,8 @@ impl Shim {
         let socket = dir.join(SOCKET);
         let _ = std::fs::remove_file(&socket);
         let listener = match UnixListener::bind(&socket).and_then(|l| {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600))?;
             l.set_nonblocking(true)?;
             Ok(l)
         }) {
@@ -294,6 +296,7 @@ impl Shim {
             started_at_ms: self.started_at_ms,
             ready: self.ready,
             exited: self.exited,
+            shim_pid: std::process::id(),
         }
     }
 
@@ -410,6 +413,24 @@ impl Shim {
 
     /// A (restarted) agent connected: the newest one is the agent.
     fn adopted_by(&mut self, stream: UnixStream) {
+        // Only the node's user, and never a process of the replica itself
+        // (which may run as that user too).
+        let Some((pid, uid)) = peer(&stream) else {
+            return;
+        };
+        // SAFETY: geteuid has no arguments and cannot fail.
+        if uid != unsafe { libc::geteuid() } || tree::descendants(std::process::id()).contains(&pid)
+        {
+            return;
+        }
+        // One agent at a time: a second connection is turned away while
+        // the first is open (a restarted agent's predecessor is closed).
+        if let Some(current) = &self.agent {
+            if open(current) {
+                return;
+            }
+            self.lost_agent();
+        }
         let _ = stream.set_nonblocking(false);
         let _ = stream.set_read_timeout(Some(READ_TIMEOUT));
         let _ = stream.set_write_timeout(Some(WRITE_TIMEOUT));
@@ -444,7 +465,10 @@ impl Shim {
                     // SAFETY: kill takes plain integers; the replica leads
                     // its own group (pgid == pid > 1).
                     unsafe { libc::kill(-(self.pid as libc::pid_t), libc::SIGTERM) };
-                    self.stop_by = Some(Instant::now() + Duration::from_millis(drain_ms));
+                    // At most a day: a drain is seconds, and the sum must
+                    // not overflow.
+                    let drain = Duration::from_millis(drain_ms.min(86_400_000));
+                    self.stop_by = Some(Instant::now() + drain);
                 }
             }
             Ok(ToShim::Ready(ready)) => self.ready = ready,
@@ -546,6 +570,12 @@ fn spawn(plan: &Plan, procs: &[File]) -> io::Result<std::process::Child> {
     // async-signal-safe calls, no allocation (the fd list was built
     // before the fork).
     let before_exec = move || {
+        // The shim ignores these; the replica starts with the defaults.
+        // SAFETY: signal() is async-signal-safe.
+        unsafe {
+            libc::signal(libc::SIGHUP, libc::SIG_DFL);
+            libc::signal(libc::SIGINT, libc::SIG_DFL);
+        }
         for fd in &procs {
             // SAFETY: write of one byte from a static buffer to an open fd.
             if unsafe { libc::write(*fd, b"0".as_ptr().cast(), 1) } < 0 {
@@ -565,4 +595,41 @@ fn spawn(plan: &Plan, procs: &[File]) -> io::Result<std::process::Child> {
     // SAFETY: the hook only makes the async-signal-safe calls above.
     unsafe { cmd.pre_exec(before_exec) };
     cmd.spawn()
+}
+
+/// The pid and uid of a Unix socket's peer (`SO_PEERCRED`).
+fn peer(stream: &UnixStream) -> Option<(u32, u32)> {
+    let mut cred = libc::ucred {
+        pid: 0,
+        uid: 0,
+        gid: 0,
+    };
+    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `len` bytes into `cred`, a live
+    // ucred, on a socket we own.
+    let rc = unsafe {
+        libc::getsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            (&mut cred as *mut libc::ucred).cast(),
+            &mut len,
+        )
+    };
+    (rc == 0 && cred.pid > 0).then_some((cred.pid as u32, cred.uid))
+}
+
+/// Whether the peer of a connection is still there: not at end of file.
+fn open(stream: &UnixStream) -> bool {
+    let mut byte = [0u8; 1];
+    // SAFETY: recv into a one-byte buffer we own; MSG_PEEK leaves the data.
+    let n = unsafe {
+        libc::recv(
+            stream.as_raw_fd(),
+            byte.as_mut_ptr().cast(),
+            1,
+            libc::MSG_PEEK | libc::MSG_DONTWAIT,
+        )
+    };
+    n > 0 || (n < 0 && io::Error::last_os_error().kind() == io::ErrorKind::WouldBlock)
 }

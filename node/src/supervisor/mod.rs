@@ -242,7 +242,8 @@ impl Supervisor {
                 Ok(shim) => shim,
                 Err(e) => {
                     tracing::info!(dir = %dir.display(), "clearing a replica directory whose shim is gone ({e})");
-                    self.inner.clear_dead(&dir, &key);
+                    let inner = self.inner.clone();
+                    let _ = tokio::task::spawn_blocking(move || inner.clear_dead(&dir, &key)).await;
                     continue;
                 }
             };

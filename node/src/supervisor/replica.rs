@@ -89,7 +89,14 @@ impl Replica {
                     self.set(|e| e.restarts += 1);
                 }
                 first = false;
-                match self.launch(port).await {
+                // A build may take minutes: a stop does not wait for it.
+                let mut stop = self.stop.clone();
+                let launched = tokio::select! {
+                    biased;
+                    _ = stop.wait_for(|s| *s) => break,
+                    launched = self.launch(port) => launched,
+                };
+                match launched {
                     Ok(shim) => self.supervise(shim, port, false).await,
                     Err((message, code, state)) => {
                         tracing::warn!(replica = %self.id, "{message}");
@@ -245,6 +252,7 @@ impl Replica {
     /// check too often; its whole tree is gone when this returns.
     async fn supervise(&mut self, shim: Shim, port: u16, adopted: bool) -> Ended {
         let hello = shim.hello.clone();
+        let hello_pid = hello.shim_pid;
         let (mut control, mut exited) = shim.attach(self.log.clone());
         let pid = hello.pid;
         let ready = adopted && hello.ready;
@@ -269,14 +277,14 @@ impl Replica {
         let ended = match watched {
             Watched::Stop => {
                 self.set(|e| e.state = ReplicaState::Stopping);
-                let exit = self.stop_shim(&mut control, exited).await;
+                let exit = self.stop_shim(&mut control, exited, hello_pid).await;
                 tracing::info!(replica = %self.id, pid, "stopped ({exit:?})");
                 Ended::Stopped
             }
             Watched::Exited(exit) => {
                 let (code, oom) = exit.map_or((None, false), |x| (x.code, x.oom));
                 if exit.is_none() {
-                    self.shim_vanished();
+                    self.shim_vanished(hello_pid).await;
                 }
                 tracing::info!(replica = %self.id, pid, oom, "{}", describe(code));
                 Ended::Exited { code, oom }
@@ -285,7 +293,7 @@ impl Replica {
                 tracing::warn!(replica = %self.id, pid, "health check failed too often: restarting");
                 self.log
                     .push(Stream::Stderr, "skr8tr: health check failed too often");
-                self.stop_shim(&mut control, exited).await;
+                self.stop_shim(&mut control, exited, hello_pid).await;
                 Ended::Exited {
                     code: None,
                     oom: false,
@@ -302,33 +310,49 @@ impl Replica {
         &self,
         control: &mut Control,
         exited: oneshot::Receiver<Option<Exit>>,
+        hello_pid: u32,
     ) -> Option<Exit> {
         let drain = self.spec().drain;
         let stop = ToShim::Stop {
             drain_ms: drain.as_millis() as u64,
         };
         if control.send(&stop).await.is_err() {
-            self.shim_vanished();
+            self.shim_vanished(hello_pid).await;
             return None;
         }
         match tokio::time::timeout(drain + STOP_GRACE, exited).await {
             Ok(Ok(Some(exit))) => Some(exit),
             _ => {
-                self.shim_vanished();
+                self.shim_vanished(hello_pid).await;
                 None
             }
         }
     }
 
-    /// The shim died without a word (killed by hand, or by the OOM killer
-    /// of the node): whatever of the replica is left in its cgroup goes.
-    fn shim_vanished(&self) {
-        tracing::warn!(replica = %self.id, "the replica's shim is gone");
+    /// The shim's connection ended without a word (the shim was killed, or
+    /// it dropped a connection it could not write to): the shim, if it is
+    /// still there, and whatever is left in the replica's cgroup go, so the
+    /// next start never runs beside the old one.
+    async fn shim_vanished(&self, shim_pid: u32) {
+        tracing::warn!(replica = %self.id, "lost the replica's shim: stopping what is left of it");
         self.log
-            .push(Stream::Stderr, "skr8tr: the replica's shim is gone");
-        if let Some(cgroups) = &self.inner.config.cgroups {
-            process::tree::kill_cgroup(&cgroups.replica(&self.id));
-        }
+            .push(Stream::Stderr, "skr8tr: lost the replica's shim");
+        let dir = shim_proto::replica_dir(&self.inner.config.data_dir, &self.id);
+        let cgroup = self
+            .inner
+            .config
+            .cgroups
+            .as_ref()
+            .map(|c| c.replica(&self.id));
+        let _ = tokio::task::spawn_blocking(move || {
+            // The shim's parent-death signal takes the replica with it;
+            // the cgroup catches what escaped.
+            process::tree::kill_shim(shim_pid, &dir);
+            if let Some(cg) = cgroup {
+                process::tree::kill_cgroup(&cg);
+            }
+        })
+        .await;
     }
 
     /// Waits for the first of: a stop request, the process's exit, or the
