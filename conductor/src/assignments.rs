@@ -38,6 +38,8 @@ pub fn of_node(
         node: node.to_string(),
         version: u64::from_le_bytes(v).max(1),
         replicas,
+        // Set to the poll's nonce when it is answered.
+        nonce: [0; 16],
     })
 }
 

@@ -6,7 +6,7 @@
 use skr8tr_proto::command::ClusterId;
 use skr8tr_proto::envelope::{KeyRing, KeyStatus};
 use skr8tr_proto::keys::{Fingerprint, PublicKey, SecretKey};
-use skr8tr_proto::wire::{NodeReport, SignedAssignments};
+use skr8tr_proto::wire::NodeReport;
 use skr8tr_store::{Store, StoreError};
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -100,9 +100,6 @@ pub struct Conductor {
     /// Replica id → when the reconciler first saw it draining (observed,
     /// not stored: after a restart a drain lasts one more period).
     draining: Mutex<HashMap<String, u64>>,
-    /// Node → the assignment set last signed for it, with its version:
-    /// a node re-polling an unchanged set gets the same signature.
-    signed: Mutex<HashMap<String, (u64, Arc<SignedAssignments>)>>,
     /// The budget of refusals from senders who proved no key.
     pub refusals: crate::refusals::Limiter,
     /// Turns for reading pages of the audit log (bounded memory).
@@ -172,7 +169,6 @@ impl Conductor {
             unplaced: Mutex::new(BTreeMap::new()),
             autoscale: Mutex::new(crate::autoscale::State::default()),
             draining: Mutex::new(HashMap::new()),
-            signed: Mutex::new(HashMap::new()),
             refusals: crate::refusals::Limiter::with_window(window_ms),
             pages: tokio::sync::Semaphore::new(crate::api::CONCURRENT_PAGES),
         })
@@ -242,10 +238,6 @@ impl Conductor {
 
     pub fn unplaced(&self) -> MutexGuard<'_, BTreeMap<String, String>> {
         lock(&self.unplaced)
-    }
-
-    pub fn signed_cache(&self) -> MutexGuard<'_, HashMap<String, (u64, Arc<SignedAssignments>)>> {
-        lock(&self.signed)
     }
 
     /// Tells long-polls and the reconciler that desired state changed.

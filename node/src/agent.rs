@@ -147,6 +147,7 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
         conductor_key: config.conductor_key.clone(),
         node: config.name.clone(),
         refused: std::sync::Mutex::new(skr8tr_net::server::Throttled::new()),
+        served: std::sync::Mutex::new(crate::logs_server::Served::default()),
     });
     let log_task = tokio::spawn(log_server.serve(logs_listener, config.limits.logs.clone()));
     let mut boot = [0u8; 8];

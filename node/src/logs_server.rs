@@ -1,5 +1,5 @@
 //! The node's log endpoint: `POST /v1/logs` with a request the conductor
-//! signed (pinned key, this node's name, fresh). It serves workload output
+//! signed (pinned key, this node's name, fresh, not served before). It serves workload output
 //! and nothing else — a node still has no command port. Operators reach it
 //! only through the conductor, which audits every read.
 
@@ -27,6 +27,39 @@ pub struct LogServer {
     pub node: String,
     /// Refused requests, logged once per interval.
     pub refused: std::sync::Mutex<server::Throttled>,
+    /// Nonces of the requests served within the freshness window: each
+    /// request is served once.
+    pub served: std::sync::Mutex<Served>,
+}
+
+/// Most nonces remembered: a conductor follows a few replicas at a time,
+/// two requests a second each, within a window of minutes.
+pub const MAX_REMEMBERED: usize = 65_536;
+
+/// The nonces of requests already served, with when each was issued;
+/// older than the freshness window they are forgotten (such a request is
+/// refused as stale anyway).
+#[derive(Default)]
+pub struct Served {
+    seen: std::collections::HashMap<[u8; 16], u64>,
+}
+
+impl Served {
+    /// Records `nonce`; false if it was served before.
+    pub fn first(&mut self, nonce: [u8; 16], issued_at_ms: u64, now_ms: u64) -> bool {
+        let window = 2 * skr8tr_proto::envelope::MAX_CLOCK_SKEW.as_millis() as u64;
+        if self.seen.len() >= MAX_REMEMBERED {
+            self.seen
+                .retain(|_, at| now_ms.saturating_sub(*at) <= window);
+        }
+        if self.seen.len() >= MAX_REMEMBERED {
+            // Still full of fresh ones: forget the oldest.
+            if let Some(oldest) = self.seen.iter().min_by_key(|(_, at)| **at).map(|(n, _)| *n) {
+                self.seen.remove(&oldest);
+            }
+        }
+        self.seen.insert(nonce, issued_at_ms).is_none()
+    }
 }
 
 impl LogServer {
@@ -82,7 +115,18 @@ impl LogServer {
         let now = skr8tr_proto::clock::now_ms();
         let request = match wire::decode::<SignedLogRequest>(&body)
             .and_then(|s| s.open(&self.conductor_key, &self.node, now))
-        {
+            .and_then(|r| {
+                let first = self.served.lock().unwrap_or_else(|p| p.into_inner()).first(
+                    r.nonce,
+                    r.issued_at_ms,
+                    now,
+                );
+                if first {
+                    Ok(r)
+                } else {
+                    Err("already served (a replayed request)".to_string())
+                }
+            }) {
             Ok(r) => r,
             Err(e) => {
                 // Anyone can send these: counted into a line every 10 s at most.
@@ -150,4 +194,33 @@ fn reply(status: StatusCode, body: Vec<u8>) -> Response<Full<Bytes>> {
     let mut r = Response::new(Full::new(Bytes::from(body)));
     *r.status_mut() = status;
     r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_log_request_is_served_once_and_memory_stays_bounded() {
+        let mut served = Served::default();
+        let now = 1_800_000_000_000;
+        assert!(served.first([1; 16], now, now));
+        assert!(!served.first([1; 16], now, now + 5), "a replay is refused");
+        assert!(served.first([2; 16], now, now));
+        // Full of old nonces: they are forgotten, new ones are served.
+        for i in 0..MAX_REMEMBERED as u32 {
+            let mut n = [0u8; 16];
+            n[..4].copy_from_slice(&i.to_le_bytes());
+            n[15] = 7;
+            served.first(n, now, now);
+        }
+        assert!(served.seen.len() <= MAX_REMEMBERED);
+        let later = now + 10 * 60 * 1000;
+        assert!(served.first([3; 16], later, later));
+        assert!(
+            served.seen.len() < 10,
+            "stale nonces dropped: {}",
+            served.seen.len()
+        );
+    }
 }

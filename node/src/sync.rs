@@ -69,7 +69,14 @@ impl NodeSync {
         loop {
             let have = self.version.load(Ordering::Acquire);
             let path = format!("/v1/nodes/{}/assignments", self.name);
-            let result = match self.signed(NodeMessage::Poll { version: have }) {
+            // The answer must echo it: a recorded answer replayed later
+            // (an old set, say before a `down`) is refused.
+            let mut nonce = [0u8; 16];
+            let _ = getrandom::fill(&mut nonce);
+            let result = match self.signed(NodeMessage::Poll {
+                version: have,
+                nonce,
+            }) {
                 Ok(body) => tokio::select! {
                     r = self.client.post(&path, body, POLL_TIMEOUT) => r.map_err(|e| e.to_string()),
                     _ = self.repoll.notified() => continue,
@@ -83,7 +90,7 @@ impl NodeSync {
                 self.admitted();
                 let signed: SignedAssignments = wire::decode(&body)?;
                 signed
-                    .open(&self.conductor_key, &self.name)
+                    .open(&self.conductor_key, &self.name, &nonce)
                     .map_err(|e| e.to_string())
             }) {
                 Ok(assignments) => {

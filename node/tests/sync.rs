@@ -44,6 +44,10 @@ struct Seen {
     forged: usize,
     /// Assignment sets handed out.
     polls: usize,
+    /// Every assignments answer sent, as bytes (a recording proxy).
+    recorded: Vec<Vec<u8>>,
+    /// Answer polls with this recorded answer instead (a replay).
+    replay: Option<Vec<u8>>,
 }
 
 type State = Arc<Mutex<Seen>>;
@@ -94,9 +98,20 @@ async fn answer(req: Request<Incoming>, key: &PublicKey, state: &State) -> Respo
                 };
                 return reply(StatusCode::OK, wire::encode(&ack));
             }
-            ("/v1/nodes/n1/assignments", NodeMessage::Poll { version: have }) => {
+            (
+                "/v1/nodes/n1/assignments",
+                NodeMessage::Poll {
+                    version: have,
+                    nonce,
+                },
+            ) => {
+                if let Some(old) = seen.replay.clone() {
+                    // The node backs off after refusing it.
+                    seen.polls += 1;
+                    return reply(StatusCode::OK, old);
+                }
                 match seen.set.clone() {
-                    Some(set) => (have, set),
+                    Some((set, key)) => (have, (Assignments { nonce, ..set }, key)),
                     None => return reply(StatusCode::SERVICE_UNAVAILABLE, vec![]),
                 }
             }
@@ -108,9 +123,11 @@ async fn answer(req: Request<Incoming>, key: &PublicKey, state: &State) -> Respo
         // Long-poll, shortened: the node asks again.
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let signed = SignedAssignments::sign(&signer, &set).unwrap();
-    lock(state).polls += 1;
-    reply(StatusCode::OK, wire::encode(&signed))
+    let signed = wire::encode(&SignedAssignments::sign(&signer, &set).unwrap());
+    let mut seen = lock(state);
+    seen.polls += 1;
+    seen.recorded.push(signed.clone());
+    reply(StatusCode::OK, signed)
 }
 
 fn reply(status: StatusCode, body: Vec<u8>) -> Response<Full<Bytes>> {
@@ -139,6 +156,7 @@ fn set(node: &str, version: u64, replicas: &[&str]) -> Assignments {
                 spec: spec.clone(),
             })
             .collect(),
+        nonce: [0; 16],
     }
 }
 
@@ -270,6 +288,27 @@ async fn a_node_runs_only_sets_the_pinned_conductor_signed_for_it_and_reports_th
             && lock(&state).reports.last().unwrap().assignments_version == 8
     })
     .await;
+
+    // An on-path attacker replays the recorded answer that assigned the
+    // replica (correctly signed, for this node): it answers another poll,
+    // so the node refuses it and the replica stays down.
+    let polls = {
+        let mut seen = lock(&state);
+        let first = seen.recorded[0].clone();
+        seen.replay = Some(first);
+        seen.polls
+    };
+    wait_until("the node to be sent the replay three times", || {
+        lock(&state).polls >= polls + 3
+    })
+    .await;
+    let before = lock(&state).reports.len();
+    wait_until("two more reports", || {
+        lock(&state).reports.len() >= before + 2
+    })
+    .await;
+    assert!(last_replicas(&state).is_empty(), "a replayed set was run");
+    assert_eq!(lock(&state).reports.last().unwrap().assignments_version, 8);
     poller.abort();
     reporter.abort();
     supervisor.shutdown().await;

@@ -141,6 +141,7 @@ async fn fetch(c: &Conductor, t: &Target, limit: u32, after_seq: Option<u64>) ->
         limit,
         after_seq,
         issued_at_ms: c.now_ms(),
+        nonce: random_nonce(),
     };
     let signed = match SignedLogRequest::sign(&c.key, &request) {
         Ok(s) => s,
@@ -278,4 +279,12 @@ impl futures_core::Stream for ReceiverStream {
     ) -> std::task::Poll<Option<Self::Item>> {
         self.0.poll_recv(cx).map(|o| o.map(Ok))
     }
+}
+
+/// 16 random bytes; all zeros if the system's generator fails (the node
+/// then serves that request once, like any other).
+fn random_nonce() -> [u8; 16] {
+    let mut n = [0u8; 16];
+    let _ = getrandom::fill(&mut n);
+    n
 }

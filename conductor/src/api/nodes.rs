@@ -50,7 +50,7 @@ pub async fn assignments(
     peer: Option<Extension<Peer>>,
     bytes: Bytes,
 ) -> Result<Response, ApiError> {
-    let NodeMessage::Poll { version } = message(&c, &name, &bytes, peer).await? else {
+    let NodeMessage::Poll { version, nonce } = message(&c, &name, &bytes, peer).await? else {
         return Err(ApiError::new(Code::BadRequest, "expected a poll"));
     };
     let since = Some(version);
@@ -62,32 +62,22 @@ pub async fn assignments(
         let current = assignments::of_node(&snap, c.cluster, &name).map_err(ApiError::internal)?;
         drop(snap);
         if since != Some(current.version) || tokio::time::Instant::now() >= deadline {
-            let signed = sign_cached(&c, &name, &current)?;
-            return Ok(body(StatusCode::OK, &*signed));
+            // Each answer is signed with its poll's nonce: a recorded one
+            // cannot be replayed to a later poll.
+            let answer = wire::Assignments { nonce, ..current };
+            let key = c.clone();
+            let signed =
+                tokio::task::spawn_blocking(move || SignedAssignments::sign(&key.key, &answer))
+                    .await
+                    .map_err(ApiError::internal)?
+                    .map_err(ApiError::internal)?;
+            return Ok(body(StatusCode::OK, &signed));
         }
         tokio::select! {
             _ = changes.changed() => {}
             _ = tokio::time::sleep_until(deadline) => {}
         }
     }
-}
-
-/// Signing costs milliseconds; a node re-polling the same version gets the
-/// signature made the first time.
-fn sign_cached(
-    c: &Conductor,
-    node: &str,
-    a: &wire::Assignments,
-) -> Result<Arc<SignedAssignments>, ApiError> {
-    if let Some((v, signed)) = c.signed_cache().get(node)
-        && *v == a.version
-    {
-        return Ok(signed.clone());
-    }
-    let signed = Arc::new(SignedAssignments::sign(&c.key, a).map_err(ApiError::internal)?);
-    c.signed_cache()
-        .insert(node.to_string(), (a.version, signed.clone()));
-    Ok(signed)
 }
 
 pub async fn report(

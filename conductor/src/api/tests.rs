@@ -308,11 +308,20 @@ async fn nodes_are_admitted_once_by_ticket_and_then_poll_signed_assignments() {
     // The node's assignments: signed by the conductor key, for n1.
     h.up("app web\n  exec /bin/web\n");
     crate::reconciler::step(&h.c, h.now()).unwrap();
-    let poll = node_request(&h, &node_key, "n1", NodeMessage::Poll { version: 0 }, None);
+    let poll = node_request(
+        &h,
+        &node_key,
+        "n1",
+        NodeMessage::Poll {
+            version: 0,
+            nonce: [1; 16],
+        },
+        None,
+    );
     let (status, answer) = call(&h, "POST", "/v1/nodes/n1/assignments", poll).await;
     assert_eq!(status, StatusCode::OK);
     let signed: SignedAssignments = wire::decode(&answer).unwrap();
-    let set = signed.open(&h.c.key.public(), "n1").unwrap();
+    let set = signed.open(&h.c.key.public(), "n1", &[1; 16]).unwrap();
     assert_eq!(set.replicas[0].replica, "web/1/0");
     // Polling with that version waits out the long-poll, then answers the
     // same set (the test's long-poll window is 300 ms).
@@ -322,13 +331,18 @@ async fn nodes_are_admitted_once_by_ticket_and_then_poll_signed_assignments() {
         "n1",
         NodeMessage::Poll {
             version: set.version,
+            nonce: [2; 16],
         },
         None,
     );
     let (status, answer) = call(&h, "POST", "/v1/nodes/n1/assignments", poll).await;
     assert_eq!(status, StatusCode::OK);
     let again: SignedAssignments = wire::decode(&answer).unwrap();
-    assert_eq!(again, signed, "the cached signature is reused");
+    // The same set, bound to the second poll: the first answer does not
+    // open for it.
+    let same = again.open(&h.c.key.public(), "n1", &[2; 16]).unwrap();
+    assert_eq!((same.version, same.replicas), (set.version, set.replicas));
+    assert!(signed.open(&h.c.key.public(), "n1", &[2; 16]).is_err());
 }
 
 #[tokio::test]

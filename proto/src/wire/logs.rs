@@ -19,6 +19,8 @@ pub struct LogRequest {
     /// Only lines after this sequence number (for following).
     pub after_seq: Option<u64>,
     pub issued_at_ms: u64,
+    /// Random per request: a node serves each nonce once.
+    pub nonce: [u8; 16],
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -88,6 +90,7 @@ mod tests {
             limit: 10,
             after_seq: None,
             issued_at_ms: at,
+            nonce: [3; 16],
         };
         let signed = SignedLogRequest::sign(&conductor, &request("n1", now)).unwrap();
         assert_eq!(

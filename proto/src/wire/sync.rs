@@ -19,6 +19,8 @@ pub struct Assignments {
     /// version it has.
     pub version: u64,
     pub replicas: Vec<Assignment>,
+    /// The nonce of the poll this set answers.
+    pub nonce: [u8; 16],
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -47,6 +49,8 @@ pub enum AssignmentError {
     Malformed(String),
     #[error("assignments are for node `{got}`, this node is `{expected}`")]
     WrongNode { expected: String, got: String },
+    #[error("assignments answer another request (replayed?)")]
+    Replayed,
 }
 
 impl SignedAssignments {
@@ -55,9 +59,15 @@ impl SignedAssignments {
         Ok(SignedAssignments { payload, signature })
     }
 
-    /// Returns the assignments only if the pinned conductor key signed them
-    /// and they are addressed to `node`.
-    pub fn open(&self, conductor: &PublicKey, node: &str) -> Result<Assignments, AssignmentError> {
+    /// Returns the assignments only if the pinned conductor key signed them,
+    /// they are addressed to `node`, and they answer the poll that sent
+    /// `nonce`.
+    pub fn open(
+        &self,
+        conductor: &PublicKey,
+        node: &str,
+        nonce: &[u8; 16],
+    ) -> Result<Assignments, AssignmentError> {
         let a: Assignments = unseal(
             conductor,
             ASSIGNMENTS_CONTEXT,
@@ -71,6 +81,9 @@ impl SignedAssignments {
                 expected: node.to_string(),
                 got: a.node,
             });
+        }
+        if a.nonce != *nonce {
+            return Err(AssignmentError::Replayed);
         }
         Ok(a)
     }
@@ -186,9 +199,12 @@ pub const NODE_CONTEXT: &[u8] = b"skr8tr/node/v1";
 /// What a node asks of the conductor.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum NodeMessage {
-    /// Long-poll for assignments newer than `version`.
+    /// Long-poll for assignments newer than `version`. The answer echoes
+    /// `nonce` inside the conductor's signature, so an old answer replayed
+    /// to a later poll is refused.
     Poll {
         version: u64,
+        nonce: [u8; 16],
     },
     Report(NodeReport),
 }
@@ -274,6 +290,7 @@ mod tests {
                 generation: 1,
                 spec,
             }],
+            nonce: [9; 16],
         }
     }
 
@@ -283,21 +300,26 @@ mod tests {
         let other = SecretKey::from_seed(&[2; 32]);
         let signed = SignedAssignments::sign(&conductor, &assignments("n1")).unwrap();
         assert_eq!(
-            signed.open(&conductor.public(), "n1").unwrap(),
+            signed.open(&conductor.public(), "n1", &[9; 16]).unwrap(),
             assignments("n1")
         );
         assert!(matches!(
-            signed.open(&other.public(), "n1"),
+            signed.open(&other.public(), "n1", &[9; 16]),
             Err(AssignmentError::BadSignature(_))
         ));
         assert!(matches!(
-            signed.open(&conductor.public(), "n2"),
+            signed.open(&conductor.public(), "n2", &[9; 16]),
             Err(AssignmentError::WrongNode { .. })
         ));
+        // An answer to another poll: replayed.
+        assert_eq!(
+            signed.open(&conductor.public(), "n1", &[8; 16]),
+            Err(AssignmentError::Replayed)
+        );
         let mut tampered = signed.clone();
         tampered.payload[5] ^= 1;
         assert!(matches!(
-            tampered.open(&conductor.public(), "n1"),
+            tampered.open(&conductor.public(), "n1", &[9; 16]),
             Err(AssignmentError::BadSignature(_))
         ));
         // A command signature does not pass as an assignment signature.
@@ -307,7 +329,7 @@ mod tests {
                 .unwrap(),
             payload: signed.payload.clone(),
         };
-        assert!(forged.open(&conductor.public(), "n1").is_err());
+        assert!(forged.open(&conductor.public(), "n1", &[9; 16]).is_err());
     }
 
     #[test]
