@@ -76,7 +76,7 @@ enum Command {
     Ping,
     /// Run the conductor (the control plane).
     Conductor(cmd::conductor::Args),
-    /// Run a node agent.
+    /// Run a node agent (or `node revoke NAME`).
     Node(cmd::node::Args),
     /// Run the HTTP ingress (reverse proxy to apps).
     Ingress(cmd::ingress::Args),
@@ -127,7 +127,7 @@ fn main() -> ExitCode {
         Command::Dev(args) => cmd::dev::run(&ctx, args),
         Command::Lookup(args) => cmd::lookup::run(&ctx, args),
         Command::Conductor(args) => cmd::conductor::run(args),
-        Command::Node(args) => cmd::node::run(ctx.conductor.clone(), args),
+        Command::Node(args) => cmd::node::run(&ctx, args),
         Command::Ingress(args) => cmd::ingress::run(ctx.conductor.clone(), args),
         Command::ServeStatic(args) => cmd::serve_static::run(args),
         Command::Ticket(args) => cmd::ticket::run(&ctx, args),

@@ -201,6 +201,12 @@ impl Conductor {
         lock(&self.node_keys).get(node).cloned()
     }
 
+    /// A revoked node: its key and its last report are gone.
+    pub fn forget_node(&self, node: &str) {
+        lock(&self.node_keys).remove(node);
+        lock(&self.nodes).remove(node);
+    }
+
     pub fn set_node_key(&self, node: &str, key: PublicKey) {
         lock(&self.node_keys).insert(node.to_string(), key);
     }

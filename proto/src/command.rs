@@ -77,6 +77,9 @@ pub enum Command {
     Rollout { file: String, manifest: String },
     /// Roll an app back to its previous generation the same way.
     Rollback { app: String },
+    /// Forget node `name`'s key: its requests are refused from now on and
+    /// its replicas are placed elsewhere; a new ticket admits a new key.
+    RevokeNode { name: String },
 }
 
 impl Command {
@@ -97,7 +100,8 @@ impl Command {
             | Command::Rollback { app } => vec![app.clone()],
             Command::AddOperatorKey { .. }
             | Command::RevokeOperatorKey { .. }
-            | Command::AdmitNode { .. } => Vec::new(),
+            | Command::AdmitNode { .. }
+            | Command::RevokeNode { .. } => Vec::new(),
         }
     }
 
@@ -118,6 +122,7 @@ impl Command {
             Command::AdmitNode { name, .. } => format!("admit node {name}"),
             Command::Rollout { file, .. } => format!("rollout {file}"),
             Command::Rollback { app } => format!("rollback {app}"),
+            Command::RevokeNode { name } => format!("node revoke {name}"),
         }
     }
 }

@@ -1,5 +1,6 @@
 //! `skr8tr node --conductor URL --conductor-key FILE [--name NAME]
-//! [--advertise IP] [--port-range A-B] [--data DIR]`: the node agent.
+//! [--advertise IP] [--port-range A-B] [--data DIR]`: the node agent; and
+//! `skr8tr node revoke NAME`, the signed command that forgets a node's key.
 
 use anyhow::Context;
 use skr8tr_node::agent::NodeConfig;
@@ -10,10 +11,13 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 #[derive(clap::Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct Args {
+    #[command(subcommand)]
+    action: Option<Action>,
     /// The conductor's public key (DATA/conductor.pub on the conductor host)
-    #[arg(long, value_name = "FILE")]
-    conductor_key: PathBuf,
+    #[arg(long, value_name = "FILE", required = true)]
+    conductor_key: Option<PathBuf>,
     /// This node's name [default: the host name]
     #[arg(long)]
     name: Option<String>,
@@ -61,9 +65,28 @@ pub struct Args {
     bounds: super::listen::ListenFlags,
 }
 
-pub fn run(conductor: String, args: Args) -> anyhow::Result<ExitCode> {
+#[derive(clap::Subcommand)]
+pub enum Action {
+    /// Forget a node's key (signed, audited): its requests are refused at
+    /// once and its replicas move; `skr8tr ticket NAME` admits a new key.
+    Revoke {
+        /// The node's name
+        name: String,
+    },
+}
+
+pub fn run(ctx: &crate::api::Ctx, args: Args) -> anyhow::Result<ExitCode> {
+    if let Some(Action::Revoke { name }) = args.action {
+        let command = skr8tr_proto::command::Command::RevokeNode { name };
+        let reply = ctx.block_on(crate::api::send(ctx, command, vec![]))?;
+        return crate::api::finish(ctx, reply);
+    }
+    let conductor = ctx.conductor.clone();
     crate::init_tracing();
-    let conductor_key = keys::read_public_key(&args.conductor_key)?;
+    let key_file = args
+        .conductor_key
+        .context("--conductor-key FILE is required to run a node")?;
+    let conductor_key = keys::read_public_key(&key_file)?;
     let name = match args.name {
         Some(n) => n,
         None => std::fs::read_to_string("/etc/hostname")

@@ -114,6 +114,13 @@ pub(super) async fn record(c: &Arc<Conductor>, from: IpAddr, bytes: Bytes) -> Re
             if is_key_change && let Err(e) = c.reload_keys() {
                 tracing::error!("reloading operator keys: {e}");
             }
+            if let Command::RevokeNode { name } = &command {
+                // At once: its next request finds no key, and the
+                // scheduler no longer counts it.
+                c.forget_node(name);
+                c.wake.notify_one();
+                c.registry_moved();
+            }
             c.bump();
             tracing::info!(seq, signer = %verified.signer, "{}", command.summary());
             Recorded {

@@ -47,3 +47,18 @@ pub(super) fn revoke_key(tx: &mut Tx<'_>, fp: &Fingerprint) -> Result<String, Ef
     tx.revoke_operator_key(fp)?;
     Ok(format!("operator key `{}` ({fp}) revoked", record.name))
 }
+
+/// Forgets an admitted node's key.
+pub(super) fn revoke_node(tx: &mut Tx<'_>, name: &str) -> Result<String, EffectError> {
+    if !tx.remove_node_key(name)? {
+        return Err(Refusal::new(
+            Code::NotFound,
+            format!("no node `{name}` is admitted; `skr8tr nodes` lists the nodes"),
+        )
+        .into());
+    }
+    Ok(format!(
+        "node `{name}` revoked: its key is refused from now on and its replicas move to \
+         other nodes; `skr8tr ticket {name}` admits a new key under that name"
+    ))
+}

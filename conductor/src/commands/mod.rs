@@ -76,6 +76,7 @@ pub fn prepare(
         Command::RevokeOperatorKey { fingerprint } => {
             Ok(Box::new(move |tx| revoke_key(tx, &fingerprint)))
         }
+        Command::RevokeNode { name } => Ok(Box::new(move |tx| keys::revoke_node(tx, &name))),
         Command::AdmitNode { name, .. } => Err(Refusal::new(
             Code::Ticket,
             format!(
