@@ -31,7 +31,8 @@
 //! ARCHITECTURE.md for the measured cost per replica.
 //!
 //! Layout: this file, the protocol (frames of postcard, length-prefixed);
-//! `run`: the shim process; `client`: the agent's side.
+//! `run`: the shim process's loop; `output`: its pipes and away buffer;
+//! `sys`: the fork and the peer check; `client`: the agent's side.
 
 use crate::cgroup::ReplicaCgroup;
 use serde::{Deserialize, Serialize};
@@ -39,7 +40,9 @@ use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
 pub mod client;
+mod output;
 mod run;
+mod sys;
 
 pub use run::main;
 

@@ -3,18 +3,16 @@
 //! two output pipes and a pidfd for its exit. See the module above for
 //! what it promises.
 
-use super::{AWAY_BYTES, AWAY_LINES, Exit, FromShim, Hello, Plan, SOCKET, ToShim};
+use super::output::{Away, Pipe};
+use super::sys::{open, peer, spawn};
+use super::{Exit, FromShim, Hello, Plan, SOCKET, ToShim};
 use super::{read_frame, write_frame};
-use crate::logs::MAX_LINE_BYTES;
 use crate::process::tree;
-use std::collections::VecDeque;
 use std::fs::File;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -53,101 +51,6 @@ pub fn main(dir: &Path) -> i32 {
 fn usage(why: &str) -> i32 {
     eprintln!("skr8tr shim: {why} (the node agent starts shims; do not run one by hand)");
     2
-}
-
-/// One replica's output pipe and the line being read from it.
-struct Pipe {
-    fd: OwnedFd,
-    stderr: bool,
-    line: Vec<u8>,
-    cut: usize,
-}
-
-impl Pipe {
-    fn new(fd: OwnedFd, stderr: bool) -> Pipe {
-        // SAFETY: fcntl on a descriptor we own.
-        unsafe {
-            let flags = libc::fcntl(fd.as_raw_fd(), libc::F_GETFL);
-            libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, flags | libc::O_NONBLOCK);
-        }
-        Pipe {
-            fd,
-            stderr,
-            line: Vec::new(),
-            cut: 0,
-        }
-    }
-
-    /// Reads what is there; `None` at end of file.
-    fn read(&mut self, lines: &mut Vec<(bool, String)>) -> Option<()> {
-        let mut buf = [0u8; 16 * 1024];
-        // SAFETY: read into a buffer we own, at most its length.
-        let n = unsafe { libc::read(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
-        if n == 0 {
-            self.flush(lines);
-            return None;
-        }
-        if n < 0 {
-            let err = io::Error::last_os_error();
-            return matches!(
-                err.kind(),
-                io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
-            )
-            .then_some(());
-        }
-        let mut data = &buf[..n as usize];
-        while let Some(i) = data.iter().position(|b| *b == b'\n') {
-            self.take(&data[..i]);
-            self.flush(lines);
-            data = &data[i + 1..];
-        }
-        self.take(data);
-        Some(())
-    }
-
-    fn take(&mut self, bytes: &[u8]) {
-        let room = MAX_LINE_BYTES.saturating_sub(self.line.len());
-        let keep = bytes.len().min(room);
-        self.line.extend_from_slice(&bytes[..keep]);
-        self.cut += bytes.len() - keep;
-    }
-
-    fn flush(&mut self, lines: &mut Vec<(bool, String)>) {
-        if self.line.is_empty() && self.cut == 0 {
-            return;
-        }
-        if self.line.last() == Some(&b'\r') {
-            self.line.pop();
-        }
-        let mut text = String::from_utf8_lossy(&self.line).into_owned();
-        if self.cut > 0 {
-            text.push_str(&format!(" …[{} bytes truncated]", self.cut));
-        }
-        lines.push((self.stderr, text));
-        self.line.clear();
-        self.cut = 0;
-    }
-}
-
-/// Output kept while no agent is connected: the newest lines, bounded.
-#[derive(Default)]
-struct Away {
-    lines: VecDeque<(bool, String)>,
-    bytes: usize,
-    dropped: u64,
-}
-
-impl Away {
-    fn push(&mut self, line: (bool, String)) {
-        self.bytes += line.1.len();
-        self.lines.push_back(line);
-        while self.lines.len() > AWAY_LINES || self.bytes > AWAY_BYTES {
-            if let Some((_, old)) = self.lines.pop_front() {
-                self.bytes -= old.len();
-                self.dropped += 1;
-            }
-        }
-    }
 }
 
 struct Shim {
@@ -539,97 +442,4 @@ impl Shim {
                 .is_some_and(|c| c.oom_kills() > self.oom_before);
         self.exited = Some(Exit { code, signal, oom });
     }
-}
-
-/// Forks the replica: its own process group, the plan's environment only,
-/// stdin from /dev/null, output piped to us; before exec it joins its
-/// cgroup and asks to die with the shim.
-fn spawn(plan: &Plan, procs: &[File]) -> io::Result<std::process::Child> {
-    let mut cmd = Command::new(&plan.program);
-    cmd.args(&plan.args)
-        .env_clear()
-        .envs(plan.env.iter().map(|(k, v)| (k, v)))
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0);
-    if let Some(dir) = &plan.cwd {
-        cmd.current_dir(dir);
-    }
-    if let Some(gid) = plan.gid {
-        cmd.gid(gid);
-    }
-    if let Some(uid) = plan.uid {
-        cmd.uid(uid);
-    }
-    let procs: Vec<RawFd> = procs.iter().map(|f| f.as_raw_fd()).collect();
-    // SAFETY: getpid has no arguments and cannot fail.
-    let shim = unsafe { libc::getpid() };
-    // Runs in the forked child before exec (after the uid change, which
-    // clears a parent-death signal, so it is set here): only
-    // async-signal-safe calls, no allocation (the fd list was built
-    // before the fork).
-    let before_exec = move || {
-        // The shim ignores these; the replica starts with the defaults.
-        // SAFETY: signal() is async-signal-safe.
-        unsafe {
-            libc::signal(libc::SIGHUP, libc::SIG_DFL);
-            libc::signal(libc::SIGINT, libc::SIG_DFL);
-        }
-        for fd in &procs {
-            // SAFETY: write of one byte from a static buffer to an open fd.
-            if unsafe { libc::write(*fd, b"0".as_ptr().cast(), 1) } < 0 {
-                return Err(io::Error::last_os_error());
-            }
-        }
-        // SAFETY: prctl(PR_SET_PDEATHSIG) takes plain integers.
-        if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) } == -1 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: getppid has no arguments and cannot fail.
-        if unsafe { libc::getppid() } != shim {
-            return Err(io::Error::from_raw_os_error(libc::ESRCH));
-        }
-        Ok(())
-    };
-    // SAFETY: the hook only makes the async-signal-safe calls above.
-    unsafe { cmd.pre_exec(before_exec) };
-    cmd.spawn()
-}
-
-/// The pid and uid of a Unix socket's peer (`SO_PEERCRED`).
-fn peer(stream: &UnixStream) -> Option<(u32, u32)> {
-    let mut cred = libc::ucred {
-        pid: 0,
-        uid: 0,
-        gid: 0,
-    };
-    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
-    // SAFETY: getsockopt writes at most `len` bytes into `cred`, a live
-    // ucred, on a socket we own.
-    let rc = unsafe {
-        libc::getsockopt(
-            stream.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_PEERCRED,
-            (&mut cred as *mut libc::ucred).cast(),
-            &mut len,
-        )
-    };
-    (rc == 0 && cred.pid > 0).then_some((cred.pid as u32, cred.uid))
-}
-
-/// Whether the peer of a connection is still there: not at end of file.
-fn open(stream: &UnixStream) -> bool {
-    let mut byte = [0u8; 1];
-    // SAFETY: recv into a one-byte buffer we own; MSG_PEEK leaves the data.
-    let n = unsafe {
-        libc::recv(
-            stream.as_raw_fd(),
-            byte.as_mut_ptr().cast(),
-            1,
-            libc::MSG_PEEK | libc::MSG_DONTWAIT,
-        )
-    };
-    n > 0 || (n < 0 && io::Error::last_os_error().kind() == io::ErrorKind::WouldBlock)
 }
