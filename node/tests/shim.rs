@@ -231,3 +231,83 @@ fn cpu_usage_ns(cgroups: &Cgroups, cg: &skr8tr_node::cgroup::ReplicaCgroup) -> u
         }
     }
 }
+
+/// Reads up to 64 bytes from a fresh connection to `socket` within 5 s:
+/// what a connected agent would be sent first (empty: turned away).
+fn first_bytes(socket: &Path) -> Vec<u8> {
+    use std::io::Read;
+    let mut s = std::os::unix::net::UnixStream::connect(socket).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut buf = [0u8; 64];
+    let n = s.read(&mut buf).unwrap_or(0);
+    buf[..n].to_vec()
+}
+
+#[tokio::test]
+async fn the_control_socket_turns_away_the_replica_itself_and_a_second_agent() {
+    let n = node("stranger", (21200, 21209));
+    let socket = skr8tr_node::shim::replica_dir(&n.dir.join("data"), ID).join("ctl.sock");
+    let (go, verdict) = (n.dir.join("go"), n.dir.join("verdict"));
+    // Once told (the agent is gone by then, so a connection is not turned
+    // away for being a second one), the replica, with the node's uid but
+    // inside its own tree, tries to take over its shim and stop itself
+    // with a `Stop { drain_ms: 0 }`.
+    let script = format!(
+        "import os, socket, time\n\
+         while not os.path.exists('{go}'): time.sleep(0.02)\n\
+         try:\n\
+         \x20   s = socket.socket(socket.AF_UNIX)\n\
+         \x20   s.connect('{sock}')\n\
+         \x20   s.settimeout(5)\n\
+         \x20   s.sendall(bytes([2, 0, 0, 0, 1, 0]))\n\
+         \x20   verdict = 'hello' if s.recv(64) else 'closed'\n\
+         except (ConnectionResetError, BrokenPipeError):\n\
+         \x20   verdict = 'closed'\n\
+         except Exception as e:\n\
+         \x20   verdict = 'error: ' + repr(e)\n\
+         open('{verdict}', 'w').write(verdict)\n\
+         time.sleep(600)\n",
+        go = go.display(),
+        sock = socket.display(),
+        verdict = verdict.display()
+    );
+    let file = n.dir.join("takeover.py");
+    std::fs::create_dir_all(&n.dir).unwrap();
+    std::fs::write(&file, script).unwrap();
+    let text = format!(
+        "app web\n  exec {}\n  args {}\n  settle 50ms\n",
+        python(),
+        file.display()
+    );
+    n.sup.converge(&[assignment(ID, &text)]);
+    let pid = wait_for(&n.sup, ID, "ready", ready).await.pid.unwrap();
+    // While the agent is connected, a second one is turned away.
+    assert!(first_bytes(&socket).is_empty());
+
+    n.sup.detach();
+    std::fs::write(&go, "").unwrap();
+    let deadline = Instant::now() + DEADLINE;
+    let said = loop {
+        if let Ok(v) = std::fs::read_to_string(&verdict)
+            && !v.is_empty()
+        {
+            break v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the replica never got an answer: {}",
+            log_text(&n.sup, ID)
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(said, "closed", "the replica was let in");
+    assert!(!dead(pid), "its Stop was not obeyed");
+    // The node's next agent is let in, and finds it as it was.
+    let again = node_in(&n.dir, (21200, 21209));
+    assert_eq!(again.sup.adopt().await, 1);
+    wait_for(&again.sup, ID, "taken on", |r| {
+        r.pid == Some(pid) && ready(r)
+    })
+    .await;
+    again.sup.shutdown().await;
+}

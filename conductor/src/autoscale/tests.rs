@@ -130,3 +130,78 @@ fn in_between_it_holds_and_says_why() {
         Decision::Hold("cpu 45%, within 20-80%".into())
     );
 }
+
+mod on_a_conductor {
+    use super::super::pass;
+    use crate::testing::Harness;
+    use skr8tr_proto::command::Command;
+    use skr8tr_proto::wire::ReplicaState;
+    use std::time::Duration;
+
+    const WEB: &str = "app web\n  exec /bin/web\n  scale { min 1; max 4; cpu-above 50 }\n";
+
+    /// Node n1 reports web/1/0 ready at `cpu_millis`, now.
+    fn busy(h: &Harness, cpu_millis: u64) {
+        h.report("n1", &[("web/1/0", ReplicaState::Ready, Some(20000))]);
+        if let Some(n) = h.c.nodes().get_mut("n1") {
+            n.report.replicas[0].cpu_millis = cpu_millis;
+        }
+    }
+
+    fn replicas(h: &Harness) -> u32 {
+        h.c.store
+            .snapshot()
+            .unwrap()
+            .app("web")
+            .unwrap()
+            .unwrap()
+            .replicas
+    }
+
+    #[test]
+    fn a_busy_app_grows_with_an_audit_entry_and_a_rollout_pauses_it() {
+        let h = Harness::new("autoscale-pass");
+        h.report("n1", &[]);
+        h.up(WEB);
+        crate::reconciler::step(&h.c, h.now()).unwrap();
+        // Past the cooldown that counts from the start, then 10 s busy.
+        h.advance(Duration::from_secs(31));
+        let mut grew = false;
+        for _ in 0..12 {
+            busy(&h, 900);
+            grew |= pass(&h.c).unwrap();
+            h.advance(Duration::from_secs(1));
+        }
+        assert!(grew, "{:?}", h.c.autoscale().views);
+        assert_eq!(replicas(&h), 2);
+        let history = h.history();
+        assert!(
+            history
+                .iter()
+                .any(|e| e.contains("autoscale web 1 -> 2: cpu 90% > 50% for 10s")),
+            "{history:?}"
+        );
+        let view = h.c.autoscale().views["web"].clone();
+        assert!(
+            view.last_change
+                .is_some_and(|(_, s)| s.starts_with("autoscale web 1 -> 2"))
+        );
+
+        // A rolling update: the autoscaler waits, however busy the app.
+        h.ok(Command::Rollout {
+            file: "t.skr8tr".into(),
+            manifest: WEB.replace("/bin/web", "/bin/web2"),
+        });
+        h.advance(Duration::from_secs(60));
+        for _ in 0..15 {
+            busy(&h, 1000);
+            assert!(!pass(&h.c).unwrap(), "no change during a rollout");
+            h.advance(Duration::from_secs(1));
+        }
+        assert_eq!(replicas(&h), 2);
+        assert_eq!(
+            h.c.autoscale().views["web"].decision,
+            "paused: a rollout is in progress"
+        );
+    }
+}

@@ -68,16 +68,22 @@ pub(super) fn up(
             .map_or(app.generation, |(g, _)| *g);
         let generation = newest + 1;
         put_generation(tx, spec, generation, file, text, hash)?;
-        if spec.replicas != app.replicas {
+        // An autoscaled app keeps the count the autoscaler (or `scale`)
+        // chose, brought into its new range; `replicas` is where it starts.
+        let wanted = match &spec.scale {
+            Some(scale) => app.replicas.clamp(scale.min, scale.max.max(scale.min)),
+            None => spec.replicas,
+        };
+        if wanted != app.replicas {
             tx.put_app(
                 &spec.name,
                 &AppRecord {
-                    replicas: spec.replicas,
+                    replicas: wanted,
                     ..app.clone()
                 },
             )?;
         }
-        let replicas = plural(spec.replicas, "replica");
+        let replicas = plural(wanted, "replica");
         lines.push(start_rollout(
             tx,
             &spec.name,
