@@ -120,7 +120,7 @@ impl Cluster {
         let port = free_port();
         let mut c = Cluster {
             options,
-            url: format!("http://127.0.0.1:{port}"),
+            url: format!("https://127.0.0.1:{port}"),
             dir,
             port,
             conductor: None,
@@ -161,8 +161,19 @@ impl Cluster {
         cmd.args(args)
             .env("HOME", self.home())
             .env("SKR8TR_CONDUCTOR", &self.url)
+            .env("SKR8TR_PIN", self.pin_file())
             .env_remove("SKR8TR_KEY");
         cmd
+    }
+
+    /// The conductor's `tls.pin`, which every command and daemon pins.
+    pub fn pin_file(&self) -> PathBuf {
+        self.data().join("tls.pin")
+    }
+
+    /// The conductor's TLS pin (once it has made its identity).
+    pub fn pin(&self) -> Option<skr8tr_net::Pin> {
+        skr8tr_net::Pin::from_arg(&self.pin_file().display().to_string()).ok()
     }
 
     /// A daemon's command: [`Cluster::command`], under `prlimit` when the
@@ -178,6 +189,7 @@ impl Cluster {
             .args(args)
             .env("HOME", self.home())
             .env("SKR8TR_CONDUCTOR", &self.url)
+            .env("SKR8TR_PIN", self.pin_file())
             .env_remove("SKR8TR_KEY");
         cmd
     }
@@ -227,6 +239,9 @@ impl Cluster {
             .spawn()
             .expect("start conductor");
         self.conductor = Some(child);
+        wait_for("the conductor's TLS pin", Duration::from_secs(30), || {
+            self.pin()
+        });
         let client = self.client();
         wait_for("the conductor to answer", Duration::from_secs(30), || {
             block_on(client.get("/v1/ping", Duration::from_secs(2)))
@@ -332,10 +347,16 @@ impl Cluster {
         self.start_ingress_with(routes, &[])
     }
 
-    /// [`Cluster::start_ingress`] with extra flags.
+    /// [`Cluster::start_ingress`] with extra flags. Its key (in the
+    /// cluster's home) is admitted with a fresh ticket each start; once
+    /// admitted, the ticket is not needed again.
     pub fn start_ingress_with(&mut self, routes: &[&str], extra: &[&str]) -> String {
         let addr = format!("127.0.0.1:{}", free_port());
-        let mut args = vec!["ingress", "--listen", &addr];
+        let ticket = self.dir.join("ingress.ticket").display().to_string();
+        self.ok(&["ticket", "--ingress", "edge", "--out", &ticket]);
+        let mut args = vec![
+            "ingress", "--listen", &addr, "--name", "edge", "--ticket", &ticket,
+        ];
         args.extend_from_slice(extra);
         for r in routes {
             args.push("--route");
@@ -352,11 +373,32 @@ impl Cluster {
         wait_for("the ingress to listen", Duration::from_secs(30), || {
             std::net::TcpStream::connect(&addr).ok().map(|_| ())
         });
+        // Its first registry (a TLS session and, the first time, its
+        // admission) comes a moment after it listens.
+        wait_for(
+            "the ingress's first registry",
+            Duration::from_secs(30),
+            || {
+                self.log("ingress.log")
+                    .contains("INFO registry: ")
+                    .then_some(())
+            },
+        );
         addr
     }
 
+    /// An operator's client of the conductor: pinned, its sessions
+    /// proven with the operator key.
     pub fn client(&self) -> Client {
-        Client::new(&self.url).expect("conductor URL")
+        self.anonymous_client().with_auth(skr8tr_net::Auth::new(
+            std::sync::Arc::new(self.operator_key()),
+            skr8tr_proto::wire::Role::Operator,
+        ))
+    }
+
+    /// A pinned client that proves no key (only `ping` answers it).
+    pub fn anonymous_client(&self) -> Client {
+        Client::new(&self.url, self.pin().expect("the conductor's TLS pin")).expect("conductor URL")
     }
 
     pub fn ping(&self) -> Option<PingReply> {
@@ -440,7 +482,7 @@ impl Drop for Cluster {
 
 /// GET `http://addr/path` with the project's HTTP client; status and body.
 pub fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
-    let client = Client::new(&format!("http://{addr}")).ok()?;
+    let client = Client::plain(&format!("http://{addr}")).ok()?;
     let (status, body) = block_on(client.get(path, Duration::from_secs(2))).ok()?;
     Some((status.as_u16(), String::from_utf8_lossy(&body).into_owned()))
 }
@@ -533,3 +575,21 @@ pub fn processes_with(prefix: &str) -> Vec<u32> {
 }
 
 pub use crate::load::{Load, LoadReport};
+
+/// A TLS connection to the conductor at `target` that accepts only `pin`,
+/// from the local address `from` (for tests that write raw requests, as
+/// an attacker would, past the TLS every client must speak).
+pub async fn tls_to(
+    pin: skr8tr_net::Pin,
+    target: std::net::SocketAddr,
+    from: &str,
+) -> Option<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
+    let socket = tokio::net::TcpSocket::new_v4().ok()?;
+    socket.bind(format!("{from}:0").parse().ok()?).ok()?;
+    let tcp = socket.connect(target).await.ok()?;
+    let config = skr8tr_net::tls::client_config(pin).ok()?;
+    tokio_rustls::TlsConnector::from(config)
+        .connect(rustls::pki_types::ServerName::from(target.ip()), tcp)
+        .await
+        .ok()
+}

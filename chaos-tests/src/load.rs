@@ -32,8 +32,10 @@ impl Load {
         Load::spawn(None, Some(addr.to_string()))
     }
 
-    pub fn start(url: &str, app: &str) -> Load {
-        Load::spawn(Some((url.to_string(), app.to_string())), None)
+    /// Load over the endpoints `conductor` (an operator's client) lists
+    /// for `app`.
+    pub fn start(conductor: Client, app: &str) -> Load {
+        Load::spawn(Some((conductor, app.to_string())), None)
     }
 
     /// Requests answered with a success so far.
@@ -50,20 +52,25 @@ impl Load {
         });
     }
 
-    fn spawn(registry: Option<(String, String)>, fixed: Option<String>) -> Load {
+    fn spawn(registry: Option<(Client, String)>, fixed: Option<String>) -> Load {
         use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
         let stop = std::sync::Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         let served = std::sync::Arc::new(AtomicU64::new(0));
         let counter = served.clone();
-        let (url, app) = registry.unwrap_or_else(|| ("http://127.0.0.1:1".into(), String::new()));
+        let (conductor, app) = match registry {
+            Some(r) => r,
+            None => (
+                Client::plain("http://127.0.0.1:1").expect("a fixed URL"),
+                String::new(),
+            ),
+        };
         let thread = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .expect("runtime");
             rt.block_on(async move {
-                let conductor = Client::new(&url).expect("conductor URL");
                 let mut report = LoadReport::default();
                 let mut endpoints: Vec<String> = Vec::new();
                 let mut refreshed = Instant::now() - Duration::from_secs(1);
@@ -93,7 +100,7 @@ impl Load {
                     let ep = endpoints[i % endpoints.len()].clone();
                     i += 1;
                     let client = clients.entry(ep.clone()).or_insert_with(|| {
-                        Client::new(&format!("http://{ep}")).expect("endpoint URL")
+                        Client::plain(&format!("http://{ep}")).expect("endpoint URL")
                     });
                     match client.get("/", Duration::from_secs(5)).await {
                         Ok((status, body)) if status.is_success() => {
@@ -107,7 +114,10 @@ impl Load {
                                 report.versions.push(v.to_string());
                             }
                         }
-                        Ok((status, _)) => report.failed.push(format!("{ep}: {status}")),
+                        Ok((status, body)) => report.failed.push(format!(
+                            "{ep}: {status}: {}",
+                            String::from_utf8_lossy(&body[..body.len().min(120)]).trim()
+                        )),
                         Err(e) => report.failed.push(format!("{ep}: {e}")),
                     }
                     tokio::time::sleep(Duration::from_millis(2)).await;

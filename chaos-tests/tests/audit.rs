@@ -4,7 +4,7 @@
 //! time in bounded memory; what a stranger sent cannot forge a row of
 //! `history`; data directories and their files are made private.
 
-use skr8tr_chaos_tests::harness::{Cluster, Options, peak_rss_kib, signed_request, wait_for};
+use skr8tr_chaos_tests::harness::{self, Cluster, Options, peak_rss_kib, signed_request, wait_for};
 use skr8tr_proto::command::Command;
 use skr8tr_proto::envelope::Envelope;
 use skr8tr_proto::keys::SecretKey;
@@ -31,6 +31,7 @@ fn dir_bytes(dir: &std::path::Path) -> u64 {
 /// `n` POSTs of `body` on one keep-alive connection from `from`; the
 /// status codes seen.
 async fn flood(
+    pin: skr8tr_net::Pin,
     target: SocketAddr,
     from: &str,
     body: Arc<Vec<u8>>,
@@ -38,13 +39,11 @@ async fn flood(
     sent: Arc<AtomicU64>,
 ) -> Vec<u16> {
     let mut statuses = Vec::new();
-    let mut conn: Option<tokio::net::TcpStream> = None;
+    let mut conn = None;
     let mut buf = vec![0u8; 64 * 1024];
     for _ in 0..n {
         if conn.is_none() {
-            let socket = tokio::net::TcpSocket::new_v4().unwrap();
-            socket.bind(format!("{from}:0").parse().unwrap()).unwrap();
-            conn = socket.connect(target).await.ok();
+            conn = harness::tls_to(pin, target, from).await;
         }
         let Some(s) = conn.as_mut() else { continue };
         let head = format!(
@@ -129,6 +128,7 @@ fn ten_thousand_forged_megabyte_commands_stay_within_the_audit_budget() {
         }))
     };
     let target: SocketAddr = format!("127.0.0.1:{}", c.port).parse().unwrap();
+    let pin = c.pin().unwrap();
     let sent = Arc::new(AtomicU64::new(0));
     let done = Arc::new(AtomicBool::new(false));
     let started = Instant::now();
@@ -143,7 +143,7 @@ fn ten_thousand_forged_megabyte_commands_stay_within_the_audit_budget() {
                 let tasks: Vec<_> = (0..8)
                     .map(|i| {
                         let from = if i % 2 == 0 { "127.0.0.2" } else { "127.0.0.3" };
-                        tokio::spawn(flood(target, from, forged.clone(), 1250, sent.clone()))
+                        tokio::spawn(flood(pin, target, from, forged.clone(), 1250, sent.clone()))
                     })
                     .collect();
                 let mut all = Vec::new();

@@ -569,9 +569,8 @@ fn the_registry_lists_ready_replicas_and_lookup_round_robins() {
     let snap: wire::RegistrySnapshot = wire::decode(&body).unwrap();
     assert_eq!(snap.apps["web"].len(), 3);
     let watcher = {
-        let (url, index) = (c.url.clone(), snap.index);
+        let (client, index) = (c.client(), snap.index);
         std::thread::spawn(move || {
-            let client = skr8tr_net::Client::new(&url).unwrap();
             let t = std::time::Instant::now();
             let path = format!("/v1/registry?index={index}");
             let (_, body) = harness::block_on(client.get(&path, Duration::from_secs(60))).unwrap();

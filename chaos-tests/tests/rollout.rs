@@ -32,7 +32,7 @@ fn generations(c: &Cluster) -> BTreeSet<u64> {
 #[test]
 fn a_rollout_under_load_fails_no_request_and_ends_on_the_new_version() {
     let c = cluster("rollout-load");
-    let load = Load::start(&c.url, "web");
+    let load = Load::start(c.client(), "web");
     wait_for("load to flow", WAIT, || {
         c.replicas("web").first().map(|_| ())
     });
@@ -67,7 +67,7 @@ fn a_rollout_under_load_fails_no_request_and_ends_on_the_new_version() {
 #[test]
 fn a_version_that_never_becomes_healthy_reverts_by_itself_while_the_old_one_serves() {
     let c = cluster("rollout-revert");
-    let load = Load::start(&c.url, "web");
+    let load = Load::start(c.client(), "web");
     let m = c.manifest("bad.skr8tr", &manifest("v2", "--fail-health"));
     let out = c.skr8tr(&["rollout", m.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1), "a reverted rollout exits 1");
@@ -101,7 +101,7 @@ fn a_version_that_never_becomes_healthy_reverts_by_itself_while_the_old_one_serv
 #[test]
 fn a_conductor_killed_at_any_step_of_a_rollout_finishes_it_without_duplicates() {
     let mut c = cluster("rollout-kill");
-    let load = Load::start(&c.url, "web");
+    let load = Load::start(c.client(), "web");
     // Kill the conductor at three different points of one rollout: right
     // after it starts, after a surge, and after a drain.
     let m = c.manifest("v2.skr8tr", &manifest("v2", ""));

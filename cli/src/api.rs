@@ -3,11 +3,13 @@
 
 use anyhow::{Context, bail};
 use serde::de::DeserializeOwned;
-use skr8tr_net::Client;
+use skr8tr_net::{Auth, Client, Pin};
 use skr8tr_proto::command::Command;
 use skr8tr_proto::envelope::Envelope;
 use skr8tr_proto::keys::{self, SecretKey};
-use skr8tr_proto::wire::{self, CommandReply, CommandRequest, ErrorReply, PingReply, SecretValue};
+use skr8tr_proto::wire::{
+    self, CommandReply, CommandRequest, ErrorReply, PingReply, Role, SecretValue,
+};
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
@@ -15,6 +17,8 @@ use std::time::{Duration, SystemTime};
 /// signs, how to print.
 pub struct Ctx {
     pub conductor: String,
+    /// `--pin`: the conductor's TLS identity (see [`Ctx::pin`]).
+    pub pin: Option<String>,
     pub key: Option<PathBuf>,
     pub json: bool,
 }
@@ -30,15 +34,52 @@ impl Ctx {
             .block_on(f)
     }
 
+    /// The pinned TLS identity of the conductor: `--pin`, else
+    /// `~/.skr8tr/conductor.pin`, else the dev cluster's.
+    pub fn pin(&self) -> anyhow::Result<Pin> {
+        if let Some(arg) = &self.pin {
+            return Ok(Pin::from_arg(arg)?);
+        }
+        let home = crate::home_dir()?;
+        for file in [
+            home.join(PIN_FILE),
+            home.join("dev")
+                .join("conductor")
+                .join(skr8tr_net::tls::PIN_FILE),
+        ] {
+            if file.exists() {
+                return Ok(Pin::from_arg(&file.to_string_lossy())?);
+            }
+        }
+        bail!(
+            "no TLS pin for the conductor: pass --pin with its DATA/tls.pin (the file, or the \
+             `sha256:…` text in it), set SKR8TR_PIN, or copy that file to {}",
+            home.join(PIN_FILE).display()
+        )
+    }
+
+    /// A client of the conductor, pinned; its sessions proven with the
+    /// operator key when there is one (every read but `ping` needs it).
     pub fn client(&self) -> anyhow::Result<Client> {
-        Ok(Client::new(&self.conductor)?)
+        let client = Client::new(&self.conductor, self.pin()?)?;
+        match self.key_path() {
+            Ok(path) if path.exists() => {
+                let key = keys::read_secret_key(&path)?;
+                Ok(client.with_auth(Auth::new(std::sync::Arc::new(key), Role::Operator)))
+            }
+            _ => Ok(client),
+        }
+    }
+
+    fn key_path(&self) -> anyhow::Result<PathBuf> {
+        Ok(match &self.key {
+            Some(p) => p.clone(),
+            None => crate::home_dir()?.join(keys::SECRET_KEY_FILE),
+        })
     }
 
     pub fn secret_key(&self) -> anyhow::Result<SecretKey> {
-        let path = match &self.key {
-            Some(p) => p.clone(),
-            None => crate::home_dir()?.join(keys::SECRET_KEY_FILE),
-        };
+        let path = self.key_path()?;
         if !path.exists() {
             bail!(
                 "no operator key at {}; create one with `skr8tr keygen`, or pass --key FILE (SKR8TR_KEY)",
@@ -48,6 +89,9 @@ impl Ctx {
         Ok(keys::read_secret_key(&path)?)
     }
 }
+
+/// Where the CLI looks for the conductor's pin by default, in `~/.skr8tr`.
+pub const PIN_FILE: &str = "conductor.pin";
 
 const READ_TIMEOUT: Duration = Duration::from_secs(15);
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);

@@ -27,9 +27,14 @@ struct Cli {
         long,
         global = true,
         env = "SKR8TR_CONDUCTOR",
-        default_value = "http://127.0.0.1:7771"
+        default_value = "https://127.0.0.1:7771"
     )]
     conductor: String,
+    /// The conductor's TLS identity: its DATA/tls.pin (a file, or the
+    /// `sha256:…` text in it) [default: ~/.skr8tr/conductor.pin, else the
+    /// dev cluster's ~/.skr8tr/dev/conductor/tls.pin]
+    #[arg(long, global = true, env = "SKR8TR_PIN", value_name = "PIN|FILE")]
+    pin: Option<String>,
     /// Operator secret key that signs commands [default: ~/.skr8tr/signing.sec]
     #[arg(long, global = true, env = "SKR8TR_KEY", value_name = "FILE")]
     key: Option<PathBuf>,
@@ -106,6 +111,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let ctx = api::Ctx {
         conductor: cli.conductor,
+        pin: cli.pin,
         key: cli.key,
         json: cli.json,
     };
@@ -128,7 +134,7 @@ fn main() -> ExitCode {
         Command::Lookup(args) => cmd::lookup::run(&ctx, args),
         Command::Conductor(args) => cmd::conductor::run(args),
         Command::Node(args) => cmd::node::run(&ctx, args),
-        Command::Ingress(args) => cmd::ingress::run(ctx.conductor.clone(), args),
+        Command::Ingress(args) => cmd::ingress::run(&ctx, args),
         Command::ServeStatic(args) => cmd::serve_static::run(args),
         Command::Ticket(args) => cmd::ticket::run(&ctx, args),
         Command::Key(args) => cmd::key::run(&ctx, args),

@@ -73,6 +73,8 @@ pub enum StartError {
     Random(String),
     #[error(transparent)]
     Private(#[from] skr8tr_proto::files::PrivateError),
+    #[error(transparent)]
+    Tls(#[from] skr8tr_net::tls::TlsError),
 }
 
 /// Opens (or, with `init_key`, creates) the cluster in `config.data_dir`.
@@ -137,14 +139,39 @@ fn conductor_key(dir: &Path) -> Result<SecretKey, StartError> {
     Ok(key)
 }
 
-/// Serves the API on `listener` and runs the reconciler until `shutdown`.
-/// Every connection is held to `config.limits.api` (connection caps,
-/// header, idle and body timeouts).
+/// The conductor's TLS identity, `DATA/tls.crt` and `tls.key`, made on
+/// the first start (`--init`, or the first start of an upgraded
+/// conductor); everyone who talks to it pins `DATA/tls.pin`.
+pub fn tls_identity(dir: &Path) -> Result<skr8tr_net::tls::Identity, StartError> {
+    let existed = dir.join(skr8tr_net::tls::CERT_FILE).exists();
+    if existed {
+        skr8tr_proto::files::private_file(&dir.join(skr8tr_net::tls::KEY_FILE))?;
+    }
+    let id = skr8tr_net::tls::Identity::load_or_create(dir)?;
+    if !existed {
+        tracing::info!(
+            pin = %id.pin(),
+            "created the conductor's TLS identity; clients pin {}",
+            dir.join(skr8tr_net::tls::PIN_FILE).display()
+        );
+    }
+    Ok(id)
+}
+
+/// Serves the API on `listener` (TLS with `identity`) and runs the
+/// reconciler until `shutdown`. Every connection is held to
+/// `config.limits.api` (connection caps, header, idle and body timeouts).
 pub async fn run(
     conductor: Arc<Conductor>,
+    identity: &skr8tr_net::tls::Identity,
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let tls = tokio_rustls::TlsAcceptor::from(
+        identity
+            .server_config()
+            .map_err(|e| std::io::Error::other(e.to_string()))?,
+    );
     conductor.mark_serving(conductor.now_ms());
     let reconciler = tokio::spawn(reconciler::run(conductor.clone()));
     let autoscaler = tokio::spawn(autoscale::run(conductor.clone()));
@@ -158,7 +185,16 @@ pub async fn run(
         listener,
         limits,
         shutdown,
-        move |io, peer| api::connection(router.clone(), budget.clone(), http.clone(), io, peer),
+        move |io, peer| {
+            api::connection(
+                router.clone(),
+                budget.clone(),
+                http.clone(),
+                tls.clone(),
+                io,
+                peer,
+            )
+        },
     )
     .await;
     reconciler.abort();

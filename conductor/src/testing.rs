@@ -183,6 +183,7 @@ impl Harness {
             limits: Some("cgroup v1".into()),
             labels: Vec::new(),
             wasm: false,
+            logs_pin: None,
         };
         self.c.nodes().insert(
             name.into(),

@@ -47,8 +47,9 @@ use std::time::Duration;
 
 #[derive(Clone, Debug)]
 pub struct Config {
-    /// `http://HOST:PORT` of the conductor.
-    pub conductor: String,
+    /// The conductor: TLS to its pinned identity, sessions opened with
+    /// the ingress's admitted key (which may read the registry only).
+    pub conductor: Client,
     pub routes: Vec<Route>,
     pub limits: Limits,
     /// Peers whose `X-Forwarded-For` and `Forwarded` are appended to
@@ -61,7 +62,7 @@ pub struct Config {
 }
 
 impl Config {
-    pub fn new(conductor: String, routes: Vec<Route>) -> Config {
+    pub fn new(conductor: Client, routes: Vec<Route>) -> Config {
         Config {
             conductor,
             routes,
@@ -81,9 +82,7 @@ pub async fn run(
 ) -> std::io::Result<()> {
     // The registry watcher's client: a snapshot names every endpoint of
     // every app, so it may be larger than a command reply.
-    let conductor = Client::new(&config.conductor)
-        .map_err(std::io::Error::other)?
-        .with_max_body(REGISTRY_MAX_BYTES);
+    let conductor = config.conductor.clone().with_max_body(REGISTRY_MAX_BYTES);
     let shared = Arc::new(Shared::new(config));
     let watcher = tokio::spawn(watch(shared.clone(), conductor));
     accept_loop(shared, listener, shutdown).await;

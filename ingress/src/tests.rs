@@ -101,7 +101,10 @@ async fn ingress(
     tune: impl FnOnce(&mut Config),
 ) -> (Arc<Shared>, SocketAddr) {
     let routes: Vec<Route> = routes.iter().map(|r| Route::parse(r).unwrap()).collect();
-    let mut config = Config::new("http://127.0.0.1:1".into(), routes);
+    let mut config = Config::new(
+        skr8tr_net::Client::plain("http://127.0.0.1:1").unwrap(),
+        routes,
+    );
     config.access_log = false;
     tune(&mut config);
     let shared = Arc::new(Shared::new(config));
@@ -325,7 +328,10 @@ async fn a_kept_connection_the_backend_closed_is_not_sent_on() {
 
 #[test]
 fn state_rotates_over_endpoints_and_ejections_expire() {
-    let shared = Shared::new(Config::new("http://127.0.0.1:1".into(), vec![]));
+    let shared = Shared::new(Config::new(
+        skr8tr_net::Client::plain("http://127.0.0.1:1").unwrap(),
+        vec![],
+    ));
     let a = "127.0.0.1:1001".parse().unwrap();
     let b = "127.0.0.1:1002".parse().unwrap();
     shared.set_registry(RegistrySnapshot {

@@ -1,5 +1,7 @@
 //! TLS termination: a rustls server configuration from PEM files (a
-//! certificate chain and its private key), with the `ring` provider.
+//! certificate chain and its private key), with the aws-lc-rs provider:
+//! clients that offer the hybrid post-quantum X25519MLKEM768 get it,
+//! classical ones still connect (TLS 1.2 and 1.3).
 
 use rustls::ServerConfig;
 use rustls::pki_types::pem::PemObject;
@@ -38,12 +40,11 @@ pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, TlsEr
         path: key.display().to_string(),
         reason: e.to_string(),
     })?;
-    let config =
-        ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .map_err(|e| TlsError::Config(e.to_string()))?
-            .with_no_client_auth()
-            .with_single_cert(certs, key)
-            .map_err(|e| TlsError::Config(e.to_string()))?;
+    let config = ServerConfig::builder_with_provider(skr8tr_net::tls::provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TlsError::Config(e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| TlsError::Config(e.to_string()))?;
     Ok(Arc::new(config))
 }

@@ -7,9 +7,9 @@
 use crate::cgroup::Cgroups;
 use crate::supervisor::{Supervisor, SupervisorConfig};
 use crate::sync::{self, NodeSync};
-use skr8tr_net::Client;
+use skr8tr_net::{Auth, Client, Pin};
 use skr8tr_proto::keys::{self, KeyFileError, PublicKey, SecretKey};
-use skr8tr_proto::wire::Join;
+use skr8tr_proto::wire::Role;
 use std::future::Future;
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -20,9 +20,12 @@ use tokio::sync::Notify;
 
 #[derive(Clone, Debug)]
 pub struct NodeConfig {
-    /// `http://HOST:PORT` of the conductor.
+    /// `https://HOST:PORT` of the conductor.
     pub conductor: String,
-    /// The conductor's public key: only sets it signed are run.
+    /// The conductor's TLS identity (`DATA/tls.pin` on its host).
+    pub pin: Pin,
+    /// The conductor's public key: only sets that came on a session it
+    /// proved with this key are run.
     pub conductor_key: PublicKey,
     pub name: String,
     /// Where replicas are reached (and probed).
@@ -78,6 +81,8 @@ pub enum NodeError {
     DataDir { dir: String, source: std::io::Error },
     #[error(transparent)]
     Private(#[from] skr8tr_proto::files::PrivateError),
+    #[error(transparent)]
+    Tls(#[from] skr8tr_net::tls::TlsError),
     #[error("{0}")]
     Config(String),
 }
@@ -87,8 +92,15 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
     crate::shim::check_data_dir(&config.data_dir).map_err(NodeError::Config)?;
     // The shims' control sockets: only the node's user may reach them.
     skr8tr_proto::files::private_dir(&config.data_dir.join("replicas"))?;
-    let client = Client::new(&config.conductor)?;
-    let key = node_key(&config.data_dir)?;
+    let key = Arc::new(node_key(&config.data_dir)?);
+    let auth = Auth::new(key.clone(), Role::Node(config.name.clone()))
+        .with_ticket(config.ticket.clone())
+        .with_conductor(config.conductor_key.clone());
+    let client = Client::new(&config.conductor, config.pin)?.with_auth(auth);
+    // The log endpoint's TLS identity, made on the first start.
+    let logs_dir = config.data_dir.join("tls");
+    skr8tr_proto::files::private_dir(&logs_dir)?;
+    let logs_identity = skr8tr_net::tls::Identity::load_or_create(&logs_dir)?;
     let changed = Arc::new(Notify::new());
     let cgroups = if config.no_limits {
         tracing::warn!("resource limits are off (--no-limits): `ram` and `cpus` are not enforced");
@@ -149,19 +161,14 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
         refused: std::sync::Mutex::new(skr8tr_net::server::Throttled::new()),
         served: std::sync::Mutex::new(crate::logs_server::Served::default()),
     });
-    let log_task = tokio::spawn(log_server.serve(logs_listener, config.limits.logs.clone()));
+    let logs_tls = tokio_rustls::TlsAcceptor::from(logs_identity.server_config()?);
+    let log_task =
+        tokio::spawn(log_server.serve(logs_listener, config.limits.logs.clone(), logs_tls));
     let mut boot = [0u8; 8];
     let _ = getrandom::fill(&mut boot);
-    let join = config.ticket.clone().map(|ticket| Join {
-        public_key: key.public().to_bytes(),
-        ticket,
-    });
     tracing::info!(key = %key.public().fingerprint(), "node key");
     let sync = Arc::new(NodeSync {
         client,
-        key,
-        join: std::sync::Mutex::new(join),
-        conductor_key: config.conductor_key,
         name: config.name.clone(),
         address: config.advertise.to_string(),
         boot_id: u64::from_le_bytes(boot),
@@ -175,6 +182,7 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
         version: AtomicU64::new(0),
         repoll: Notify::new(),
         logs_port,
+        logs_pin: Some(logs_identity.pin().0),
     });
     tracing::info!(
         node = %config.name,
@@ -182,8 +190,8 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
         logs = %format!("{}:{}", config.advertise, logs_port.unwrap_or(0)),
         "node agent started"
     );
-    // One report first: it presents the join ticket alone, so the poller
-    // does not race it with the same single-use ticket.
+    // One report first: its session presents the join ticket alone, so
+    // the poller does not race it with the same single-use ticket.
     sync.report_once().await;
     let reporter = tokio::spawn(sync.clone().report());
     let poller = tokio::spawn(sync.poll());

@@ -63,8 +63,15 @@ impl Served {
 }
 
 impl LogServer {
-    /// Accepts connections, within `limits`, until the task is aborted.
-    pub async fn serve(self: Arc<Self>, listener: tokio::net::TcpListener, limits: server::Limits) {
+    /// Accepts TLS connections (with the node's log identity, which the
+    /// conductor pins from the node's reports), within `limits`, until
+    /// the task is aborted.
+    pub async fn serve(
+        self: Arc<Self>,
+        listener: tokio::net::TcpListener,
+        limits: server::Limits,
+        tls: tokio_rustls::TlsAcceptor,
+    ) {
         let http = limits.clone();
         server::serve(
             "log endpoint",
@@ -74,7 +81,12 @@ impl LogServer {
             move |io, _peer| {
                 let me = self.clone();
                 let http = http.clone();
+                let tls = tls.clone();
                 async move {
+                    let Ok(io) = skr8tr_net::tls::accept(&tls, io, http.header_timeout).await
+                    else {
+                        return;
+                    };
                     let body_timeout = http.body_timeout;
                     let service = hyper::service::service_fn(move |req| {
                         let me = me.clone();

@@ -1,28 +1,24 @@
-//! The node's side of sync: long-poll the conductor for the signed
-//! assignment set, converge the supervisor to it, and report — at once on
-//! any local change, and at least every heartbeat. Nothing but a set signed
-//! by the pinned conductor key ever reaches the supervisor. While the
-//! conductor is unreachable the node keeps running what it has.
+//! The node's side of sync: long-poll the conductor for the assignment
+//! set, converge the supervisor to it, and report — at once on any local
+//! change, and at least every heartbeat. Every request goes on a session
+//! (TLS to the pinned identity; the node's key and the pinned conductor
+//! key proven over its exporter, see `skr8tr_net::session`), so nothing
+//! but a set the pinned conductor sent, answering this very poll, ever
+//! reaches the supervisor. While the conductor is unreachable the node
+//! keeps running what it has.
 
 use crate::supervisor::Supervisor;
 use skr8tr_net::Client;
-use skr8tr_proto::keys::{PublicKey, SecretKey};
-use skr8tr_proto::wire::{
-    self, Join, NodeMessage, NodeReport, NodeRequest, ReportAck, Resources, SignedAssignments,
-    SignedNodeRequest,
-};
+use skr8tr_proto::wire::{self, Assignments, NodeMessage, NodeReport, ReportAck, Resources};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::Notify;
 
 pub struct NodeSync {
+    /// Opens its sessions with the node's key (and the join ticket until
+    /// one is accepted).
     pub client: Client,
-    /// This node's key: every request to the conductor is signed with it.
-    pub key: SecretKey,
-    /// The join ticket and public key, sent until the conductor admits us.
-    pub join: Mutex<Option<Join>>,
-    pub conductor_key: PublicKey,
     pub name: String,
     pub address: String,
     pub boot_id: u64,
@@ -39,30 +35,13 @@ pub struct NodeSync {
     /// Wakes the poller when a report ack shows a newer version.
     pub repoll: Notify,
     pub logs_port: Option<u16>,
+    /// [`wire::NodeReport::logs_pin`].
+    pub logs_pin: Option<[u8; 32]>,
 }
 
 const POLL_TIMEOUT: Duration = Duration::from_secs(35);
 
 impl NodeSync {
-    /// A request body signed with the node key (plus the join ticket until
-    /// admitted).
-    fn signed(&self, message: NodeMessage) -> Result<Vec<u8>, String> {
-        let request = NodeRequest {
-            node: self.name.clone(),
-            issued_at_ms: skr8tr_proto::clock::now_ms(),
-            message,
-        };
-        let join = self.join.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        SignedNodeRequest::sign(&self.key, &request, join)
-            .map(|s| wire::encode(&s))
-            .map_err(|e| e.to_string())
-    }
-
-    /// After the first accepted request the conductor knows our key.
-    fn admitted(&self) {
-        self.join.lock().unwrap_or_else(|p| p.into_inner()).take();
-    }
-
     /// Long-polls forever, converging on every new signed set.
     pub async fn poll(self: Arc<Self>) {
         let mut backoff = Duration::from_millis(100);
@@ -73,25 +52,19 @@ impl NodeSync {
             // (an old set, say before a `down`) is refused.
             let mut nonce = [0u8; 16];
             let _ = getrandom::fill(&mut nonce);
-            let result = match self.signed(NodeMessage::Poll {
+            let body = wire::encode(&NodeMessage::Poll {
                 version: have,
                 nonce,
-            }) {
-                Ok(body) => tokio::select! {
-                    r = self.client.post(&path, body, POLL_TIMEOUT) => r.map_err(|e| e.to_string()),
-                    _ = self.repoll.notified() => continue,
-                },
-                Err(e) => Err(format!("cannot sign the request: {e}")),
+            });
+            let result = tokio::select! {
+                r = self.client.post(&path, body, POLL_TIMEOUT) => r.map_err(|e| e.to_string()),
+                _ = self.repoll.notified() => continue,
             };
             match result.and_then(|(status, body)| {
                 if !status.is_success() {
                     return Err(refusal(status, &body));
                 }
-                self.admitted();
-                let signed: SignedAssignments = wire::decode(&body)?;
-                signed
-                    .open(&self.conductor_key, &self.name, &nonce)
-                    .map_err(|e| e.to_string())
+                Assignments::open(&body, &self.name, &nonce).map_err(|e| e.to_string())
             }) {
                 Ok(assignments) => {
                     backoff = Duration::from_millis(100);
@@ -128,16 +101,13 @@ impl NodeSync {
         }
     }
 
-    /// One report (the first one also presents the join ticket).
+    /// One report (the first one's session also presents the join ticket).
     pub async fn report_once(&self) {
         {
             let path = format!("/v1/nodes/{}/report", self.name);
-            let body = self
-                .signed(NodeMessage::Report(self.snapshot()))
-                .unwrap_or_default();
+            let body = wire::encode(&NodeMessage::Report(self.snapshot()));
             match self.client.post(&path, body, Duration::from_secs(5)).await {
                 Ok((status, body)) if status.is_success() => {
-                    self.admitted();
                     if let Ok(ack) = wire::decode::<ReportAck>(&body)
                         && ack.assignments_version != self.version.load(Ordering::Acquire)
                     {
@@ -163,6 +133,7 @@ impl NodeSync {
             resources,
             replicas,
             logs_port: self.logs_port,
+            logs_pin: self.logs_pin,
             limits: self.limits.clone(),
             labels: self.labels.clone(),
             wasm: self.wasm,

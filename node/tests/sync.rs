@@ -1,7 +1,9 @@
 //! The node's sync loop against a conductor played by a local hyper server
-//! on 127.0.0.1 that speaks the real protocol with real ML-DSA-65 keys: it
-//! verifies every node request against the node's key and answers with
-//! assignment sets it signs. Replicas are real processes (`sleep`).
+//! on 127.0.0.1 that speaks the real protocol: TLS with a real identity
+//! (which the node pins), sessions proven with real ML-DSA-65 keys over
+//! the TLS exporter, and assignment sets answering each poll. Every
+//! answer closes its connection, so every request opens a new session.
+//! Replicas are real processes (`sleep`).
 
 // A test: an unwrap is an assertion (clippy allows it inside #[test]
 // functions only; these helpers are part of the tests too).
@@ -14,15 +16,15 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
-use skr8tr_net::Client;
+use skr8tr_net::{Auth, Client};
 use skr8tr_node::supervisor::{Supervisor, SupervisorConfig};
 use skr8tr_node::sync::{self, NodeSync};
 use skr8tr_proto::command::ClusterId;
 use skr8tr_proto::keys::{PublicKey, SecretKey};
 use skr8tr_proto::manifest;
 use skr8tr_proto::wire::{
-    self, Assignment, Assignments, Join, NodeMessage, NodeReport, ReplicaState, ReportAck,
-    SignedAssignments, SignedNodeRequest,
+    self, Assignment, Assignments, NodeMessage, NodeReport, ReplicaState, ReportAck, Role,
+    SessionAccepted, SessionHello,
 };
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::atomic::AtomicU64;
@@ -35,12 +37,14 @@ const DEADLINE: Duration = Duration::from_secs(20);
 /// What the test conductor answers and what it saw.
 #[derive(Default)]
 struct Seen {
-    /// The set it hands out, and the key it signs it with.
-    set: Option<(Assignments, Arc<SecretKey>)>,
+    /// The set it hands out.
+    set: Option<Assignments>,
+    /// The key it proves sessions with.
+    proof_key: Option<Arc<SecretKey>>,
     reports: Vec<NodeReport>,
-    /// Whether each request carried a join ticket, in order.
+    /// Whether each session carried a join ticket, in order.
     joins: Vec<bool>,
-    /// Requests whose signature did not verify against the node's key.
+    /// Sessions whose proof did not verify against the node's key.
     forged: usize,
     /// Assignment sets handed out.
     polls: usize,
@@ -56,41 +60,83 @@ fn lock(s: &State) -> std::sync::MutexGuard<'_, Seen> {
     s.lock().unwrap()
 }
 
-async fn conductor(node_key: PublicKey, state: State) -> String {
+/// Serves TLS with `identity`; returns the base URL.
+async fn conductor(
+    identity: &skr8tr_net::tls::Identity,
+    node_key: PublicKey,
+    state: State,
+) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(identity.server_config().unwrap());
     tokio::spawn(async move {
         loop {
             let (stream, _) = listener.accept().await.unwrap();
-            let (key, state) = (node_key.clone(), state.clone());
+            let (key, state, acceptor) = (node_key.clone(), state.clone(), acceptor.clone());
             tokio::spawn(async move {
+                let io = skr8tr_net::server::Guarded::new(stream, Duration::from_secs(60));
+                let Ok(tls) = skr8tr_net::tls::accept(&acceptor, io, Duration::from_secs(5)).await
+                else {
+                    return;
+                };
+                let exporter = skr8tr_net::tls::exporter(tls.get_ref().1).unwrap();
+                let proven = Arc::new(Mutex::new(false));
                 let service = hyper::service::service_fn(move |req: Request<Incoming>| {
-                    let (key, state) = (key.clone(), state.clone());
-                    async move { Ok::<_, std::convert::Infallible>(answer(req, &key, &state).await) }
+                    let (key, state, proven) = (key.clone(), state.clone(), proven.clone());
+                    async move {
+                        let opens = req.uri().path() == wire::SESSION_PATH;
+                        let mut r = answer(req, &key, &state, &exporter, &proven).await;
+                        if !opens {
+                            r.headers_mut()
+                                .insert(hyper::header::CONNECTION, "close".parse().unwrap());
+                        }
+                        Ok::<_, std::convert::Infallible>(r)
+                    }
                 });
                 let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
+                    .serve_connection(TokioIo::new(tls), service)
                     .await;
             });
         }
     });
-    format!("http://{addr}")
+    format!("https://{addr}")
 }
 
-async fn answer(req: Request<Incoming>, key: &PublicKey, state: &State) -> Response<Full<Bytes>> {
+async fn answer(
+    req: Request<Incoming>,
+    key: &PublicKey,
+    state: &State,
+    exporter: &[u8; 32],
+    proven: &Mutex<bool>,
+) -> Response<Full<Bytes>> {
     let path = req.uri().path().to_string();
     let body = req.into_body().collect().await.unwrap().to_bytes();
-    let signed: SignedNodeRequest = wire::decode(&body).unwrap();
-    let now = skr8tr_proto::clock::now_ms();
-    let Ok(request) = signed.open(key, "n1", now) else {
-        lock(state).forged += 1;
+    if path == wire::SESSION_PATH {
+        let hello: SessionHello = wire::decode(&body).unwrap();
+        let mut seen = lock(state);
+        seen.joins.push(hello.ticket.is_some());
+        if hello.verify(exporter).ok().as_ref() != Some(key)
+            || hello.role != Role::Node("n1".into())
+        {
+            seen.forged += 1;
+            return reply(StatusCode::UNAUTHORIZED, vec![]);
+        }
+        *proven.lock().unwrap() = true;
+        let proof = wire::conductor_proof(seen.proof_key.as_ref().unwrap(), exporter).unwrap();
+        let accepted = SessionAccepted {
+            principal: "node n1".into(),
+            proof,
+        };
+        return reply(StatusCode::OK, wire::encode(&accepted));
+    }
+    if !*proven.lock().unwrap() {
         return reply(StatusCode::UNAUTHORIZED, vec![]);
-    };
+    }
+    let message: NodeMessage = wire::decode(&body).unwrap();
     let poll = {
         let mut seen = lock(state);
-        seen.joins.push(signed.join.is_some());
-        let version = seen.set.as_ref().map_or(0, |(a, _)| a.version);
-        match (path.as_str(), request.message) {
+        let version = seen.set.as_ref().map_or(0, |a| a.version);
+        match (path.as_str(), message) {
             ("/v1/nodes/n1/report", NodeMessage::Report(report)) => {
                 seen.reports.push(report);
                 let ack = ReportAck {
@@ -111,23 +157,23 @@ async fn answer(req: Request<Incoming>, key: &PublicKey, state: &State) -> Respo
                     return reply(StatusCode::OK, old);
                 }
                 match seen.set.clone() {
-                    Some((set, key)) => (have, (Assignments { nonce, ..set }, key)),
+                    Some(set) => (have, Assignments { nonce, ..set }),
                     None => return reply(StatusCode::SERVICE_UNAVAILABLE, vec![]),
                 }
             }
             _ => return reply(StatusCode::BAD_REQUEST, vec![]),
         }
     };
-    let (have, (set, signer)) = poll;
+    let (have, set) = poll;
     if have == set.version {
         // Long-poll, shortened: the node asks again.
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let signed = wire::encode(&SignedAssignments::sign(&signer, &set).unwrap());
+    let body = wire::encode(&set);
     let mut seen = lock(state);
     seen.polls += 1;
-    seen.recorded.push(signed.clone());
-    reply(StatusCode::OK, signed)
+    seen.recorded.push(body.clone());
+    reply(StatusCode::OK, body)
 }
 
 fn reply(status: StatusCode, body: Vec<u8>) -> Response<Full<Bytes>> {
@@ -183,16 +229,21 @@ fn last_replicas(state: &State) -> Vec<(String, ReplicaState)> {
 }
 
 #[tokio::test]
-async fn a_node_runs_only_sets_the_pinned_conductor_signed_for_it_and_reports_them() {
-    let node_key = SecretKey::from_seed(&[0x21; 32]);
+async fn a_node_runs_only_sets_the_pinned_conductor_sent_on_its_session_and_reports_them() {
+    let node_key = Arc::new(SecretKey::from_seed(&[0x21; 32]));
     let conductor_key = Arc::new(SecretKey::from_seed(&[0x22; 32]));
     let impostor = Arc::new(SecretKey::from_seed(&[0x23; 32]));
     let state: State = Arc::default();
-    lock(&state).set = Some((set("n1", 5, &["sleeper/1/0"]), conductor_key.clone()));
-    let url = conductor(node_key.public(), state.clone()).await;
-
+    {
+        let mut seen = lock(&state);
+        seen.set = Some(set("n1", 5, &["sleeper/1/0"]));
+        seen.proof_key = Some(conductor_key.clone());
+    }
     let dir = std::env::temp_dir().join(format!("skr8tr-node-sync-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("tls")).unwrap();
+    let identity = skr8tr_net::tls::Identity::create(&dir.join("tls")).unwrap();
+    let url = conductor(&identity, node_key.public(), state.clone()).await;
     let changed = Arc::new(Notify::new());
     let supervisor = Arc::new(Supervisor::new(
         SupervisorConfig {
@@ -208,15 +259,11 @@ async fn a_node_runs_only_sets_the_pinned_conductor_signed_for_it_and_reports_th
         },
         changed.clone(),
     ));
-    let join = Join {
-        public_key: node_key.public().to_bytes(),
-        ticket: b"a ticket".to_vec(),
-    };
+    let auth = Auth::new(node_key.clone(), Role::Node("n1".into()))
+        .with_ticket(Some(b"a ticket".to_vec()))
+        .with_conductor(conductor_key.public());
     let node = Arc::new(NodeSync {
-        client: Client::new(&url).unwrap(),
-        key: node_key,
-        join: Mutex::new(Some(join)),
-        conductor_key: conductor_key.public(),
+        client: Client::new(&url, identity.pin()).unwrap().with_auth(auth),
         name: "n1".into(),
         address: "127.0.0.1".into(),
         boot_id: 9,
@@ -230,6 +277,7 @@ async fn a_node_runs_only_sets_the_pinned_conductor_signed_for_it_and_reports_th
         version: AtomicU64::new(0),
         repoll: Notify::new(),
         logs_port: None,
+        logs_pin: None,
     });
     node.report_once().await;
     let reporter = tokio::spawn(node.clone().report());
@@ -242,7 +290,7 @@ async fn a_node_runs_only_sets_the_pinned_conductor_signed_for_it_and_reports_th
     .await;
     {
         let seen = lock(&state);
-        assert!(seen.joins[0], "the first request presents the ticket");
+        assert!(seen.joins[0], "the first session presents the ticket");
         assert!(
             seen.joins[1..].iter().all(|j| !j),
             "and no later one: {:?}",
@@ -254,22 +302,31 @@ async fn a_node_runs_only_sets_the_pinned_conductor_signed_for_it_and_reports_th
         assert!(r.resources.cpu_millis >= 1000 && r.resources.ram_bytes > 0);
     }
 
-    // A set signed by another key, or addressed to another node, is not
-    // run: the replica keeps running and the version stays.
-    for bad in [
-        (set("n1", 6, &[]), impostor),
-        (set("n2", 7, &[]), conductor_key.clone()),
-    ] {
-        let polls = {
-            let mut seen = lock(&state);
-            seen.set = Some(bad);
-            seen.polls
-        };
-        wait_until("the node to fetch the bad set twice", || {
-            lock(&state).polls >= polls + 2
-        })
-        .await;
-    }
+    // A server that cannot prove the pinned conductor key (it holds the
+    // TLS identity, but not the conductor's ML-DSA key): no request goes
+    // past its session, so its set is never even fetched.
+    let sessions = {
+        let mut seen = lock(&state);
+        seen.set = Some(set("n1", 6, &[]));
+        seen.proof_key = Some(impostor);
+        seen.joins.len()
+    };
+    wait_until("the node to try two more sessions", || {
+        lock(&state).joins.len() >= sessions + 2
+    })
+    .await;
+    // A set addressed to another node is not run.
+    let polls = {
+        let mut seen = lock(&state);
+        seen.set = Some(set("n2", 7, &[]));
+        seen.proof_key = Some(conductor_key.clone());
+        seen.polls
+    };
+    wait_until("the node to fetch the bad set twice", || {
+        lock(&state).polls >= polls + 2
+    })
+    .await;
+    // The replica kept running throughout and the version stayed.
     let before = lock(&state).reports.len();
     wait_until("two more reports", || {
         lock(&state).reports.len() >= before + 2
@@ -282,16 +339,16 @@ async fn a_node_runs_only_sets_the_pinned_conductor_signed_for_it_and_reports_th
     assert_eq!(lock(&state).reports.last().unwrap().assignments_version, 5);
 
     // The real conductor's next set: the replica is stopped.
-    lock(&state).set = Some((set("n1", 8, &[]), conductor_key));
+    lock(&state).set = Some(set("n1", 8, &[]));
     wait_until("the unassigned replica to be gone", || {
         last_replicas(&state).is_empty()
             && lock(&state).reports.last().unwrap().assignments_version == 8
     })
     .await;
 
-    // An on-path attacker replays the recorded answer that assigned the
-    // replica (correctly signed, for this node): it answers another poll,
-    // so the node refuses it and the replica stays down.
+    // A recorded answer that assigned the replica (for this node, from
+    // the real conductor) played back on a later poll: it answers another
+    // poll, so the node refuses it and the replica stays down.
     let polls = {
         let mut seen = lock(&state);
         let first = seen.recorded[0].clone();

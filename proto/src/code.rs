@@ -55,6 +55,10 @@ codes! {
     Ticket = "ticket",
     TicketMismatch = "ticket-mismatch",
     AlreadyAdmitted = "already-admitted",
+    // Sessions: a request that needs a proven key came without one, or
+    // with a key not allowed there.
+    Unauthenticated = "unauthenticated",
+    Forbidden = "forbidden",
     // What a command asks.
     BadRequest = "bad-request",
     InvalidManifest = "invalid-manifest",
@@ -90,7 +94,9 @@ impl Code {
             | Code::BadSignature
             | Code::NotAdmitted
             | Code::NodeAuth
-            | Code::TicketMismatch => 401,
+            | Code::TicketMismatch
+            | Code::Unauthenticated => 401,
+            Code::Forbidden => 403,
             // Proven, but signed for another cluster or time.
             Code::WrongCluster | Code::Stale | Code::FromFuture => 403,
             // Cannot be read as a request at all, or sent to the wrong place.
@@ -155,6 +161,8 @@ mod tests {
         ("ticket", 400),
         ("ticket-mismatch", 401),
         ("already-admitted", 409),
+        ("unauthenticated", 401),
+        ("forbidden", 403),
         ("bad-request", 400),
         ("invalid-manifest", 422),
         ("bad-count", 422),

@@ -24,7 +24,7 @@ fn run(label: &str, readiness: &str) -> (Duration, u64, usize) {
     let v1 = c.manifest("v1.skr8tr", &manifest("v1"));
     c.ok(&["up", v1.to_str().expect("utf-8 path")]);
     c.wait_ready("web", 3, WAIT);
-    let load = Load::start(&c.url, "web");
+    let load = Load::start(c.client(), "web");
     std::thread::sleep(Duration::from_millis(300));
     let v2 = c.manifest("v2.skr8tr", &manifest("v2"));
     let started = Instant::now();

@@ -69,6 +69,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     // slowest retry backoff (2 s) after a failed request.
     config.resync_timeout = args.lost_after + Duration::from_secs(3);
     let conductor = Arc::new(skr8tr_conductor::open(config, args.init_key.as_deref())?);
+    let identity = skr8tr_conductor::tls_identity(&args.data)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -81,9 +82,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             listen = %listener.local_addr()?,
             cluster = %conductor.cluster,
             key = %conductor.key.public().fingerprint(),
-            "conductor ready"
+            tls = %identity.pin(),
+            "conductor ready (https; clients pin {})",
+            args.data.join(skr8tr_net::tls::PIN_FILE).display()
         );
-        skr8tr_conductor::run(conductor, listener, crate::shutdown_signal()).await?;
+        skr8tr_conductor::run(conductor, &identity, listener, crate::shutdown_signal()).await?;
         anyhow::Ok(())
     })?;
     Ok(ExitCode::SUCCESS)

@@ -64,10 +64,15 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitCode> {
         .context("cannot start the async runtime")?
         .block_on(async move {
             // Conductor.
+            let conductor_dir = data.join("conductor");
             let conductor = Arc::new(skr8tr_conductor::open(
-                Config::new(data.join("conductor")),
+                Config::new(conductor_dir.clone()),
                 Some(&public_path),
             )?);
+            // TLS like any cluster: the dev one pins its own identity.
+            let identity = skr8tr_conductor::tls_identity(&conductor_dir)?;
+            let pin = identity.pin();
+            let pin_file = conductor_dir.join(skr8tr_net::tls::PIN_FILE);
             let api_listener =
                 tokio::net::TcpListener::bind(args.api)
                     .await
@@ -77,12 +82,11 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitCode> {
                             args.api
                         )
                     })?;
-            let url = format!("http://{}", api_listener.local_addr()?);
-            tokio::spawn(skr8tr_conductor::run(
-                conductor.clone(),
-                api_listener,
-                std::future::pending(),
-            ));
+            let url = format!("https://{}", api_listener.local_addr()?);
+            let served = conductor.clone();
+            tokio::spawn(async move {
+                skr8tr_conductor::run(served, &identity, api_listener, std::future::pending()).await
+            });
 
             // One node, admitted with a ticket signed here.
             let now = SystemTime::now();
@@ -93,6 +97,7 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitCode> {
             let ticket = Envelope::sign(&operator, admit, conductor.cluster, now)?.to_bytes();
             let node_config = NodeConfig {
                 conductor: url.clone(),
+                pin,
                 conductor_key: conductor.key.public(),
                 name: "dev".into(),
                 advertise: "127.0.0.1".parse()?,
@@ -121,6 +126,7 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitCode> {
             // Deploy, then route.
             let ctx = Ctx {
                 conductor: url.clone(),
+                pin: Some(pin.to_string()),
                 key: Some(key_path.clone()),
                 json: false,
             };
@@ -148,8 +154,23 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitCode> {
                 .await
                 .with_context(|| format!("cannot listen on {} (pass --listen)", args.listen))?;
             let ingress_addr = ingress_listener.local_addr()?;
+            // The ingress reads the registry with a key of its own,
+            // admitted by a ticket signed here.
+            let admit = Command::AdmitNode {
+                name: format!("{}dev", skr8tr_proto::wire::INGRESS_PREFIX),
+                expires_at_ms: unix_ms(now) + 600_000,
+            };
+            let ticket = Envelope::sign(&operator, admit, conductor.cluster, now)?.to_bytes();
+            let ingress_key = super::ingress::ingress_key(&data.join("ingress"))?;
+            let auth = skr8tr_net::Auth::new(
+                Arc::new(ingress_key),
+                skr8tr_proto::wire::Role::Ingress("dev".into()),
+            )
+            .with_ticket(Some(ticket))
+            .with_conductor(conductor.key.public());
+            let registry = skr8tr_net::Client::new(&url, pin)?.with_auth(auth);
             tokio::spawn(skr8tr_ingress::run(
-                skr8tr_ingress::Config::new(url.clone(), routes),
+                skr8tr_ingress::Config::new(registry, routes),
                 ingress_listener,
                 std::future::pending(),
             ));
@@ -165,7 +186,17 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitCode> {
             println!();
             println!("open http://{ingress_addr}/");
             println!();
-            println!("then, in another terminal (SKR8TR_CONDUCTOR={url}):");
+            println!("then, in another terminal:");
+            // The CLI's defaults reach the dev cluster at its default
+            // address and data directory; say so when either moved (or a
+            // pinned cluster of the operator's own would come first).
+            let default_pin = crate::home_dir()?.join(crate::api::PIN_FILE);
+            if args.data.is_some() || default_pin.exists() {
+                println!("  export SKR8TR_PIN={}", pin_file.display());
+            }
+            if args.api.to_string() != "127.0.0.1:7771" {
+                println!("  export SKR8TR_CONDUCTOR={url}");
+            }
             println!("  skr8tr status          apps, desired and ready replicas");
             println!("  skr8tr ps              where each replica runs");
             if let Some(app) = apps.first() {

@@ -1,8 +1,13 @@
-//! `skr8tr ingress --listen ADDR --route PREFIX:APP … [--conductor URL]`:
-//! the HTTP reverse proxy, backends from the conductor's registry.
+//! `skr8tr ingress --listen ADDR --route PREFIX:APP … [--name NAME]
+//! [--ticket FILE]`: the HTTP reverse proxy, backends from the conductor's
+//! registry. It reads the registry with a key of its own (in `--data`),
+//! admitted once by a ticket from `skr8tr ticket --ingress NAME`.
 
 use anyhow::Context;
 use skr8tr_ingress::{Config, Route};
+use skr8tr_net::{Auth, Client};
+use skr8tr_proto::keys::{self, SecretKey};
+use skr8tr_proto::wire::Role;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -44,10 +49,56 @@ pub struct Args {
     /// Log one line per request (method, path, status, backend, duration)
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     access_log: bool,
+    /// The name its key is admitted under (`skr8tr ticket --ingress NAME`)
+    #[arg(long, default_value = "ingress")]
+    name: String,
+    /// Where its key lives [default: ~/.skr8tr/ingress-NAME]
+    #[arg(long, value_name = "DIR")]
+    data: Option<std::path::PathBuf>,
+    /// A join ticket from `skr8tr ticket --ingress NAME`, needed the first time
+    #[arg(long, value_name = "FILE")]
+    ticket: Option<std::path::PathBuf>,
+    /// The conductor's public key (DATA/conductor.pub): when given, every
+    /// session must prove it too
+    #[arg(long, value_name = "FILE")]
+    conductor_key: Option<std::path::PathBuf>,
 }
 
-pub fn run(conductor: String, args: Args) -> anyhow::Result<ExitCode> {
+/// The ingress's key file in its data directory.
+pub const INGRESS_SECRET_FILE: &str = "ingress.sec";
+pub const INGRESS_PUBLIC_FILE: &str = "ingress.pub";
+
+/// The ingress's key in `dir`, made on the first start.
+pub fn ingress_key(dir: &std::path::Path) -> anyhow::Result<SecretKey> {
+    skr8tr_proto::files::private_dir(dir)?;
+    let path = dir.join(INGRESS_SECRET_FILE);
+    if path.exists() {
+        skr8tr_proto::files::private_file(&path)?;
+        return Ok(keys::read_secret_key(&path)?);
+    }
+    let key = SecretKey::generate().context("cannot generate the ingress key")?;
+    keys::write_key_files(dir, INGRESS_SECRET_FILE, INGRESS_PUBLIC_FILE, &key, false)?;
+    Ok(key)
+}
+
+pub fn run(ctx: &crate::api::Ctx, args: Args) -> anyhow::Result<ExitCode> {
     crate::init_tracing();
+    let data = match &args.data {
+        Some(d) => d.clone(),
+        None => crate::home_dir()?.join(format!("ingress-{}", args.name)),
+    };
+    let key = ingress_key(&data)?;
+    let mut auth = Auth::new(std::sync::Arc::new(key), Role::Ingress(args.name.clone()))
+        .with_ticket(
+            args.ticket
+                .as_deref()
+                .map(super::ticket::read)
+                .transpose()?,
+        );
+    if let Some(file) = &args.conductor_key {
+        auth = auth.with_conductor(keys::read_public_key(file)?);
+    }
+    let conductor = Client::new(&ctx.conductor, ctx.pin()?)?.with_auth(auth);
     let mut config = Config::new(conductor, args.routes);
     config.limits.max_body_bytes = args.max_body;
     config.limits.max_buffered_bytes = args.max_buffered;

@@ -101,6 +101,7 @@ pub fn run(ctx: &crate::api::Ctx, args: Args) -> anyhow::Result<ExitCode> {
     };
     let config = NodeConfig {
         conductor,
+        pin: ctx.pin()?,
         conductor_key,
         name,
         advertise: args.advertise,

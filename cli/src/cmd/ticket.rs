@@ -25,6 +25,10 @@ pub struct Args {
     /// Write the ticket here (mode 0600) instead of printing it
     #[arg(long, value_name = "FILE")]
     out: Option<PathBuf>,
+    /// Admit an ingress called NAME (`skr8tr ingress --name NAME`), which
+    /// may read the registry only, instead of a node
+    #[arg(long)]
+    ingress: bool,
 }
 
 pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitCode> {
@@ -32,8 +36,13 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitCode> {
     let key = ctx.secret_key()?;
     let ping: PingReply = ctx.block_on(async { api::get(&ctx.client()?, "/v1/ping").await })?;
     let now = SystemTime::now();
+    let admitted = if args.ingress {
+        format!("{}{}", skr8tr_proto::wire::INGRESS_PREFIX, args.name)
+    } else {
+        args.name.clone()
+    };
     let command = Command::AdmitNode {
-        name: args.name.clone(),
+        name: admitted,
         expires_at_ms: unix_ms(now) + ttl_ms,
     };
     let ticket = Envelope::sign(&key, command, ping.cluster, now)?.to_bytes();
@@ -52,7 +61,8 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitCode> {
                 .with_context(|| format!("cannot make {} private", path.display()))?;
             f.write_all(text.as_bytes())?;
             eprintln!(
-                "ticket for node `{}` written to {} (valid {} s, once); start the node with --ticket {}",
+                "ticket for {} `{}` written to {} (valid {} s, once); start it with --ticket {}",
+                if args.ingress { "ingress" } else { "node" },
                 args.name,
                 path.display(),
                 ttl_ms / 1000,

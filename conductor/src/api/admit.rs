@@ -1,8 +1,10 @@
-//! Node authentication. Every node request is signed with the node's key.
-//! A node the conductor does not know yet must present an operator-signed
-//! join ticket for its name: the ticket is verified like any command, and
-//! its admission — the node's key bound to its name — is committed with
-//! the ticket's envelope as the audit entry. A ticket works once. A ticket
+//! Admission of node (and ingress) keys. A session proves its key over
+//! the TLS exporter (see `session`); a name the conductor does not know
+//! yet must come with an operator-signed join ticket for it, presented in
+//! that same session — so a ticket is only ever used inside TLS, by the
+//! holder of the key it admits. The ticket is verified like any command,
+//! and its admission — the key bound to the name — is committed with the
+//! ticket's envelope as the audit entry. A ticket works once. A ticket
 //! refused before it proved its signer (forged, stale, replayed) is
 //! recorded like any unverified refusal, within the same budget.
 
@@ -12,64 +14,66 @@ use skr8tr_proto::code::Code;
 use skr8tr_proto::command::Command;
 use skr8tr_proto::envelope;
 use skr8tr_proto::keys::PublicKey;
-use skr8tr_proto::wire::{self, NodeRequest, SignedNodeRequest};
 use skr8tr_store::{CommandEntry, Outcome, Refusal};
 use std::net::IpAddr;
 use std::sync::Arc;
 
-/// The request `bytes` from `from`, if node `name`'s key signed it (or it
-/// carries a join ticket that admits that key now).
-pub async fn authenticate(
+/// Admits `key` (proven by the session) under `name`: it already is, or
+/// `ticket` admits it now.
+pub async fn admit_session(
     c: &Arc<Conductor>,
     name: &str,
-    bytes: &[u8],
+    key: PublicKey,
+    ticket: Option<Vec<u8>>,
     from: IpAddr,
-) -> Result<NodeRequest, ApiError> {
-    let signed: SignedNodeRequest = wire::decode(bytes)
-        .map_err(|e| ApiError::new(Code::BadRequest, format!("not a signed node request: {e}")))?;
+) -> Result<(), ApiError> {
     let now = c.now_ms();
-    if let Some(key) = c.node_key(name) {
-        return match (signed.open(&key, name, now), signed.join) {
-            (Ok(request), _) => Ok(request),
+    if let Some(admitted) = c.node_key(name) {
+        if admitted == key {
+            return Ok(());
+        }
+        return match ticket {
             // Another agent presents a ticket for a name already taken: a
-            // mistake or an impostor — either way it goes in the history.
-            (Err(_), Some(join)) => {
+            // mistake or an impostor (a stolen ticket presented second) —
+            // either way it goes in the history.
+            Some(ticket) => {
                 let refusal = Refusal::new(
                     Code::AlreadyAdmitted,
                     format!(
-                        "node `{name}` is already admitted with another key; pick another name"
+                        "`{name}` is already admitted with another key; pick another name, or \
+                         revoke the old key first (`skr8tr node revoke {name}`)"
                     ),
                 );
-                record_rejection(c, from, join.ticket, refusal.clone(), now).await;
+                record_rejection(c, from, ticket, refusal.clone(), now).await;
                 Err(ApiError::new(refusal.code, refusal.message))
             }
-            (Err(e), None) => Err(ApiError::new(Code::NodeAuth, format!("node `{name}`: {e}"))),
+            None => Err(ApiError::new(
+                Code::NodeAuth,
+                format!(
+                    "`{name}` is admitted with another key ({})",
+                    admitted.fingerprint()
+                ),
+            )),
         };
     }
-    let Some(join) = signed.join.clone() else {
+    let Some(ticket) = ticket else {
         return Err(ApiError::new(
             Code::NotAdmitted,
             format!(
-                "node `{name}` is not admitted to this cluster; an operator makes a join ticket \
-                 with `skr8tr ticket {name} --out {name}.ticket`, then start the node with \
+                "`{name}` is not admitted to this cluster; an operator makes a join ticket \
+                 with `skr8tr ticket {name} --out {name}.ticket`, then start it with \
                  `--ticket {name}.ticket`"
             ),
         ));
     };
-    let key = PublicKey::from_bytes(&join.public_key)
-        .map_err(|e| ApiError::new(Code::NodeAuth, format!("node `{name}`: {e}")))?;
-    // The request proves the node holds the key it wants admitted.
-    let request = signed
-        .open(&key, name, now)
-        .map_err(|e| ApiError::new(Code::NodeAuth, format!("node `{name}`: {e}")))?;
-    match admit(c, name, key.clone(), join.ticket, from, now).await {
-        Ok(()) => Ok(request),
-        // Two first requests of one node raced with the same ticket; the
+    match admit(c, name, key.clone(), ticket, from, now).await {
+        Ok(()) => Ok(()),
+        // Two first sessions of one node raced with the same ticket; the
         // other one admitted this very key (read it from the store: the
         // cache is filled only after that commit returned).
         Err(_) if admitted_in_store(c, name, &key) => {
             c.set_node_key(name, key);
-            Ok(request)
+            Ok(())
         }
         Err(e) => Err(e),
     }

@@ -43,8 +43,10 @@ pub struct HistoryQuery {
 
 pub async fn history(
     State(c): State<Arc<Conductor>>,
+    session: super::session::SessionExt,
     Query(q): Query<HistoryQuery>,
 ) -> Result<Response, ApiError> {
+    super::session::operator(&c, &session)?;
     let _turn = turn(&c).await?;
     let limit = q.limit.unwrap_or(50).clamp(1, MAX_PAGE);
     let store = c.store.clone();
@@ -113,8 +115,10 @@ pub struct AuditQuery {
 /// already readable through `/v1/history`; this adds the exact bytes.
 pub async fn audit(
     State(c): State<Arc<Conductor>>,
+    session: super::session::SessionExt,
     Query(q): Query<AuditQuery>,
 ) -> Result<Response, ApiError> {
+    super::session::operator(&c, &session)?;
     let _turn = turn(&c).await?;
     let limit = q.limit.unwrap_or(MAX_PAGE).clamp(1, MAX_PAGE);
     let store = c.store.clone();

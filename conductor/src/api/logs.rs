@@ -86,7 +86,8 @@ pub async fn logs(
 struct Target {
     replica: String,
     node: String,
-    endpoint: Option<(String, u16)>,
+    /// Address, port and TLS pin of the node's log endpoint.
+    endpoint: Option<(String, u16, [u8; 32])>,
 }
 
 fn targets(
@@ -102,9 +103,10 @@ fn targets(
         .filter(|(id, _)| replica.is_none_or(|r| r == id))
         .map(|(id, p)| Target {
             endpoint: nodes.get(&p.node).and_then(|n| {
+                let pin = n.report.logs_pin?;
                 n.report
                     .logs_port
-                    .map(|port| (n.report.address.clone(), port))
+                    .map(|port| (n.report.address.clone(), port, pin))
             }),
             replica: id,
             node: p.node,
@@ -132,7 +134,7 @@ async fn fetch(c: &Conductor, t: &Target, limit: u32, after_seq: Option<u64>) ->
         lines: vec![],
         error: Some(e),
     };
-    let Some((address, port)) = &t.endpoint else {
+    let Some((address, port, pin)) = &t.endpoint else {
         return failed(format!("node {} has not reported a log endpoint", t.node));
     };
     let request = LogRequest {
@@ -149,7 +151,7 @@ async fn fetch(c: &Conductor, t: &Target, limit: u32, after_seq: Option<u64>) ->
     };
     match tokio::time::timeout(
         Duration::from_secs(5),
-        post(address, *port, wire::encode(&signed)),
+        post(address, *port, *pin, wire::encode(&signed)),
     )
     .await
     {
@@ -161,11 +163,19 @@ async fn fetch(c: &Conductor, t: &Target, limit: u32, after_seq: Option<u64>) ->
     }
 }
 
-/// One request on a fresh connection (log reads are rare and small).
-async fn post(address: &str, port: u16, payload: Vec<u8>) -> Result<Bytes, String> {
+/// One request on a fresh TLS connection to the node's pinned log
+/// endpoint (log reads are rare and small).
+async fn post(address: &str, port: u16, pin: [u8; 32], payload: Vec<u8>) -> Result<Bytes, String> {
     let stream = tokio::net::TcpStream::connect((address, port))
         .await
         .map_err(|e| e.to_string())?;
+    let config = skr8tr_net::tls::client_config(skr8tr_net::Pin(pin)).map_err(|e| e.to_string())?;
+    let name =
+        rustls::pki_types::ServerName::try_from(address.to_string()).map_err(|e| e.to_string())?;
+    let stream = tokio_rustls::TlsConnector::from(config)
+        .connect(name, stream)
+        .await
+        .map_err(|e| format!("TLS: {e}"))?;
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .map_err(|e| e.to_string())?;

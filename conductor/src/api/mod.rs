@@ -5,14 +5,17 @@
 //!   from nodes with conductor-signed requests, optionally streamed.
 //! - `nodes.rs`: `POST /v1/nodes/{name}/assignments` (long-poll),
 //!   `POST /v1/nodes/{name}/report`.
-//! - `admit.rs`: node requests signed with the node's key; first contact
-//!   with an operator-signed join ticket.
+//! - `session.rs`: `POST /v1/session` — a key proven once per TLS
+//!   connection; what each endpoint needs (operator, node, ingress).
+//! - `admit.rs`: node and ingress keys admitted by a join ticket presented
+//!   inside a session.
 //! - `reads.rs`: `GET /v1/ping`, `/v1/status`, `/v1/nodes`,
 //!   `/v1/replicas`, `/v1/keys`.
 //! - `history.rs`: `GET /v1/history`, `/v1/audit`, a page at a time.
 //! - `registry.rs`: `GET /v1/registry` (long-poll watch), `GET /v1/lookup/{app}`.
 //! - `error.rs`: `ApiError`, the one place that maps failures to statuses.
-//! - `connection.rs`: one connection: peer, body deadline and budget.
+//! - `connection.rs`: one connection: TLS, session, peer, body deadline
+//!   and budget.
 
 mod admit;
 mod commands;
@@ -23,6 +26,7 @@ mod logs;
 mod nodes;
 mod reads;
 mod registry;
+pub mod session;
 
 use crate::state::Conductor;
 use axum::Router;
@@ -56,6 +60,7 @@ impl Peer {
 pub fn router(c: Arc<Conductor>) -> Router {
     Router::new()
         .route("/v1/ping", get(reads::ping))
+        .route(skr8tr_proto::wire::SESSION_PATH, post(session::open))
         .route("/v1/status", get(reads::status))
         .route("/v1/nodes", get(reads::nodes))
         .route("/v1/replicas", get(reads::replicas))

@@ -1,15 +1,17 @@
-//! The node sync endpoints: assignments (long-poll, conductor-signed) and
-//! reports. Both take a request signed with the node's key (see `admit`).
+//! The node sync endpoints: assignments (long-poll) and reports. Both are
+//! served only on the node's own session (see `session`), so neither
+//! message carries a signature; the answer to a poll echoes its nonce.
 
-use super::{ApiError, Peer, body};
+use super::session::SessionExt;
+use super::{ApiError, body};
 use crate::assignments;
 use crate::state::{Conductor, NodeSeen};
 use axum::body::Bytes;
-use axum::extract::{Extension, Path, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use skr8tr_proto::code::Code;
-use skr8tr_proto::wire::{self, NodeMessage, ReportAck, SignedAssignments};
+use skr8tr_proto::wire::{self, NodeMessage, ReportAck};
 use std::sync::Arc;
 
 /// Node names appear in replica placements and URLs: keep them simple.
@@ -29,17 +31,17 @@ pub fn check_name(name: &str) -> Result<(), ApiError> {
     }
 }
 
-/// What node `name` asks, once the request is proven to come from it.
-async fn message(
-    c: &Arc<Conductor>,
+/// What node `name` asks, on its own session.
+fn message(
+    c: &Conductor,
     name: &str,
     bytes: &[u8],
-    peer: Option<Extension<Peer>>,
+    session: &SessionExt,
 ) -> Result<NodeMessage, ApiError> {
     check_name(name)?;
-    Ok(super::admit::authenticate(c, name, bytes, Peer::ip(peer))
-        .await?
-        .message)
+    super::session::node(c, session, name)?;
+    wire::decode(bytes)
+        .map_err(|e| ApiError::new(Code::BadRequest, format!("not a node message: {e}")))
 }
 
 /// Answers as soon as the node's assignments differ from `version`, or
@@ -47,10 +49,10 @@ async fn message(
 pub async fn assignments(
     State(c): State<Arc<Conductor>>,
     Path(name): Path<String>,
-    peer: Option<Extension<Peer>>,
+    session: SessionExt,
     bytes: Bytes,
 ) -> Result<Response, ApiError> {
-    let NodeMessage::Poll { version, nonce } = message(&c, &name, &bytes, peer).await? else {
+    let NodeMessage::Poll { version, nonce } = message(&c, &name, &bytes, &session)? else {
         return Err(ApiError::new(Code::BadRequest, "expected a poll"));
     };
     let since = Some(version);
@@ -62,16 +64,10 @@ pub async fn assignments(
         let current = assignments::of_node(&snap, c.cluster, &name).map_err(ApiError::internal)?;
         drop(snap);
         if since != Some(current.version) || tokio::time::Instant::now() >= deadline {
-            // Each answer is signed with its poll's nonce: a recorded one
-            // cannot be replayed to a later poll.
+            // Each answer echoes its poll's nonce: a recorded one cannot
+            // be replayed to a later poll.
             let answer = wire::Assignments { nonce, ..current };
-            let key = c.clone();
-            let signed =
-                tokio::task::spawn_blocking(move || SignedAssignments::sign(&key.key, &answer))
-                    .await
-                    .map_err(ApiError::internal)?
-                    .map_err(ApiError::internal)?;
-            return Ok(body(StatusCode::OK, &signed));
+            return Ok(body(StatusCode::OK, &answer));
         }
         tokio::select! {
             _ = changes.changed() => {}
@@ -83,10 +79,10 @@ pub async fn assignments(
 pub async fn report(
     State(c): State<Arc<Conductor>>,
     Path(name): Path<String>,
-    peer: Option<Extension<Peer>>,
+    session: SessionExt,
     bytes: Bytes,
 ) -> Result<Response, ApiError> {
-    let NodeMessage::Report(report) = message(&c, &name, &bytes, peer).await? else {
+    let NodeMessage::Report(report) = message(&c, &name, &bytes, &session)? else {
         return Err(ApiError::new(Code::BadRequest, "expected a report"));
     };
     if report.node != name {

@@ -40,7 +40,11 @@ fn observed(c: &Conductor, now: u64) -> HashMap<String, (String, String, Replica
     out
 }
 
-pub async fn status(State(c): State<Arc<Conductor>>) -> Result<Response, ApiError> {
+pub async fn status(
+    State(c): State<Arc<Conductor>>,
+    session: super::session::SessionExt,
+) -> Result<Response, ApiError> {
+    super::session::operator(&c, &session)?;
     let now = c.now_ms();
     let snap = c.store.snapshot().map_err(ApiError::internal)?;
     let seen = observed(&c, now);
@@ -135,7 +139,11 @@ pub async fn status(State(c): State<Arc<Conductor>>) -> Result<Response, ApiErro
     ))
 }
 
-pub async fn nodes(State(c): State<Arc<Conductor>>) -> Result<Response, ApiError> {
+pub async fn nodes(
+    State(c): State<Arc<Conductor>>,
+    session: super::session::SessionExt,
+) -> Result<Response, ApiError> {
+    super::session::operator(&c, &session)?;
     let now = c.now_ms();
     let placements = c
         .store
@@ -173,8 +181,10 @@ pub struct AppFilter {
 
 pub async fn replicas(
     State(c): State<Arc<Conductor>>,
+    session: super::session::SessionExt,
     Query(f): Query<AppFilter>,
 ) -> Result<Response, ApiError> {
+    super::session::operator(&c, &session)?;
     let now = c.now_ms();
     let snap = c.store.snapshot().map_err(ApiError::internal)?;
     let placements = match &f.app {
@@ -213,7 +223,11 @@ pub async fn replicas(
     Ok(body(StatusCode::OK, &views))
 }
 
-pub async fn keys(State(c): State<Arc<Conductor>>) -> Result<Response, ApiError> {
+pub async fn keys(
+    State(c): State<Arc<Conductor>>,
+    session: super::session::SessionExt,
+) -> Result<Response, ApiError> {
+    super::session::operator(&c, &session)?;
     let snap = c.store.snapshot().map_err(ApiError::internal)?;
     let views: Vec<KeyView> = snap
         .operator_keys()

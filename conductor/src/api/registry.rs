@@ -21,8 +21,10 @@ pub struct Watch {
 
 pub async fn registry(
     State(c): State<Arc<Conductor>>,
+    session: super::session::SessionExt,
     Query(w): Query<Watch>,
 ) -> Result<Response, ApiError> {
+    super::session::registry_reader(&c, &session)?;
     let mut changes = c.registry_changed.subscribe();
     let deadline = tokio::time::Instant::now() + c.config.long_poll;
     loop {
@@ -51,9 +53,11 @@ pub struct One {
 
 pub async fn lookup(
     State(c): State<Arc<Conductor>>,
+    session: super::session::SessionExt,
     Path(app): Path<String>,
     Query(q): Query<One>,
 ) -> Result<Response, ApiError> {
+    super::session::registry_reader(&c, &session)?;
     let snapshot = crate::registry::snapshot(&c, c.now_ms()).map_err(ApiError::internal)?;
     let mut endpoints: Vec<Endpoint> = snapshot.apps.get(&app).cloned().unwrap_or_default();
     if endpoints.is_empty() {

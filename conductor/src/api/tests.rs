@@ -1,6 +1,7 @@
 //! The API handlers in process: requests through the real router, bodies
 //! in postcard, a real store in a scratch directory, the clock set by hand.
 
+use super::session::{Principal, Session};
 use crate::testing::Harness;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
@@ -8,18 +9,35 @@ use skr8tr_proto::command::Command;
 use skr8tr_proto::envelope::Envelope;
 use skr8tr_proto::keys::SecretKey;
 use skr8tr_proto::wire::{
-    self, AuditPage, CommandReply, ErrorReply, HistoryPage, Join, KeyView, NodeMessage, NodeReport,
-    NodeRequest, NodeView, PingReply, RegistrySnapshot, ReplicaState, ReplicaView, ReportAck,
-    Resources, SignedAssignments, SignedNodeRequest, StatusReply,
+    self, AuditPage, CommandReply, ErrorReply, HistoryPage, KeyView, NodeMessage, NodeReport,
+    NodeView, PingReply, RegistrySnapshot, ReplicaState, ReplicaView, ReportAck, Resources, Role,
+    SessionAccepted, SessionHello, StatusReply,
 };
+use std::sync::Arc;
 use tower::ServiceExt;
 
+/// A request on a connection whose session proved the operator key.
 async fn call(h: &Harness, method: &str, uri: &str, body: Vec<u8>) -> (StatusCode, Vec<u8>) {
-    let request = Request::builder()
+    let operator = Arc::new(Session::proven(Principal::Operator(
+        h.operator.public().fingerprint(),
+    )));
+    call_on(h, &operator, method, uri, body).await
+}
+
+/// A request on the connection whose session is `session`.
+async fn call_on(
+    h: &Harness,
+    session: &Arc<Session>,
+    method: &str,
+    uri: &str,
+    body: Vec<u8>,
+) -> (StatusCode, Vec<u8>) {
+    let mut request = Request::builder()
         .method(method)
         .uri(uri)
         .body(Body::from(body))
         .unwrap();
+    request.extensions_mut().insert(session.clone());
     let response = super::router(h.c.clone()).oneshot(request).await.unwrap();
     let status = response.status();
     let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
@@ -205,20 +223,22 @@ async fn reads_merge_desired_state_with_what_nodes_report() {
     assert_eq!(report.signatures_verified, 2);
 }
 
-/// A node request for `node`, signed by `key`, optionally with a join.
-fn node_request(
+/// The exporter of the pretend TLS connections below: the conductor signs
+/// and checks proofs over whatever value the connection gives it.
+const EXPORTER: [u8; 32] = [0x5e; 32];
+
+/// Opens a session on a new pretend connection: `key` proves `role`
+/// (with `ticket`, if any). Returns the connection and the answer.
+async fn session(
     h: &Harness,
     key: &SecretKey,
-    node: &str,
-    message: NodeMessage,
-    join: Option<Join>,
-) -> Vec<u8> {
-    let request = NodeRequest {
-        node: node.into(),
-        issued_at_ms: h.now(),
-        message,
-    };
-    wire::encode(&SignedNodeRequest::sign(key, &request, join).unwrap())
+    role: Role,
+    ticket: Option<Vec<u8>>,
+) -> (Arc<Session>, StatusCode, Vec<u8>) {
+    let conn = Arc::new(Session::new(EXPORTER));
+    let hello = SessionHello::sign(key, role, ticket, &EXPORTER).unwrap();
+    let (status, body) = call_on(h, &conn, "POST", "/v1/session", wire::encode(&hello)).await;
+    (conn, status, body)
 }
 
 fn ticket(h: &Harness, node: &str) -> Vec<u8> {
@@ -248,29 +268,46 @@ fn empty_report(node: &str) -> NodeMessage {
         limits: None,
         labels: Vec::new(),
         wasm: false,
+        logs_pin: None,
     })
 }
 
 #[tokio::test]
-async fn nodes_are_admitted_once_by_ticket_and_then_poll_signed_assignments() {
+async fn nodes_are_admitted_once_by_ticket_in_a_session_and_then_poll_on_it() {
     let h = Harness::new("api-nodes");
     let node_key = SecretKey::from_seed(&[0x11; 32]);
     let report = "/v1/nodes/n1/report";
+    let message = |m: NodeMessage| wire::encode(&m);
     // Unknown and without a ticket: told how to get one.
-    let body = node_request(&h, &node_key, "n1", empty_report("n1"), None);
-    let (status, answer) = call(&h, "POST", report, body).await;
+    let (_, status, answer) = session(&h, &node_key, Role::Node("n1".into()), None).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     let e: ErrorReply = wire::decode(&answer).unwrap();
     assert_eq!(e.code, "not-admitted");
     assert!(e.message.contains("skr8tr ticket n1"), "{}", e.message);
 
-    // With a ticket: admitted, and the report lands.
-    let join = Join {
-        public_key: node_key.public().to_bytes(),
-        ticket: ticket(&h, "n1"),
-    };
-    let body = node_request(&h, &node_key, "n1", empty_report("n1"), Some(join.clone()));
-    let (status, answer) = call(&h, "POST", report, body).await;
+    // With a ticket: admitted, and the conductor proves its key over the
+    // same exporter.
+    let (n1, status, answer) = session(
+        &h,
+        &node_key,
+        Role::Node("n1".into()),
+        Some(ticket(&h, "n1")),
+    )
+    .await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "{:?}",
+        wire::decode::<ErrorReply>(&answer)
+    );
+    let accepted: SessionAccepted = wire::decode(&answer).unwrap();
+    assert!(wire::check_conductor_proof(
+        &h.c.key.public(),
+        &EXPORTER,
+        &accepted.proof
+    ));
+    assert!(h.history().last().unwrap().starts_with("admit node n1"));
+    let (status, answer) = call_on(&h, &n1, "POST", report, message(empty_report("n1"))).await;
     assert_eq!(
         status,
         StatusCode::OK,
@@ -279,70 +316,164 @@ async fn nodes_are_admitted_once_by_ticket_and_then_poll_signed_assignments() {
     );
     let _: ReportAck = wire::decode(&answer).unwrap();
     assert!(h.c.nodes().contains_key("n1"));
-    assert!(h.history().last().unwrap().starts_with("admit node n1"));
+    // One session per connection.
+    let hello = SessionHello::sign(&node_key, Role::Node("n1".into()), None, &EXPORTER).unwrap();
+    let (status, _) = call_on(&h, &n1, "POST", "/v1/session", wire::encode(&hello)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
 
-    // Another agent with its own key and a ticket for the same name: refused.
+    // A stolen ticket presented second, by another key: refused, recorded.
     let impostor = SecretKey::from_seed(&[0x12; 32]);
-    let join2 = Join {
-        public_key: impostor.public().to_bytes(),
-        ticket: ticket(&h, "n1"),
-    };
-    let body = node_request(&h, &impostor, "n1", empty_report("n1"), Some(join2));
-    let (status, answer) = call(&h, "POST", report, body).await;
+    let (_, status, answer) = session(
+        &h,
+        &impostor,
+        Role::Node("n1".into()),
+        Some(ticket(&h, "n1")),
+    )
+    .await;
     assert_eq!(status, StatusCode::CONFLICT);
     assert_eq!(
         wire::decode::<ErrorReply>(&answer).unwrap().code,
         "already-admitted"
     );
-    // A request the admitted key did not sign: refused.
-    let body = node_request(&h, &impostor, "n1", empty_report("n1"), None);
-    let (status, _) = call(&h, "POST", report, body).await;
+    // Without a ticket: refused too.
+    let (_, status, _) = session(&h, &impostor, Role::Node("n1".into()), None).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
+    // A proof made for another connection does not open this one.
+    let conn = Arc::new(Session::new([0x01; 32]));
+    let (status, answer) = call_on(&h, &conn, "POST", "/v1/session", wire::encode(&hello)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        wire::decode::<ErrorReply>(&answer).unwrap().code,
+        "bad-signature"
+    );
+    // A node's session is its own: not another node's, and not a reader's.
+    let (status, _) = call_on(
+        &h,
+        &n1,
+        "POST",
+        "/v1/nodes/n2/report",
+        message(empty_report("n2")),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = call_on(&h, &n1, "GET", "/v1/status", vec![]).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
     // A report posted under another node's name.
-    let body = node_request(&h, &node_key, "n1", empty_report("n2"), None);
-    let (status, _) = call(&h, "POST", report, body).await;
+    let (status, _) = call_on(&h, &n1, "POST", report, message(empty_report("n2"))).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    let (status, _) = call(&h, "POST", "/v1/nodes/bad%20name/report", vec![]).await;
+    let (status, _) = call_on(&h, &n1, "POST", "/v1/nodes/bad%20name/report", vec![]).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
 
-    // The node's assignments: signed by the conductor key, for n1.
+    // The node's assignments: for n1, echoing the poll's nonce.
     h.up("app web\n  exec /bin/web\n");
     crate::reconciler::step(&h.c, h.now()).unwrap();
-    let poll = node_request(
-        &h,
-        &node_key,
-        "n1",
-        NodeMessage::Poll {
-            version: 0,
-            nonce: [1; 16],
-        },
-        None,
-    );
-    let (status, answer) = call(&h, "POST", "/v1/nodes/n1/assignments", poll).await;
+    let poll = |version, nonce| {
+        message(NodeMessage::Poll {
+            version,
+            nonce: [nonce; 16],
+        })
+    };
+    let (status, answer) = call_on(&h, &n1, "POST", "/v1/nodes/n1/assignments", poll(0, 1)).await;
     assert_eq!(status, StatusCode::OK);
-    let signed: SignedAssignments = wire::decode(&answer).unwrap();
-    let set = signed.open(&h.c.key.public(), "n1", &[1; 16]).unwrap();
+    let set = wire::Assignments::open(&answer, "n1", &[1; 16]).unwrap();
     assert_eq!(set.replicas[0].replica, "web/1/0");
     // Polling with that version waits out the long-poll, then answers the
-    // same set (the test's long-poll window is 300 ms).
-    let poll = node_request(
+    // same set (the test's long-poll window is 300 ms), bound to the
+    // second poll: the first answer does not open for it.
+    let (status, again) = call_on(
         &h,
-        &node_key,
-        "n1",
-        NodeMessage::Poll {
-            version: set.version,
-            nonce: [2; 16],
-        },
-        None,
-    );
-    let (status, answer) = call(&h, "POST", "/v1/nodes/n1/assignments", poll).await;
+        &n1,
+        "POST",
+        "/v1/nodes/n1/assignments",
+        poll(set.version, 2),
+    )
+    .await;
     assert_eq!(status, StatusCode::OK);
-    let again: SignedAssignments = wire::decode(&answer).unwrap();
-    // The same set, bound to the second poll: the first answer does not
-    // open for it.
-    let same = again.open(&h.c.key.public(), "n1", &[2; 16]).unwrap();
+    let same = wire::Assignments::open(&again, "n1", &[2; 16]).unwrap();
     assert_eq!((same.version, same.replicas), (set.version, set.replicas));
-    assert!(signed.open(&h.c.key.public(), "n1", &[2; 16]).is_err());
+    assert!(wire::Assignments::open(&answer, "n1", &[2; 16]).is_err());
+
+    // Revoked: the open session is refused at once.
+    let revoke = h.request(Command::RevokeNode { name: "n1".into() });
+    let (_, reply) = command(&h, revoke).await;
+    assert!(reply.accepted, "{reply:?}");
+    let (status, answer) = call_on(&h, &n1, "POST", report, message(empty_report("n1"))).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        wire::decode::<ErrorReply>(&answer).unwrap().code,
+        "revoked-key"
+    );
+}
+
+#[tokio::test]
+async fn every_read_but_ping_needs_a_proven_key_and_each_principal_reads_its_own() {
+    let h = Harness::new("api-auth");
+    h.c.end_resync();
+    let reads = [
+        "/v1/status",
+        "/v1/nodes",
+        "/v1/replicas",
+        "/v1/history",
+        "/v1/keys",
+        "/v1/audit",
+        "/v1/registry",
+        "/v1/lookup/web",
+    ];
+    let anonymous = Arc::new(Session::new(EXPORTER));
+    for path in reads {
+        let (status, answer) = call_on(&h, &anonymous, "GET", path, vec![]).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{path}");
+        let e: ErrorReply = wire::decode(&answer).unwrap();
+        assert_eq!(e.code, "unauthenticated", "{path}");
+        assert!(e.message.contains("skr8tr keygen"), "{path}: {}", e.message);
+    }
+    let (status, _) = call_on(&h, &anonymous, "GET", "/v1/ping", vec![]).await;
+    assert_eq!(status, StatusCode::OK);
+
+    // An operator's session reads everything.
+    let (op, status, _) = session(&h, &h.operator, Role::Operator, None).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = call_on(&h, &op, "GET", "/v1/status", vec![]).await;
+    assert_eq!(status, StatusCode::OK);
+    // A stranger's key is no operator's.
+    let stranger = SecretKey::from_seed(&[0x66; 32]);
+    let (_, status, answer) = session(&h, &stranger, Role::Operator, None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(
+        wire::decode::<ErrorReply>(&answer)
+            .unwrap()
+            .message
+            .contains("skr8tr key add"),
+        "told how to fix it"
+    );
+
+    // An ingress, admitted by its ticket, reads the registry and nothing else.
+    let edge = SecretKey::from_seed(&[0x44; 32]);
+    let ticket = ticket(&h, &format!("{}edge", wire::INGRESS_PREFIX));
+    let (ingress, status, answer) =
+        session(&h, &edge, Role::Ingress("edge".into()), Some(ticket)).await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "{:?}",
+        wire::decode::<ErrorReply>(&answer)
+    );
+    let (status, _) = call_on(&h, &ingress, "GET", "/v1/registry", vec![]).await;
+    assert_eq!(status, StatusCode::OK);
+    for path in ["/v1/status", "/v1/replicas", "/v1/audit", "/v1/nodes"] {
+        let (status, _) = call_on(&h, &ingress, "GET", path, vec![]).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{path}");
+    }
+    // It cannot pose as a node either.
+    let (status, _) = call_on(
+        &h,
+        &ingress,
+        "POST",
+        "/v1/nodes/edge/report",
+        wire::encode(&empty_report("edge")),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
 }
 
 #[tokio::test]

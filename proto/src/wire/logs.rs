@@ -78,7 +78,7 @@ pub struct ReplicaLog {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::ASSIGNMENTS_CONTEXT;
+    use crate::wire::CONDUCTOR_SESSION_CONTEXT;
 
     #[test]
     fn nodes_serve_only_fresh_requests_the_pinned_conductor_signed_for_them() {
@@ -107,10 +107,10 @@ mod tests {
         );
         let forged = SignedLogRequest::sign(&other, &request("n1", now)).unwrap();
         assert!(forged.open(&conductor.public(), "n1", now).is_err());
-        // An assignment signature is not a log-request signature.
+        // A session proof is not a log-request signature.
         let cross = SignedLogRequest {
             signature: conductor
-                .sign(&signed.payload, ASSIGNMENTS_CONTEXT)
+                .sign(&signed.payload, CONDUCTOR_SESSION_CONTEXT)
                 .unwrap(),
             payload: signed.payload.clone(),
         };

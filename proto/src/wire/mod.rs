@@ -2,28 +2,31 @@
 //! over HTTP (`application/x-skr8tr`); fields and variants are only ever
 //! appended.
 //!
-//! Node sync, one line: node `POST /v1/nodes/{name}/assignments` with a
-//! [`SignedNodeRequest`] (`Poll { version }`, signed with the node's key)
-//! → long-poll → [`SignedAssignments`] (signed by the conductor's key, which
-//! the node pins) → node converges → node `POST /v1/nodes/{name}/report`
-//! ([`NodeMessage::Report`], signed the same way) on every local change and
-//! at least every second.
+//! Node sync, one line: node opens a session (`POST /v1/session`, its key
+//! and the conductor's proven over the TLS exporter) → node `POST
+//! /v1/nodes/{name}/assignments` with [`NodeMessage::Poll`] → long-poll →
+//! [`Assignments`] echoing the poll's nonce → node converges → node `POST
+//! /v1/nodes/{name}/report` ([`NodeMessage::Report`]) on every local change
+//! and at least every second.
 //!
 //! Layout:
 //! - this file: the postcard codec ([`encode`], [`decode`]) and limits.
-//! - `seal`: sign/verify shared by the three conductor- or node-signed
-//!   message kinds, each under its own context.
-//! - `sync`: node sync — assignments, reports, node requests, joins.
+//! - `seal`: sign/verify of conductor-signed log requests under their own
+//!   context.
+//! - `session`: the once-per-connection proofs over the TLS exporter.
+//! - `sync`: node sync — assignments, reports, node messages.
 //! - `views`: what the API answers — command replies, status, nodes,
 //!   replicas, history, keys, the audit export, the registry.
 //! - `logs`: conductor-signed log requests and the lines they return.
 
 mod logs;
 mod seal;
+mod session;
 mod sync;
 mod views;
 
 pub use logs::*;
+pub use session::*;
 pub use sync::*;
 pub use views::*;
 

@@ -1,7 +1,7 @@
-//! Sealing: the three signed messages (assignments, log requests, node
-//! requests) are a postcard payload and an ML-DSA-65 signature over it
-//! under the message kind's own context, so no signature passes as another
-//! kind.
+//! Sealing: a signed message (a conductor-signed log request) is a
+//! postcard payload and an ML-DSA-65 signature over it under the message
+//! kind's own context, so no other signature (a command's, a session
+//! proof) passes as one.
 
 use super::{decode, encode};
 use crate::keys::{KeyError, PublicKey, SecretKey};

@@ -1,14 +1,11 @@
-//! Node sync: the conductor-signed assignment set a node long-polls for,
-//! the reports it sends, and node requests signed with the node's key.
+//! Node sync: the assignment set a node long-polls for and the reports it
+//! sends. Both travel on a session the node and the conductor opened by
+//! proving their ML-DSA keys over the connection's TLS exporter (see
+//! `session`), so neither message carries a signature of its own.
 
-use super::seal::{fresh, seal, unseal};
 use crate::command::ClusterId;
-use crate::keys::{Fingerprint, KeyError, PublicKey, SecretKey};
 use crate::manifest::AppSpec;
 use serde::{Deserialize, Serialize};
-
-/// Domain separation for the conductor's assignment signatures.
-pub const ASSIGNMENTS_CONTEXT: &[u8] = b"skr8tr/assignments/v1";
 
 /// The full desired set of replicas for one node.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -32,19 +29,8 @@ pub struct Assignment {
     pub spec: AppSpec,
 }
 
-/// Assignments as the conductor signed them.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SignedAssignments {
-    #[serde(with = "serde_bytes")]
-    pub payload: Vec<u8>,
-    #[serde(with = "serde_bytes")]
-    pub signature: Vec<u8>,
-}
-
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum AssignmentError {
-    #[error("assignments are not signed by the pinned conductor key {0}")]
-    BadSignature(Fingerprint),
     #[error("assignments cannot be read: {0}")]
     Malformed(String),
     #[error("assignments are for node `{got}`, this node is `{expected}`")]
@@ -53,29 +39,11 @@ pub enum AssignmentError {
     Replayed,
 }
 
-impl SignedAssignments {
-    pub fn sign(key: &SecretKey, assignments: &Assignments) -> Result<SignedAssignments, KeyError> {
-        let (payload, signature) = seal(key, ASSIGNMENTS_CONTEXT, assignments)?;
-        Ok(SignedAssignments { payload, signature })
-    }
-
-    /// Returns the assignments only if the pinned conductor key signed them,
-    /// they are addressed to `node`, and they answer the poll that sent
-    /// `nonce`.
-    pub fn open(
-        &self,
-        conductor: &PublicKey,
-        node: &str,
-        nonce: &[u8; 16],
-    ) -> Result<Assignments, AssignmentError> {
-        let a: Assignments = unseal(
-            conductor,
-            ASSIGNMENTS_CONTEXT,
-            &self.payload,
-            &self.signature,
-        )
-        .ok_or(AssignmentError::BadSignature(conductor.fingerprint()))?
-        .map_err(AssignmentError::Malformed)?;
+impl Assignments {
+    /// The set in `body`, if it is addressed to `node` and answers the
+    /// poll that sent `nonce`.
+    pub fn open(body: &[u8], node: &str, nonce: &[u8; 16]) -> Result<Assignments, AssignmentError> {
+        let a: Assignments = super::decode(body).map_err(AssignmentError::Malformed)?;
         if a.node != node {
             return Err(AssignmentError::WrongNode {
                 expected: node.to_string(),
@@ -111,6 +79,9 @@ pub struct NodeReport {
     pub labels: Vec<(String, String)>,
     /// Whether the node has a WebAssembly runtime (`type wasm` apps).
     pub wasm: bool,
+    /// SHA-256 of the log endpoint's TLS certificate, which the conductor
+    /// pins when it asks for lines.
+    pub logs_pin: Option<[u8; 32]>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -193,81 +164,16 @@ pub struct ReportAck {
     pub assignments_version: u64,
 }
 
-/// Domain separation for node requests signed with the node's key.
-pub const NODE_CONTEXT: &[u8] = b"skr8tr/node/v1";
-
 /// What a node asks of the conductor.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum NodeMessage {
     /// Long-poll for assignments newer than `version`. The answer echoes
-    /// `nonce` inside the conductor's signature, so an old answer replayed
-    /// to a later poll is refused.
+    /// `nonce`, so an old answer replayed to a later poll is refused.
     Poll {
         version: u64,
         nonce: [u8; 16],
     },
     Report(NodeReport),
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct NodeRequest {
-    pub node: String,
-    pub issued_at_ms: u64,
-    pub message: NodeMessage,
-}
-
-/// A node request signed with the node's own key. Until the conductor has
-/// admitted the node, it also carries the node's public key and the
-/// operator-signed join ticket (`Command::AdmitNode` envelope).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SignedNodeRequest {
-    #[serde(with = "serde_bytes")]
-    pub payload: Vec<u8>,
-    #[serde(with = "serde_bytes")]
-    pub signature: Vec<u8>,
-    pub join: Option<Join>,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Join {
-    #[serde(with = "serde_bytes")]
-    pub public_key: Vec<u8>,
-    #[serde(with = "serde_bytes")]
-    pub ticket: Vec<u8>,
-}
-
-impl SignedNodeRequest {
-    pub fn sign(
-        key: &SecretKey,
-        request: &NodeRequest,
-        join: Option<Join>,
-    ) -> Result<SignedNodeRequest, KeyError> {
-        let (payload, signature) = seal(key, NODE_CONTEXT, request)?;
-        Ok(SignedNodeRequest {
-            payload,
-            signature,
-            join,
-        })
-    }
-
-    /// The request, if `node_key` signed it for `node` within the clock
-    /// window around `now_ms`.
-    pub fn open(
-        &self,
-        node_key: &PublicKey,
-        node: &str,
-        now_ms: u64,
-    ) -> Result<NodeRequest, String> {
-        let r: NodeRequest = unseal(node_key, NODE_CONTEXT, &self.payload, &self.signature)
-            .ok_or_else(|| format!("not signed by the key admitted for node `{node}`"))??;
-        if r.node != node {
-            return Err(format!("signed for node `{}`, sent for `{node}`", r.node));
-        }
-        if !fresh(r.issued_at_ms, now_ms) {
-            return Err("the node's clock is more than 30 s off; fix its time".into());
-        }
-        Ok(r)
-    }
 }
 
 #[cfg(test)]
@@ -295,41 +201,25 @@ mod tests {
     }
 
     #[test]
-    fn only_the_pinned_conductor_key_opens_assignments() {
-        let conductor = SecretKey::from_seed(&[1; 32]);
-        let other = SecretKey::from_seed(&[2; 32]);
-        let signed = SignedAssignments::sign(&conductor, &assignments("n1")).unwrap();
+    fn a_set_opens_only_for_its_node_and_its_poll() {
+        let body = encode(&assignments("n1"));
         assert_eq!(
-            signed.open(&conductor.public(), "n1", &[9; 16]).unwrap(),
+            Assignments::open(&body, "n1", &[9; 16]).unwrap(),
             assignments("n1")
         );
         assert!(matches!(
-            signed.open(&other.public(), "n1", &[9; 16]),
-            Err(AssignmentError::BadSignature(_))
-        ));
-        assert!(matches!(
-            signed.open(&conductor.public(), "n2", &[9; 16]),
+            Assignments::open(&body, "n2", &[9; 16]),
             Err(AssignmentError::WrongNode { .. })
         ));
         // An answer to another poll: replayed.
         assert_eq!(
-            signed.open(&conductor.public(), "n1", &[8; 16]),
+            Assignments::open(&body, "n1", &[8; 16]),
             Err(AssignmentError::Replayed)
         );
-        let mut tampered = signed.clone();
-        tampered.payload[5] ^= 1;
         assert!(matches!(
-            tampered.open(&conductor.public(), "n1", &[9; 16]),
-            Err(AssignmentError::BadSignature(_))
+            Assignments::open(&body[..10], "n1", &[9; 16]),
+            Err(AssignmentError::Malformed(_))
         ));
-        // A command signature does not pass as an assignment signature.
-        let forged = SignedAssignments {
-            signature: conductor
-                .sign(&signed.payload, crate::envelope::SIGNING_CONTEXT)
-                .unwrap(),
-            payload: signed.payload.clone(),
-        };
-        assert!(forged.open(&conductor.public(), "n1", &[9; 16]).is_err());
     }
 
     #[test]
