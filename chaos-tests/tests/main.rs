@@ -17,6 +17,8 @@
 //! - `rollout`: rolling updates under load, reverts, kill -9 mid-rollout.
 //! - `runtimes`: build, wasm and vm apps through stand-ins.
 //! - `store_crash`: the store's writer killed at random moments.
+//! - `wire`: a tcpdump capture of the conductor's port holds no secret,
+//!   no manifest text and no API path.
 //! - `workload`: the test workload itself.
 
 // A test: an unwrap is an assertion (clippy allows it inside #[test]
@@ -35,4 +37,5 @@ mod revoke;
 mod rollout;
 mod runtimes;
 mod store_crash;
+mod wire;
 mod workload;

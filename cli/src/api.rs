@@ -71,6 +71,13 @@ impl Ctx {
         }
     }
 
+    /// A pinned client that opens no session: for `ping` and signed
+    /// commands, which need none (so a key the conductor does not know
+    /// yet still gets its command's refusal, with the fix, back).
+    pub fn anonymous_client(&self) -> anyhow::Result<Client> {
+        Ok(Client::new(&self.conductor, self.pin()?)?)
+    }
+
     fn key_path(&self) -> anyhow::Result<PathBuf> {
         Ok(match &self.key {
             Some(p) => p.clone(),
@@ -127,7 +134,7 @@ pub async fn send(
     command: Command,
     secrets: Vec<SecretValue>,
 ) -> anyhow::Result<CommandReply> {
-    let client = ctx.client()?;
+    let client = ctx.anonymous_client()?;
     let request = signed_request(ctx, &client, command, secrets).await?;
     let (_, body) = client
         .post("/v1/commands", request, COMMAND_TIMEOUT)

@@ -47,9 +47,10 @@ pub enum HttpError {
 pub const DEFAULT_MAX_BODY: usize = 2 * MAX_BODY_BYTES;
 /// Connections kept for reuse, per client.
 const MAX_IDLE: usize = 4;
-/// A kept connection unused this long is closed rather than reused (the
-/// conductor closes idle ones after its header timeout).
-const IDLE_FOR: Duration = Duration::from_secs(20);
+/// A kept connection unused this long is closed rather than reused: well
+/// inside the conductor's header timeout (10 s), after which it closes an
+/// idle connection, so a request is not written as it does.
+const IDLE_FOR: Duration = Duration::from_secs(5);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A connection kept for reuse, and since when it is idle.

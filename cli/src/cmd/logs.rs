@@ -30,7 +30,7 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitCode> {
         follow: args.follow,
     };
     ctx.block_on(async {
-        let client = ctx.client()?;
+        let client = ctx.anonymous_client()?;
         let request = api::signed_request(ctx, &client, command, vec![]).await?;
         let response = client
             .post_streaming("/v1/logs", request, Duration::from_secs(30))

@@ -7,7 +7,8 @@ use std::time::Instant;
 
 pub fn run(ctx: &Ctx) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
-    let reply: PingReply = ctx.block_on(async { api::get(&ctx.client()?, "/v1/ping").await })?;
+    let reply: PingReply =
+        ctx.block_on(async { api::get(&ctx.anonymous_client()?, "/v1/ping").await })?;
     let ms = started.elapsed().as_secs_f64() * 1000.0;
     if ctx.json {
         println!(

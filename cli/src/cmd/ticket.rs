@@ -34,7 +34,8 @@ pub struct Args {
 pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitCode> {
     let ttl_ms = (args.ttl.as_millis() as u64).min(MAX_TICKET_LIFETIME_MS);
     let key = ctx.secret_key()?;
-    let ping: PingReply = ctx.block_on(async { api::get(&ctx.client()?, "/v1/ping").await })?;
+    let ping: PingReply =
+        ctx.block_on(async { api::get(&ctx.anonymous_client()?, "/v1/ping").await })?;
     let now = SystemTime::now();
     let admitted = if args.ingress {
         format!("{}{}", skr8tr_proto::wire::INGRESS_PREFIX, args.name)

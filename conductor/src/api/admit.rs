@@ -57,14 +57,7 @@ pub async fn admit_session(
         };
     }
     let Some(ticket) = ticket else {
-        return Err(ApiError::new(
-            Code::NotAdmitted,
-            format!(
-                "`{name}` is not admitted to this cluster; an operator makes a join ticket \
-                 with `skr8tr ticket {name} --out {name}.ticket`, then start it with \
-                 `--ticket {name}.ticket`"
-            ),
-        ));
+        return Err(not_admitted(name));
     };
     match admit(c, name, key.clone(), ticket, from, now).await {
         Ok(()) => Ok(()),
@@ -77,6 +70,17 @@ pub async fn admit_session(
         }
         Err(e) => Err(e),
     }
+}
+
+fn not_admitted(name: &str) -> ApiError {
+    ApiError::new(
+        Code::NotAdmitted,
+        format!(
+            "`{name}` is not admitted to this cluster with this key; an operator makes a join \
+             ticket with `skr8tr ticket {name} --out {name}.ticket`, then start it with \
+             `--ticket {name}.ticket`"
+        ),
+    )
 }
 
 async fn admit(

@@ -73,6 +73,8 @@ pub async fn assignments(
             _ = changes.changed() => {}
             _ = tokio::time::sleep_until(deadline) => {}
         }
+        // Revoked while it waited: no answer.
+        super::session::node(&c, &session, &name)?;
     }
 }
 

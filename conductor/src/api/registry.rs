@@ -43,6 +43,8 @@ pub async fn registry(
             _ = changes.changed() => {}
             _ = tokio::time::sleep_until(deadline) => {}
         }
+        // Revoked while it waited: no answer.
+        super::session::registry_reader(&c, &session)?;
     }
 }
 

@@ -23,8 +23,11 @@ use skr8tr_proto::wire::{self, Role, SessionAccepted, SessionHello};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
-/// Failed proofs one connection may send before it is refused unread.
+/// Failed proofs one connection may send; the last failure closes it.
 const MAX_FAILED_PROOFS: u32 = 3;
+/// Largest session body read: a public key (1,952 B), a signature
+/// (3,309 B), a role and a join ticket (an envelope of a few KiB).
+const MAX_HELLO_BYTES: usize = 32 * 1024;
 
 /// Who a session proved to be.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -98,18 +101,27 @@ pub async fn open(
             "this connection already has a session",
         ));
     }
-    if session.failures.load(Ordering::Relaxed) >= MAX_FAILED_PROOFS {
-        return Err(ApiError::new(
-            Code::Unauthenticated,
-            "too many failed session proofs on this connection; open a new one",
-        ));
-    }
-    let result = prove(&c, &session, &bytes, Peer::ip(peer)).await;
+    let result = if bytes.len() > MAX_HELLO_BYTES {
+        Err(ApiError::new(
+            Code::TooLarge,
+            format!("a session proof is at most {MAX_HELLO_BYTES} bytes"),
+        ))
+    } else {
+        prove(&c, &session, &bytes, Peer::ip(peer)).await
+    };
     let principal = match result {
         Ok(p) => p,
         Err(e) => {
-            session.failures.fetch_add(1, Ordering::Relaxed);
-            return Err(e);
+            let failed = session.failures.fetch_add(1, Ordering::Relaxed) + 1;
+            let mut response = axum::response::IntoResponse::into_response(e);
+            if failed >= MAX_FAILED_PROOFS {
+                // Enough tries on one connection: it is closed after this.
+                response.headers_mut().insert(
+                    axum::http::header::CONNECTION,
+                    axum::http::HeaderValue::from_static("close"),
+                );
+            }
+            return Ok(response);
         }
     };
     let exporter = session.exporter;
@@ -137,19 +149,25 @@ async fn prove(
 ) -> Result<Principal, ApiError> {
     let hello: SessionHello = wire::decode(bytes)
         .map_err(|e| ApiError::new(Code::BadRequest, format!("not a session proof: {e}")))?;
-    let key = hello
-        .verify(&session.exporter)
+    // What is cheap to check goes before the signature.
+    match &hello.role {
+        Role::Operator => {}
+        Role::Node(name) | Role::Ingress(name) => super::nodes::check_name(name)?,
+    }
+    let exporter = session.exporter;
+    let checked = hello.clone();
+    let key = tokio::task::spawn_blocking(move || checked.verify(&exporter))
+        .await
+        .map_err(ApiError::internal)?
         .map_err(|e| ApiError::new(Code::BadSignature, e))?;
     let fp = key.fingerprint();
     match hello.role {
         Role::Operator => operator_key(c, fp),
         Role::Node(name) => {
-            super::nodes::check_name(&name)?;
             super::admit::admit_session(c, &name, key, hello.ticket, from).await?;
             Ok(Principal::Node { name, key: fp })
         }
         Role::Ingress(name) => {
-            super::nodes::check_name(&name)?;
             let admitted = Role::Ingress(name.clone())
                 .admitted_name()
                 .unwrap_or_default();
@@ -177,7 +195,7 @@ fn operator_key(c: &Conductor, fp: Fingerprint) -> Result<Principal, ApiError> {
 }
 
 /// The session's principal, if its key is still admitted.
-fn current(c: &Conductor, session: &SessionExt) -> Result<Principal, ApiError> {
+pub fn current(c: &Conductor, session: &SessionExt) -> Result<Principal, ApiError> {
     let principal = session
         .as_ref()
         .and_then(|Extension(s)| s.principal())

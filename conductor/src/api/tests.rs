@@ -338,6 +338,10 @@ async fn nodes_are_admitted_once_by_ticket_in_a_session_and_then_poll_on_it() {
     // Without a ticket: refused too.
     let (_, status, _) = session(&h, &impostor, Role::Node("n1".into()), None).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
+    // A body far larger than any proof is refused unverified.
+    let conn = Arc::new(Session::new(EXPORTER));
+    let (status, _) = call_on(&h, &conn, "POST", "/v1/session", vec![0; 40 * 1024]).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
     // A proof made for another connection does not open this one.
     let conn = Arc::new(Session::new([0x01; 32]));
     let (status, answer) = call_on(&h, &conn, "POST", "/v1/session", wire::encode(&hello)).await;
