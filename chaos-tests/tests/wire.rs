@@ -1,15 +1,24 @@
-//! Issue 12, what crosses the wire: a tcpdump capture of the conductor's
-//! port during `up` with a secret, a rollout, `logs` and `logs -f`, and
-//! node sync holds neither the secret's value nor any manifest text nor
-//! any API path — while the same capture shows the plain HTTP sent to the
-//! ingress's public port, so a capture that saw nothing cannot pass.
+//! Issue 12, what crosses the wire and what rests on disk. A tcpdump
+//! capture of the conductor's port during `up` with secrets (one written
+//! inline, one read from a file with `@`), a rollout, `logs`, `logs -f`,
+//! `secret set` under load and node sync holds no secret value, no
+//! manifest text and no API path — while the same capture shows the plain
+//! HTTP sent to the ingress's public port, so a capture that saw nothing
+//! cannot pass. Afterwards no secret value is found in the conductor's or
+//! the node's data directory, nor in any daemon's log, yet the replica's
+//! environment holds each value, the rotated one included, and no request
+//! failed during the rotation.
 
 use skr8tr_chaos_tests::harness::{Cluster, http_get, wait_for};
+use skr8tr_chaos_tests::load::Load;
+use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(60);
 const SECRET: &str = "hunter2-wire-canary";
+const FROM_FILE: &str = "token-from-file-canary";
+const ROTATED: &str = "rotated-wire-canary";
 const MARKER: &str = "manifest-canary-text";
 
 fn contains(haystack: &[u8], needle: &str) -> bool {
@@ -18,8 +27,28 @@ fn contains(haystack: &[u8], needle: &str) -> bool {
         .any(|w| w == needle.as_bytes())
 }
 
+/// Every file under `dir`, read whole (`grep -a -r`).
+fn files_under(dir: &std::path::Path, out: &mut Vec<(String, Vec<u8>)>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let path = e.path();
+        if path.is_dir() {
+            files_under(&path, out);
+        } else if let Ok(bytes) = std::fs::read(&path) {
+            out.push((path.display().to_string(), bytes));
+        }
+    }
+}
+
+fn environ(pid: u32) -> String {
+    String::from_utf8_lossy(&std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default())
+        .replace('\0', "\n")
+}
+
 #[test]
-fn a_capture_of_the_conductor_port_holds_no_secret_and_no_manifest_text() {
+fn secrets_cross_no_wire_and_rest_nowhere_in_clear_and_rotate_under_load() {
     let mut c = Cluster::start("wire");
     c.start_node("n1");
     let ingress = c.start_ingress(&["/:web"]);
@@ -37,10 +66,11 @@ fn a_capture_of_the_conductor_port_holds_no_secret_and_no_manifest_text() {
     wait_for("tcpdump to start", WAIT, || pcap.exists().then_some(()));
     std::thread::sleep(Duration::from_millis(500));
 
+    c.manifest("token.txt", &format!("{FROM_FILE}\n"));
     let manifest = |v: &str| {
         format!(
             "app web\n  exec {{workload}}\n  args --version {v}\n  env {{ MARKER {MARKER} }}\n  \
-             secret {{ DB_PASS {SECRET} }}\n  health {{ check GET /healthz 200 }}\n"
+             secret {{ DB_PASS {SECRET}; TOKEN @token.txt }}\n  health {{ check GET /healthz 200 }}\n"
         )
     };
     c.ok(&[
@@ -61,15 +91,54 @@ fn a_capture_of_the_conductor_port_holds_no_secret_and_no_manifest_text() {
     std::thread::sleep(Duration::from_secs(2));
     let _ = follow.kill();
     let _ = follow.wait();
-    c.ok(&["status"]);
-    c.ok(&["history"]);
-    // Node sync and the ingress's registry watch went on throughout; and a
-    // request to the ingress, in the clear by design, for the capture to
-    // show.
+    let ready = c.wait_ready("web", 1, WAIT);
+    let env = environ(ready[0].pid.unwrap());
+    assert!(env.contains(&format!("DB_PASS={SECRET}\n")), "{env}");
+    assert!(
+        env.contains(&format!("TOKEN={FROM_FILE}\n")),
+        "read from @token.txt: {env}"
+    );
+
+    // Rotation under load through the ingress: no request fails.
     wait_for("the ingress to serve", WAIT, || {
         http_get(&ingress, "/").filter(|(s, _)| *s == 200)
     });
-    std::thread::sleep(Duration::from_secs(1));
+    let load = Load::through(&ingress);
+    load.wait_served(20, WAIT);
+    let mut set = c
+        .command(&["secret", "set", "web", "DB_PASS"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    set.stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{ROTATED}\n").as_bytes())
+        .unwrap();
+    let out = set.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "secret set: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    load.wait_served(20, WAIT);
+    let report = load.stop();
+    assert!(
+        report.failed.is_empty(),
+        "{:?}",
+        &report.failed[..report.failed.len().min(5)]
+    );
+    let ready = c.wait_ready("web", 1, WAIT);
+    assert_eq!(ready[0].generation, 3, "a new generation: {ready:?}");
+    let env = environ(ready[0].pid.unwrap());
+    assert!(env.contains(&format!("DB_PASS={ROTATED}\n")), "{env}");
+    assert!(env.contains(&format!("TOKEN={FROM_FILE}\n")), "{env}");
+    assert!(c.ok(&["history"]).contains("secret set web DB_PASS"));
+    c.ok(&["history", "--verify"]);
+
     let _ = Command::new("kill")
         .args(["-INT", &dump.id().to_string()])
         .status();
@@ -84,10 +153,30 @@ fn a_capture_of_the_conductor_port_holds_no_secret_and_no_manifest_text() {
         contains(&bytes, "GET / HTTP/1.1"),
         "the capture holds payloads"
     );
-    for clear in [SECRET, MARKER, "app web", "/v1/", "DB_PASS"] {
+    for clear in [
+        SECRET, FROM_FILE, ROTATED, MARKER, "app web", "/v1/", "DB_PASS",
+    ] {
         assert!(
             !contains(&bytes, clear),
             "`{clear}` crossed the wire in clear"
         );
+    }
+
+    // At rest: the conductor's and the node's data, and every log.
+    let mut files = Vec::new();
+    files_under(&c.data(), &mut files);
+    files_under(&c.data().with_file_name("node-n1"), &mut files);
+    for log in ["conductor.log", "node-n1.log", "ingress.log"] {
+        let path = c.data().with_file_name(log);
+        files.push((log.to_string(), std::fs::read(&path).unwrap()));
+    }
+    assert!(
+        files.iter().any(|(p, _)| p.ends_with("skr8tr.redb")),
+        "the store was searched"
+    );
+    for (path, bytes) in &files {
+        for clear in [SECRET, FROM_FILE, ROTATED] {
+            assert!(!contains(bytes, clear), "`{clear}` is in clear in {path}");
+        }
     }
 }

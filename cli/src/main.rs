@@ -93,6 +93,10 @@ enum Command {
     Key(cmd::key::Args),
     /// Make a join ticket that admits a node (once, until it expires).
     Ticket(cmd::ticket::Args),
+    /// Secret values: `secret set APP NAME` rotates one (sealed, audited
+    /// without the value, rolled out).
+    #[command(subcommand)]
+    Secret(cmd::secret::Args),
 }
 
 /// Exit code when the command ran but found problems (invalid manifest,
@@ -137,6 +141,7 @@ fn main() -> ExitCode {
         Command::Ingress(args) => cmd::ingress::run(&ctx, args),
         Command::ServeStatic(args) => cmd::serve_static::run(args),
         Command::Ticket(args) => cmd::ticket::run(&ctx, args),
+        Command::Secret(args) => cmd::secret::run(&ctx, args),
         Command::Key(args) => cmd::key::run(&ctx, args),
     };
     match result {

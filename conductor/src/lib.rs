@@ -37,6 +37,7 @@ pub mod refusals;
 pub mod registry;
 pub mod rollout;
 pub mod scheduler;
+mod sealing;
 pub mod source;
 pub mod state;
 #[cfg(test)]
@@ -55,6 +56,8 @@ use std::sync::Arc;
 /// The conductor's own key, which nodes pin: `DATA/conductor.sec` and `.pub`.
 pub const CONDUCTOR_SECRET_FILE: &str = "conductor.sec";
 pub const CONDUCTOR_PUBLIC_FILE: &str = "conductor.pub";
+/// The ML-KEM key secret values are sealed to.
+pub const SEALING_KEY_FILE: &str = "conductor.kem";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -75,6 +78,8 @@ pub enum StartError {
     Private(#[from] skr8tr_proto::files::PrivateError),
     #[error(transparent)]
     Tls(#[from] skr8tr_net::tls::TlsError),
+    #[error("the sealing key: {0}")]
+    Sealing(String),
 }
 
 /// Opens (or, with `init_key`, creates) the cluster in `config.data_dir`.
@@ -116,7 +121,10 @@ pub fn open(config: Config, init_key: Option<&Path>) -> Result<Conductor, StartE
         Err(e) => return Err(e.into()),
     };
     let key = conductor_key(&dir)?;
-    Ok(Conductor::new(store, key, config, now)?)
+    let sealing = sealing::load_or_create(&dir)?;
+    let conductor = Conductor::new(store, key, sealing, config, now)?;
+    sealing::seal_stored_secrets(&conductor, now)?;
+    Ok(conductor)
 }
 
 /// Loads the conductor's signing key, creating it on first start (a key

@@ -66,6 +66,9 @@ pub struct Conductor {
     /// The conductor's own signing key (assignments, log requests); nodes
     /// pin its public half.
     pub key: SecretKey,
+    /// The ML-KEM key secret values are sealed to (`DATA/conductor.kem`):
+    /// opened only to build a node's assignments.
+    pub sealing: Arc<skr8tr_proto::sealed::OpeningKey>,
     /// Fixed when the store was created; every signed command names it.
     pub cluster: ClusterId,
     pub config: Config,
@@ -139,6 +142,7 @@ impl Conductor {
     pub fn new(
         store: Store,
         key: SecretKey,
+        sealing: skr8tr_proto::sealed::OpeningKey,
         config: Config,
         started_ms: u64,
     ) -> Result<Conductor, StoreError> {
@@ -154,6 +158,7 @@ impl Conductor {
         Ok(Conductor {
             store: Arc::new(store),
             key,
+            sealing: Arc::new(sealing),
             cluster,
             config,
             clock: Clock::System,

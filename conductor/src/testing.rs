@@ -76,9 +76,15 @@ impl Harness {
         config.lost_after = Duration::from_secs(5);
         config.resync_timeout = Duration::from_secs(5);
         config.long_poll = Duration::from_millis(300);
-        let conductor = Conductor::new(store, SecretKey::from_seed(&[0xc0; 32]), config, T0)
-            .unwrap()
-            .with_clock(Clock::manual(T0));
+        let conductor = Conductor::new(
+            store,
+            SecretKey::from_seed(&[0xc0; 32]),
+            skr8tr_proto::sealed::OpeningKey::generate().unwrap(),
+            config,
+            T0,
+        )
+        .unwrap()
+        .with_clock(Clock::manual(T0));
         Harness {
             c: Arc::new(conductor),
             operator,
@@ -125,7 +131,12 @@ impl Harness {
             envelope::verify(&request.envelope, &*ring, &self.c.cluster, self.now()).unwrap()
         };
         let entry = CommandEntry::new(request.envelope, &verified, self.now());
-        match crate::commands::prepare(&verified.payload.command, verified.signer, sidecar) {
+        match crate::commands::prepare(
+            &verified.payload.command,
+            verified.signer,
+            sidecar,
+            &self.c.sealing,
+        ) {
             Ok(effect) => self.c.store.command(entry, effect).unwrap(),
             Err(refusal) => self
                 .c

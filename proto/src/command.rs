@@ -80,6 +80,13 @@ pub enum Command {
     /// Forget node `name`'s key: its requests are refused from now on and
     /// its replicas are placed elsewhere; a new ticket admits a new key.
     RevokeNode { name: String },
+    /// Set secret `name` of `app` to `value` (sealed to the conductor, see
+    /// `sealed`) and roll the app to a new generation with it.
+    SetSecret {
+        app: String,
+        name: String,
+        value: String,
+    },
 }
 
 impl Command {
@@ -97,7 +104,8 @@ impl Command {
             Command::Down { app }
             | Command::Scale { app, .. }
             | Command::Logs { app, .. }
-            | Command::Rollback { app } => vec![app.clone()],
+            | Command::Rollback { app }
+            | Command::SetSecret { app, .. } => vec![app.clone()],
             Command::AddOperatorKey { .. }
             | Command::RevokeOperatorKey { .. }
             | Command::AdmitNode { .. }
@@ -123,6 +131,7 @@ impl Command {
             Command::Rollout { file, .. } => format!("rollout {file}"),
             Command::Rollback { app } => format!("rollback {app}"),
             Command::RevokeNode { name } => format!("node revoke {name}"),
+            Command::SetSecret { app, name, .. } => format!("secret set {app} {name}"),
         }
     }
 }

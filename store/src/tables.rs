@@ -143,6 +143,18 @@ macro_rules! read_api {
                     .collect()
             }
 
+            /// Every stored generation of every app, by app then generation.
+            pub fn specs(&self) -> Result<Vec<(String, u64, SpecRecord)>, StoreError> {
+                let t = self.txn.open_table(SPECS)?;
+                t.iter()?
+                    .map(|row| {
+                        let (k, v) = row?;
+                        let (app, generation) = k.value();
+                        Ok((app.to_string(), generation, SpecRecord::decode(v.value())?))
+                    })
+                    .collect()
+            }
+
             pub fn placement(&self, replica: &str) -> Result<Option<PlacementRecord>, StoreError> {
                 decode_opt(self.txn.open_table(PLACEMENTS)?.get(replica)?)
             }

@@ -54,10 +54,17 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitCode> {
         );
     }
     let operator = keys::read_secret_key(&key_path)?;
-    let (file, manifest, secrets) = super::up::read_manifest(&args.manifest)?;
-    let apps: Vec<String> = skr8tr_proto::manifest::parse(&file, &manifest)
-        .map(|s| s.into_iter().map(|a| a.name).collect())
-        .unwrap_or_default();
+    // Checked before anything starts; sealed once the conductor is up.
+    let name = args.manifest.display().to_string();
+    let text =
+        std::fs::read_to_string(&args.manifest).with_context(|| format!("cannot read {name}"))?;
+    let apps: Vec<String> = match skr8tr_proto::manifest::parse(&name, &text) {
+        Ok(specs) => specs.into_iter().map(|a| a.name).collect(),
+        Err(diags) => {
+            eprintln!("{diags}");
+            anyhow::bail!("{name} has {} error(s); nothing was started", diags.len());
+        }
+    };
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -130,7 +137,11 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitCode> {
                 key: Some(key_path.clone()),
                 json: false,
             };
-            let reply = api::send(&ctx, Command::Up { file, manifest }, secrets).await?;
+            let sealing =
+                skr8tr_proto::sealed::SealingKey::from_bytes(conductor.sealing.sealing_key())
+                    .map_err(|e| anyhow::anyhow!("the conductor's sealing key: {e}"))?;
+            let (file, manifest) = super::up::read_manifest(&args.manifest, &sealing)?;
+            let reply = api::send(&ctx, Command::Up { file, manifest }, vec![]).await?;
             if !reply.accepted {
                 anyhow::bail!(
                     "deploy refused ({}): {}",

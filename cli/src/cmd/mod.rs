@@ -15,6 +15,7 @@ pub mod nodes;
 pub mod ping;
 pub mod ps;
 pub mod rollout;
+pub mod secret;
 pub mod serve_static;
 pub mod simple;
 pub mod status;

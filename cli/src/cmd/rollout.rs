@@ -28,11 +28,12 @@ pub struct RollbackArgs {
 }
 
 pub fn rollout(ctx: &Ctx, args: RolloutArgs) -> anyhow::Result<ExitCode> {
-    let (file, manifest, secrets) = super::up::read_manifest(&args.file)?;
+    let sealing = ctx.block_on(super::up::sealing_key(ctx))?;
+    let (file, manifest) = super::up::read_manifest(&args.file, &sealing)?;
     let apps: Vec<String> = skr8tr_proto::manifest::parse(&file, &manifest)
         .map(|specs| specs.into_iter().map(|s| s.name).collect())
         .unwrap_or_default();
-    let reply = ctx.block_on(api::send(ctx, Command::Rollout { file, manifest }, secrets))?;
+    let reply = ctx.block_on(api::send(ctx, Command::Rollout { file, manifest }, vec![]))?;
     follow(ctx, reply, apps, args.detach)
 }
 
@@ -47,7 +48,7 @@ pub fn rollback(ctx: &Ctx, args: RollbackArgs) -> anyhow::Result<ExitCode> {
     follow(ctx, reply, vec![args.app], args.detach)
 }
 
-fn follow(
+pub(crate) fn follow(
     ctx: &Ctx,
     reply: skr8tr_proto::wire::CommandReply,
     apps: Vec<String>,

@@ -1,14 +1,18 @@
-//! `skr8tr up FILE`: deploy every app of a manifest. Secret values are
-//! replaced by salted digests in the signed text and sent beside it, so the
-//! audit log never holds them.
+//! `skr8tr up FILE`: deploy every app of a manifest. Each secret value is
+//! sealed to the conductor's ML-KEM key (fetched over the pinned TLS
+//! connection) before the manifest is signed, so the signed text, the
+//! audit log and the store hold only ciphertext. A value written
+//! `@PATH` is read from that file (relative to the manifest) here.
 
 use crate::api::{self, Ctx};
 use anyhow::{Context, bail};
 use skr8tr_proto::command::Command;
 use skr8tr_proto::manifest::{MAX_MANIFEST_BYTES, secrets};
-use skr8tr_proto::wire::SecretValue;
+use skr8tr_proto::sealed::SealingKey;
+use skr8tr_proto::wire::PingReply;
+use std::collections::HashMap;
 use std::io::Read;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 #[derive(clap::Args)]
@@ -17,15 +21,27 @@ pub struct Args {
     file: PathBuf,
 }
 
+/// Largest secret value read from a file (`@PATH`).
+pub const MAX_SECRET_FILE_BYTES: u64 = 64 * 1024;
+
 pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitCode> {
-    let (file, manifest, secrets) = read_manifest(&args.file)?;
-    let reply = ctx.block_on(api::send(ctx, Command::Up { file, manifest }, secrets))?;
+    let sealing = ctx.block_on(sealing_key(ctx))?;
+    let (file, manifest) = read_manifest(&args.file, &sealing)?;
+    let reply = ctx.block_on(api::send(ctx, Command::Up { file, manifest }, vec![]))?;
     api::finish(ctx, reply)
 }
 
-/// Reads a manifest and takes its secret values out: the file name to
-/// sign, the redacted text, and the values to send beside it.
-pub fn read_manifest(path: &std::path::Path) -> anyhow::Result<(String, String, Vec<SecretValue>)> {
+/// The conductor's sealing key, from its `ping` (over the pinned TLS
+/// connection, so it is the conductor's own).
+pub async fn sealing_key(ctx: &Ctx) -> anyhow::Result<SealingKey> {
+    let ping: PingReply = api::get(&ctx.anonymous_client()?, "/v1/ping").await?;
+    SealingKey::from_bytes(&ping.sealing_key)
+        .map_err(|e| anyhow::anyhow!("the conductor's answer to ping: {e}"))
+}
+
+/// Reads a manifest and seals its secret values to `sealing`: the file
+/// name to sign and the sealed text.
+pub fn read_manifest(path: &Path, sealing: &SealingKey) -> anyhow::Result<(String, String)> {
     let name = path.display().to_string();
     let mut bytes = Vec::new();
     std::fs::File::open(path)
@@ -34,24 +50,68 @@ pub fn read_manifest(path: &std::path::Path) -> anyhow::Result<(String, String, 
         .read_to_end(&mut bytes)
         .with_context(|| format!("cannot read {name}"))?;
     let text = String::from_utf8(bytes).map_err(|_| anyhow::anyhow!("{name} is not UTF-8 text"))?;
-    let (signed_text, values) = match secrets::redact(&name, &text, salt) {
-        Ok(r) => r,
+    let specs = match skr8tr_proto::manifest::parse(&name, &text) {
+        Ok(s) => s,
         Err(diags) => {
             eprintln!("{diags}");
             bail!("{name} has {} error(s); nothing was sent", diags.len());
         }
     };
+    let base = path.parent().unwrap_or(Path::new("."));
+    let mut sealed = HashMap::new();
+    for spec in &specs {
+        for (var, value) in &spec.secrets {
+            let value = resolve(base, &spec.name, var, value.expose())?;
+            let s = sealing.seal(&spec.name, var, &value).map_err(|e| {
+                anyhow::anyhow!("cannot seal secret `{var}` of `{}`: {e}", spec.name)
+            })?;
+            sealed.insert((spec.name.clone(), var.clone()), s);
+        }
+    }
+    let (signed_text, _) = secrets::rewrite(&name, &text, |app, var, _| {
+        sealed
+            .get(&(app.to_string(), var.to_string()))
+            .cloned()
+            .unwrap_or_default()
+    })
+    .map_err(|diags| anyhow::anyhow!("{name}: {diags}"))?;
     let file = path
         .file_name()
         .map_or(name.clone(), |f| f.to_string_lossy().into_owned());
-    let secrets = values.into_iter().map(SecretValue::from).collect();
-    Ok((file, signed_text, secrets))
+    Ok((file, signed_text))
 }
 
-fn salt() -> [u8; 16] {
-    let mut s = [0u8; 16];
-    // Without randomness the digest is still a commitment, only easier to
-    // guess for a weak secret; the OS generator does not fail in practice.
-    let _ = getrandom::fill(&mut s);
-    s
+/// A secret's value: as written, or read from `@PATH` (one trailing
+/// newline dropped, at most [`MAX_SECRET_FILE_BYTES`]).
+fn resolve(base: &Path, app: &str, var: &str, written: &str) -> anyhow::Result<String> {
+    let Some(file) = written.strip_prefix('@') else {
+        return Ok(written.to_string());
+    };
+    let path = base.join(file);
+    let what = || {
+        format!(
+            "secret `{var}` of app `{app}`: cannot read @{file} ({})",
+            path.display()
+        )
+    };
+    let mut bytes = Vec::new();
+    std::fs::File::open(&path)
+        .with_context(what)?
+        .take(MAX_SECRET_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .with_context(what)?;
+    if bytes.len() as u64 > MAX_SECRET_FILE_BYTES {
+        bail!(
+            "secret `{var}` of app `{app}`: @{file} is larger than {MAX_SECRET_FILE_BYTES} bytes"
+        );
+    }
+    let mut value = String::from_utf8(bytes)
+        .map_err(|_| anyhow::anyhow!("secret `{var}` of app `{app}`: @{file} is not UTF-8 text"))?;
+    if value.ends_with('\n') {
+        value.pop();
+        if value.ends_with('\r') {
+            value.pop();
+        }
+    }
+    Ok(value)
 }

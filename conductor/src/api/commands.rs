@@ -101,7 +101,7 @@ pub(super) async fn record(c: &Arc<Conductor>, from: IpAddr, bytes: Bytes) -> Re
         command,
         Command::AddOperatorKey { .. } | Command::RevokeOperatorKey { .. }
     );
-    let effect = commands::prepare(&command, verified.signer, &request.secrets);
+    let effect = commands::prepare(&command, verified.signer, &request.secrets, &c.sealing);
     let entry = CommandEntry::new(request.envelope, &verified, now).from(from.to_string());
     let store = c.store.clone();
     let outcome = tokio::task::spawn_blocking(move || match effect {

@@ -65,8 +65,9 @@ pub async fn assignments(
         drop(snap);
         if since != Some(current.version) || tokio::time::Instant::now() >= deadline {
             // Each answer echoes its poll's nonce: a recorded one cannot
-            // be replayed to a later poll.
-            let answer = wire::Assignments { nonce, ..current };
+            // be replayed to a later poll. Secret values are opened for
+            // the node here, and only here; the set goes inside TLS.
+            let answer = opened(&c, wire::Assignments { nonce, ..current })?;
             return Ok(body(StatusCode::OK, &answer));
         }
         tokio::select! {
@@ -76,6 +77,20 @@ pub async fn assignments(
         // Revoked while it waited: no answer.
         super::session::node(&c, &session, &name)?;
     }
+}
+
+/// `set` with every sealed secret value opened for the node.
+fn opened(c: &Conductor, mut set: wire::Assignments) -> Result<wire::Assignments, ApiError> {
+    for a in &mut set.replicas {
+        a.spec = crate::commands::opened(&a.spec, &c.sealing).map_err(|e| {
+            tracing::error!(replica = %a.replica, "cannot open a secret value: {e}");
+            ApiError::internal(format!(
+                "a secret value of `{}` cannot be opened: {e}",
+                a.replica
+            ))
+        })?;
+    }
+    Ok(set)
 }
 
 pub async fn report(

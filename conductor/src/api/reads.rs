@@ -19,6 +19,7 @@ pub async fn ping(State(c): State<Arc<Conductor>>) -> Response {
             conductor_key: c.key.public().fingerprint(),
             version: env!("CARGO_PKG_VERSION").to_string(),
             resyncing: c.resyncing(),
+            sealing_key: c.sealing.sealing_key().to_vec(),
         },
     )
 }

@@ -368,8 +368,9 @@ async fn nodes_are_admitted_once_by_ticket_in_a_session_and_then_poll_on_it() {
     let (status, _) = call_on(&h, &n1, "POST", "/v1/nodes/bad%20name/report", vec![]).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
 
-    // The node's assignments: for n1, echoing the poll's nonce.
-    h.up("app web\n  exec /bin/web\n");
+    // The node's assignments: for n1, echoing the poll's nonce, with the
+    // secret value (sealed at rest) opened for the node.
+    h.up("app web\n  exec /bin/web\n  secret { K v1 }\n");
     crate::reconciler::step(&h.c, h.now()).unwrap();
     let poll = |version, nonce| {
         message(NodeMessage::Poll {
@@ -381,6 +382,7 @@ async fn nodes_are_admitted_once_by_ticket_in_a_session_and_then_poll_on_it() {
     assert_eq!(status, StatusCode::OK);
     let set = wire::Assignments::open(&answer, "n1", &[1; 16]).unwrap();
     assert_eq!(set.replicas[0].replica, "web/1/0");
+    assert_eq!(set.replicas[0].spec.secrets[0].1.expose(), "v1");
     // Polling with that version waits out the long-poll, then answers the
     // same set (the test's long-poll window is 300 ms), bound to the
     // second poll: the first answer does not open for it.

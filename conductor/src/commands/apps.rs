@@ -16,6 +16,7 @@ pub(super) fn up(
     hash: [u8; 32],
     specs: &[AppSpec],
     existing_only: bool,
+    opening: &skr8tr_proto::sealed::OpeningKey,
 ) -> Result<String, EffectError> {
     let mut lines = Vec::new();
     for spec in specs {
@@ -53,7 +54,7 @@ pub(super) fn up(
         };
         let same = tx
             .spec(&spec.name, app.generation)?
-            .is_some_and(|s| s.spec == *spec);
+            .is_some_and(|s| super::secrets::same(&s.spec, spec, opening));
         if same {
             lines.push(format!(
                 "{}: unchanged (generation {})",
@@ -168,6 +169,47 @@ fn start_rollout(
     Ok(format!(
         "{app}: rolling out generation {from} -> {to}, {replicas}, {how}"
     ))
+}
+
+/// `secret set`: the app's current spec with secret `name` set to the
+/// sealed `value` (added if it had none of that name) becomes a new
+/// generation, rolled out like any other.
+pub(super) fn set_secret(
+    tx: &mut Tx<'_>,
+    app: &str,
+    name: &str,
+    value: &str,
+) -> Result<String, EffectError> {
+    let record = known_app(tx, app)?;
+    no_rollout_running(tx, app)?;
+    let current = tx.spec(app, record.generation)?.ok_or_else(|| {
+        Refusal::new(
+            Code::UnknownGeneration,
+            format!("app `{app}` has no generation {}", record.generation),
+        )
+    })?;
+    let mut spec = current.spec.clone();
+    let secret = skr8tr_proto::manifest::Secret::new(value.to_string());
+    match spec.secrets.iter_mut().find(|(n, _)| n == name) {
+        Some((_, v)) => *v = secret,
+        None => spec.secrets.push((name.to_string(), secret)),
+    }
+    let newest = tx
+        .specs_of(app)?
+        .last()
+        .map_or(record.generation, |(g, _)| *g);
+    let generation = newest + 1;
+    put_generation(
+        tx,
+        &spec,
+        generation,
+        &current.file,
+        &current.manifest,
+        current.hash,
+    )?;
+    let replicas = plural(record.replicas, "replica");
+    let rolling = start_rollout(tx, app, record.generation, generation, &replicas)?;
+    Ok(format!("{app}: secret `{name}` set\n{rolling}"))
 }
 
 pub(super) fn rollback(tx: &mut Tx<'_>, app: &str) -> Result<String, EffectError> {

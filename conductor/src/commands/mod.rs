@@ -8,7 +8,8 @@
 //! - this file: [`prepare`] — a command to its effect.
 //! - `apps`: up, rollout, rollback, down, scale.
 //! - `keys`: operator keys added and revoked.
-//! - `secrets`: secret values put back from beside the signed manifest.
+//! - `secrets`: secret values sealed to the conductor, checked to open;
+//!   opened only for nodes.
 
 mod apps;
 mod keys;
@@ -20,13 +21,16 @@ pub(crate) use apps::scale_to;
 use apps::{down, rollback, scale, up};
 use keys::{add_key, revoke_key};
 use secrets::parse_with_secrets;
+pub(crate) use secrets::{opened, sealed_at_rest};
 use sha2::{Digest, Sha256};
 use skr8tr_proto::code::Code;
 use skr8tr_proto::command::Command;
 use skr8tr_proto::keys::{Fingerprint, PublicKey};
 use skr8tr_proto::manifest::MAX_REPLICAS;
+use skr8tr_proto::sealed::OpeningKey;
 use skr8tr_proto::wire::SecretValue;
 use skr8tr_store::{EffectError, Refusal, Tx};
+use std::sync::Arc;
 
 /// A command ready to apply: its effect returns the message the operator reads.
 pub type Effect = Box<dyn FnMut(&mut Tx<'_>) -> Result<String, EffectError> + Send>;
@@ -37,20 +41,23 @@ pub fn prepare(
     command: &Command,
     signer: Fingerprint,
     sidecar: &[SecretValue],
+    opening: &Arc<OpeningKey>,
 ) -> Result<Effect, Refusal> {
     match command.clone() {
         Command::Up { file, manifest } => {
-            let specs = parse_with_secrets(&file, &manifest, sidecar)?;
+            let specs = parse_with_secrets(&file, &manifest, sidecar, opening)?;
             let hash: [u8; 32] = Sha256::digest(manifest.as_bytes()).into();
+            let opening = opening.clone();
             Ok(Box::new(move |tx| {
-                up(tx, &file, &manifest, hash, &specs, false)
+                up(tx, &file, &manifest, hash, &specs, false, &opening)
             }))
         }
         Command::Rollout { file, manifest } => {
-            let specs = parse_with_secrets(&file, &manifest, sidecar)?;
+            let specs = parse_with_secrets(&file, &manifest, sidecar, opening)?;
             let hash: [u8; 32] = Sha256::digest(manifest.as_bytes()).into();
+            let opening = opening.clone();
             Ok(Box::new(move |tx| {
-                up(tx, &file, &manifest, hash, &specs, true)
+                up(tx, &file, &manifest, hash, &specs, true, &opening)
             }))
         }
         Command::Rollback { app } => Ok(Box::new(move |tx| rollback(tx, &app))),
@@ -77,6 +84,12 @@ pub fn prepare(
             Ok(Box::new(move |tx| revoke_key(tx, &fingerprint)))
         }
         Command::RevokeNode { name } => Ok(Box::new(move |tx| keys::revoke_node(tx, &name))),
+        Command::SetSecret { app, name, value } => {
+            secrets::check_sealed(&app, &name, &value, opening)?;
+            Ok(Box::new(move |tx| {
+                apps::set_secret(tx, &app, &name, &value)
+            }))
+        }
         Command::AdmitNode { name, .. } => Err(Refusal::new(
             Code::Ticket,
             format!(

@@ -170,7 +170,12 @@ fn secrets_must_come_beside_the_manifest_and_match_its_digests() {
             .spec("db", 1)
             .unwrap()
             .unwrap();
-    assert_eq!(spec.spec.secrets[0].1.expose(), "hunter2");
+    // Sealed here before it was stored; it opens to the value.
+    assert!(skr8tr_proto::sealed::is_sealed(
+        spec.spec.secrets[0].1.expose()
+    ));
+    let opened = crate::commands::opened(&spec.spec, &h.c.sealing).unwrap();
+    assert_eq!(opened.secrets[0].1.expose(), "hunter2");
     assert!(
         !spec.manifest.contains("hunter2"),
         "the signed text holds a digest"
@@ -222,5 +227,80 @@ fn an_invalid_manifest_and_a_join_ticket_sent_as_a_command_are_refused() {
         replica: None,
         follow: false,
     }));
+    assert_eq!(code, "unknown-app");
+}
+
+/// `text` with its secret values sealed to the conductor, as `skr8tr up`
+/// sends it (sealed for `as_app` instead of each value's own app, if given).
+fn sealed_up(h: &Harness, text: &str, as_app: Option<&str>) -> Command {
+    let to = skr8tr_proto::sealed::SealingKey::from_bytes(h.c.sealing.sealing_key()).unwrap();
+    let (manifest, _) = skr8tr_proto::manifest::secrets::rewrite("t", text, |app, name, value| {
+        to.seal(as_app.unwrap_or(app), name, value).unwrap()
+    })
+    .unwrap();
+    Command::Up {
+        file: "t.skr8tr".into(),
+        manifest,
+    }
+}
+
+#[test]
+fn sealed_secrets_are_stored_sealed_compared_opened_and_rotated_by_secret_set() {
+    let h = Harness::new("cmd-sealed");
+    let text = "app db\n  exec /bin/db\n  secret { DB_PASS hunter2 }\n";
+    accepted(h.apply(sealed_up(&h, text, None)));
+    let stored =
+        h.c.store
+            .snapshot()
+            .unwrap()
+            .spec("db", 1)
+            .unwrap()
+            .unwrap();
+    assert!(!stored.manifest.contains("hunter2") && !format!("{stored:?}").contains("hunter2"));
+    let opened = crate::commands::opened(&stored.spec, &h.c.sealing).unwrap();
+    assert_eq!(opened.secrets[0].1.expose(), "hunter2");
+    // The same value sealed again (another ciphertext): unchanged.
+    let again = accepted(h.apply(sealed_up(&h, text, None)));
+    assert!(again.contains("unchanged"), "{again}");
+    // Sealed for another app: does not open here.
+    let (code, msg) = refused(h.apply(sealed_up(&h, &text.replace("db", "db2"), Some("x"))));
+    assert_eq!(code, "secret-mismatch", "{msg}");
+
+    // `secret set`: a new generation with the new value, rolled out.
+    let to = skr8tr_proto::sealed::SealingKey::from_bytes(h.c.sealing.sealing_key()).unwrap();
+    let set = |app: &str, name: &str, value: &str| Command::SetSecret {
+        app: app.into(),
+        name: name.into(),
+        value: to.seal(app, name, value).unwrap(),
+    };
+    let msg = accepted(h.apply(set("db", "DB_PASS", "hunter3")));
+    assert!(msg.contains("rolling out generation 1 -> 2"), "{msg}");
+    let two =
+        h.c.store
+            .snapshot()
+            .unwrap()
+            .spec("db", 2)
+            .unwrap()
+            .unwrap();
+    let opened = crate::commands::opened(&two.spec, &h.c.sealing).unwrap();
+    assert_eq!(opened.secrets[0].1.expose(), "hunter3");
+    assert_eq!(h.history().last().unwrap(), "secret set db DB_PASS");
+    // Not while that rollout runs; not in clear; not for another name's
+    // ciphertext; not for an unknown app.
+    let (code, _) = refused(h.apply(set("db", "DB_PASS", "hunter4")));
+    assert_eq!(code, "rollout-in-progress");
+    let (code, _) = refused(h.apply(Command::SetSecret {
+        app: "db".into(),
+        name: "DB_PASS".into(),
+        value: "clear".into(),
+    }));
+    assert_eq!(code, "secret-in-clear");
+    let (code, _) = refused(h.apply(Command::SetSecret {
+        app: "db".into(),
+        name: "OTHER".into(),
+        value: to.seal("db", "DB_PASS", "x").unwrap(),
+    }));
+    assert_eq!(code, "secret-mismatch");
+    let (code, _) = refused(h.apply(set("nope", "DB_PASS", "x")));
     assert_eq!(code, "unknown-app");
 }

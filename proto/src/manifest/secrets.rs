@@ -69,6 +69,21 @@ pub fn redact(
     text: &str,
     mut salt: impl FnMut() -> [u8; 16],
 ) -> Result<(String, Vec<Extracted>), Diagnostics> {
+    rewrite(file, text, |app, name, value| {
+        digest(&salt(), app, name, value)
+    })
+}
+
+/// Rewrites `text` with every secret value replaced by `replace(app,
+/// name, value)` (a digest, or the value sealed to the conductor),
+/// returning the new text and the values taken out. The manifest must
+/// parse; the rewritten one parses to the same apps, provided each
+/// replacement is a single word.
+pub fn rewrite(
+    file: &str,
+    text: &str,
+    mut replace: impl FnMut(&str, &str, &str) -> String,
+) -> Result<(String, Vec<Extracted>), Diagnostics> {
     let specs = super::parse(file, text)?;
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut sink = Sink::new(file);
@@ -87,7 +102,7 @@ pub fn redact(
                     continue;
                 };
                 let value = secret.expose().to_string();
-                let redacted = digest(&salt(), &spec.name, &var.key, &value);
+                let redacted = replace(&spec.name, &var.key, &value);
                 edits.push((
                     var.value_at.line as usize - 1,
                     var.value_at.col as usize - 1,

@@ -58,6 +58,11 @@ pub struct PingReply {
     pub version: String,
     /// True until every known node reported after a conductor start.
     pub resyncing: bool,
+    /// The conductor's ML-KEM-768 encapsulation key: the CLI seals each
+    /// secret value to it (see `sealed`). Authentic because the answer
+    /// came over TLS to the pinned identity.
+    #[serde(with = "serde_bytes")]
+    pub sealing_key: Vec<u8>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
