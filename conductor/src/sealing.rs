@@ -79,6 +79,48 @@ pub(crate) fn seal_stored_secrets(c: &Conductor, now: u64) -> Result<(), StartEr
 #[cfg(test)]
 mod tests {
     use crate::testing::Harness;
+
+    /// The fixture the conductor from before sealing at rest wrote (see
+    /// `store/tests/fixtures.rs`): its first start here seals the value,
+    /// and the chain — the old `up`, signed over a salted digest — still
+    /// verifies.
+    #[test]
+    fn a_store_written_before_sealing_opens_sealed_and_verifies() {
+        let dir = crate::testing::Scratch::new("sealing-fixture");
+        std::fs::create_dir_all(dir.path()).unwrap();
+        std::fs::copy(
+            concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../migrations/fixtures/v3-secrets.redb"
+            ),
+            dir.path().join(skr8tr_store::DB_FILE),
+        )
+        .unwrap();
+        let c = crate::open(crate::Config::new(dir.path().to_path_buf()), None).unwrap();
+        let spec = c
+            .store
+            .snapshot()
+            .unwrap()
+            .spec("db", 1)
+            .unwrap()
+            .unwrap()
+            .spec;
+        assert!(sealed::is_sealed(spec.secrets[0].1.expose()));
+        let opened = crate::commands::opened(&spec, &c.sealing).unwrap();
+        assert_eq!(opened.secrets[0].1.expose(), "fixture-hunter2");
+        let report = c.store.verify_audit().unwrap();
+        assert_eq!(report.signatures_verified, 1, "the old up still verifies");
+        let last = c.store.snapshot().unwrap().audit_tail(1).unwrap();
+        assert!(
+            last[0].summary().contains("sealed the secret values of 1"),
+            "{}",
+            last[0].summary()
+        );
+        drop(c);
+        // A second start finds nothing left to seal.
+        let c = crate::open(crate::Config::new(dir.path().to_path_buf()), None).unwrap();
+        assert_eq!(c.store.snapshot().unwrap().audit_tail(5).unwrap().len(), 3);
+    }
     use skr8tr_proto::manifest::{self, Secret};
     use skr8tr_proto::sealed;
 

@@ -130,6 +130,22 @@ fn schema_v3_fixture_opens_and_reads_back() {
     assert!(spec.spec.constraints.is_empty() && spec.spec.user.is_none());
 }
 
+/// Written by the conductor from before secret values were sealed at
+/// rest (commit 9b3a38e): `up` of one app with a secret, whose spec holds
+/// the value in clear and whose signed manifest a salted digest. The store
+/// opens it as it is; the conductor seals the value on its first start
+/// (`conductor/src/sealing.rs`).
+#[test]
+fn schema_v3_fixture_with_a_clear_secret_opens_and_verifies() {
+    let scratch = Scratch::new("fixture-v3-secrets");
+    copy_fixture("v3-secrets.redb", &scratch);
+    let store = Store::open(scratch.path(), Options::default()).unwrap();
+    let spec = store.snapshot().unwrap().spec("db", 1).unwrap().unwrap();
+    assert_eq!(spec.spec.secrets[0].1.expose(), "fixture-hunter2");
+    assert!(spec.manifest.contains("sha256:"), "{}", spec.manifest);
+    assert_eq!(store.verify_audit().unwrap().signatures_verified, 1);
+}
+
 #[test]
 fn every_fixture_is_tested() {
     let mut names: Vec<String> = std::fs::read_dir(fixture(""))
@@ -138,7 +154,7 @@ fn every_fixture_is_tested() {
         .collect();
     names.sort();
     // A new schema adds its fixture here and a test above.
-    assert_eq!(names, ["v1.redb", "v2.redb", "v3.redb"]);
+    assert_eq!(names, ["v1.redb", "v2.redb", "v3-secrets.redb", "v3.redb"]);
     assert_eq!(
         skr8tr_migrations::CURRENT,
         3,
