@@ -180,3 +180,81 @@ fn secrets_cross_no_wire_and_rest_nowhere_in_clear_and_rotate_under_load() {
         }
     }
 }
+
+/// A client that pins another identity than the conductor's — the CLI, a
+/// node, an ingress — is refused at the handshake with both fingerprints
+/// named; a plain-HTTP client is told how to connect.
+#[test]
+fn a_wrong_pin_is_refused_by_the_cli_a_node_and_an_ingress_and_plain_http_is_told_why() {
+    let mut c = Cluster::start("wrong-pin");
+    let wrong = format!("sha256:{}", "ab".repeat(32));
+    let right = c.pin().unwrap().to_string();
+    let out = c.skr8tr(&["status", "--pin", &wrong]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains(&wrong) && err.contains(&right), "{err}");
+    c.start_node_with("n1", &["--pin", &wrong]);
+    wait_for("the node to refuse the conductor", WAIT, || {
+        let log = c.log("node-n1.log");
+        (log.contains(&wrong) && log.contains(&right)).then_some(())
+    });
+    assert!(!c.ok(&["nodes"]).contains("n1"), "it never joined");
+    let ticket = c.data().with_file_name("edge.ticket");
+    c.ok(&[
+        "ticket",
+        "--ingress",
+        "edge",
+        "--out",
+        ticket.to_str().unwrap(),
+    ]);
+    let addr = format!("127.0.0.1:{}", skr8tr_chaos_tests::harness::free_port());
+    let mut ingress = c
+        .command(&[
+            "ingress",
+            "--listen",
+            &addr,
+            "--route",
+            "/:web",
+            "--name",
+            "edge",
+            "--ticket",
+            ticket.to_str().unwrap(),
+            "--pin",
+            &wrong,
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = ingress.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
+        }
+    });
+    let line = loop {
+        let line = rx
+            .recv_timeout(WAIT)
+            .expect("the ingress says why it has no registry");
+        if line.contains("registry:") {
+            break line;
+        }
+    };
+    let _ = ingress.kill();
+    let _ = ingress.wait();
+    assert!(line.contains(&wrong) && line.contains(&right), "{line}");
+
+    // Plain HTTP to the conductor: a 400 that says what to do.
+    let port = c.url.rsplit(':').next().unwrap().to_string();
+    let (status, body) = http_get(&format!("127.0.0.1:{port}"), "/v1/status").unwrap();
+    assert_eq!(status, 400);
+    assert!(
+        body.contains("HTTPS only") && body.contains("--pin"),
+        "{body}"
+    );
+}
