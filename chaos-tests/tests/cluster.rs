@@ -378,7 +378,7 @@ fn secrets_reach_the_process_but_never_the_audit_log() {
 
     // Stop the conductor and read its store directly: every audit entry,
     // envelopes included, is free of the value; the spec (which nodes
-    // need) has it.
+    // need) has it sealed to the conductor's key, and opens with it.
     c.kill_conductor();
     let store = skr8tr_store::Store::open(&c.data(), skr8tr_store::Options::default()).unwrap();
     let snap = store.snapshot().unwrap();
@@ -399,9 +399,18 @@ fn secrets_reach_the_process_but_never_the_audit_log() {
         }
     }
     let spec = snap.spec("db", 1).unwrap().unwrap();
+    let sealed = spec.spec.secrets[0].1.expose();
+    assert!(skr8tr_proto::sealed::is_sealed(sealed), "{sealed}");
+    let key = std::fs::read(c.data().join("conductor.kem")).unwrap();
+    let opening = skr8tr_proto::sealed::OpeningKey::from_bytes(&key).unwrap();
     assert_eq!(
-        spec.spec.secrets[0].1.expose(),
+        opening.open("db", "DB_PASSWORD", sealed).unwrap(),
         "correct horse battery staple"
+    );
+    let file = std::fs::read(c.data().join(skr8tr_store::DB_FILE)).unwrap();
+    assert!(
+        !file.windows(needle.len()).any(|w| w == needle),
+        "the store file"
     );
     assert!(
         !spec.manifest.contains("correct horse"),
