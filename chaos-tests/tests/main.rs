@@ -13,6 +13,7 @@
 //! - `node_restart`: agents stopped, killed and started again under load;
 //!   the grace of a dead agent's replicas.
 //! - `placement`: labels, constraint, spread, volume apps that wait.
+//! - `restart`: a conductor restarted while its predecessor still holds the lock.
 //! - `revoke`: a node's key revoked, its replicas moved, a rebuilt node admitted.
 //! - `rollout`: rolling updates under load, reverts, kill -9 mid-rollout.
 //! - `runtimes`: build, wasm and vm apps through stand-ins.
@@ -33,6 +34,7 @@ mod dev;
 mod ingress;
 mod node_restart;
 mod placement;
+mod restart;
 mod revoke;
 mod rollout;
 mod runtimes;

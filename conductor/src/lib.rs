@@ -86,7 +86,7 @@ pub enum StartError {
 pub fn open(config: Config, init_key: Option<&Path>) -> Result<Conductor, StartError> {
     let dir = config.data_dir.clone();
     let now = skr8tr_proto::clock::now_ms();
-    let store = match Store::open(&dir, Options::default()) {
+    let store = match open_waiting(&dir) {
         Ok(store) => {
             if let Some(path) = init_key {
                 let key = keys::read_public_key(path)?;
@@ -145,6 +145,35 @@ fn conductor_key(dir: &Path) -> Result<SecretKey, StartError> {
     )?;
     tracing::info!(key = %key.public().fingerprint(), "created the conductor key; nodes pin {}", dir.join(CONDUCTOR_PUBLIC_FILE).display());
     Ok(key)
+}
+
+/// How long a starting conductor waits for a predecessor — killed, but
+/// still exiting — to release the data directory's lock before it gives up.
+pub const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// `Store::open`, retried while another process holds the lock, for up
+/// to [`LOCK_WAIT`]: right after a kill -9 the dying conductor often still
+/// holds it, and a supervisor's immediate restart must not fail on that.
+fn open_waiting(dir: &Path) -> Result<Store, OpenError> {
+    let started = std::time::Instant::now();
+    let mut said = false;
+    loop {
+        match Store::open(dir, Options::default()) {
+            Err(OpenError::Locked { .. }) if started.elapsed() < LOCK_WAIT => {
+                if !said {
+                    tracing::warn!(
+                        "{} is locked by another process (a conductor still exiting?); \
+                         waiting up to {} s for it",
+                        dir.display(),
+                        LOCK_WAIT.as_secs()
+                    );
+                    said = true;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            other => return other,
+        }
+    }
 }
 
 /// The conductor's TLS identity, `DATA/tls.crt` and `tls.key`, made on
