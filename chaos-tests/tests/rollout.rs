@@ -154,3 +154,44 @@ fn a_conductor_killed_at_any_step_of_a_rollout_finishes_it_without_duplicates() 
         assert_eq!(surges, 1, "web/2/{i} surged {surges} times: {h:?}");
     }
 }
+
+/// Issue 13: a node lost in the middle of a rollout. Its replicas — old
+/// ones and the new one starting there — are replaced on the node that is
+/// left, the rollout goes on to the new generation instead of reverting,
+/// and it does not sit out a step deadline waiting for the lost node.
+#[test]
+fn a_node_killed_mid_rollout_is_replaced_and_the_rollout_completes() {
+    let mut c = cluster("rollout-node-lost");
+    // New replicas take 3 s to become ready, so the kill lands while one
+    // of them is starting.
+    let m = c.manifest("v2.skr8tr", &manifest("v2", "--startup-delay 3s"));
+    c.ok(&["rollout", m.to_str().unwrap(), "--detach"]);
+    wait_for("a new replica starting on n1", WAIT, || {
+        c.replicas("web")
+            .iter()
+            .any(|r| r.generation == 2 && r.node == "n1")
+            .then_some(())
+    });
+    let killed = std::time::Instant::now();
+    c.kill_node("n1");
+    let done = wait_for("the rollout to end on generation 2", WAIT, || {
+        let r = c.replicas("web");
+        let status = c.ok(&["status"]);
+        (r.len() == 3
+            && r.iter().all(|r| {
+                r.generation == 2 && r.node == "n2" && r.state == Some(ReplicaState::Ready)
+            })
+            && !status.contains("rolling"))
+        .then_some(status)
+    });
+    let took = killed.elapsed();
+    let history = c.ok(&["history"]);
+    assert!(
+        !history.contains("revert"),
+        "it reverted:\n{history}\n{done}"
+    );
+    // Lost after 2 s; three new replicas of 3 s each on n2, one at a time
+    // at worst: well inside the 10 s step deadline per step it would have
+    // sat out.
+    assert!(took < Duration::from_secs(25), "took {took:?}:\n{history}");
+}
