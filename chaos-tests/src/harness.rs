@@ -20,6 +20,9 @@ pub struct Options {
     /// Start the conductor, nodes and ingress with this open-file limit
     /// (soft and hard), through `prlimit`.
     pub file_limit: Option<u32>,
+    /// More environment for node agents started from now on (a faked
+    /// clock, say).
+    pub node_env: Vec<(String, String)>,
 }
 
 pub struct Cluster {
@@ -303,6 +306,7 @@ impl Cluster {
         args.extend_from_slice(extra);
         let child = self
             .daemon(&args)
+            .envs(self.options.node_env.clone())
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()

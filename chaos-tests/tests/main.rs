@@ -7,6 +7,7 @@
 //! - `autoscale`: an app grows under load and shrinks after it.
 //! - `bounds`: slow and flooding clients against every daemon; the static
 //!   server's memory with big files.
+//! - `clock`: a node whose clock is a minute ahead shows `clock-skew`.
 //! - `cluster`: deploy, spread, heal, security, conductor restarts, logs.
 //! - `dev`: `skr8tr dev`, the README's main command.
 //! - `ingress`: requests through `skr8tr ingress` under kills and rollouts.
@@ -29,6 +30,7 @@
 mod audit;
 mod autoscale;
 mod bounds;
+mod clock;
 mod cluster;
 mod dev;
 mod ingress;

@@ -195,6 +195,7 @@ impl Harness {
             labels: Vec::new(),
             wasm: false,
             logs_pin: None,
+            clock_ms: self.now(),
         };
         self.c.nodes().insert(
             name.into(),

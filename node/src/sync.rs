@@ -134,6 +134,7 @@ impl NodeSync {
             replicas,
             logs_port: self.logs_port,
             logs_pin: self.logs_pin,
+            clock_ms: skr8tr_proto::clock::now_ms(),
             limits: self.limits.clone(),
             labels: self.labels.clone(),
             wasm: self.wasm,

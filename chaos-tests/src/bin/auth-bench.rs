@@ -55,6 +55,7 @@ fn report(replicas: usize) -> NodeMessage {
         labels: vec![("zone".into(), "a".into())],
         wasm: false,
         logs_pin: Some([7; 32]),
+        clock_ms: 1_800_000_000_000,
     })
 }
 

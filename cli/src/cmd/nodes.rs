@@ -29,7 +29,16 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<ExitCode> {
         rows.push([
             n.name,
             n.address,
-            if n.alive { "ready" } else { "lost" }.to_string(),
+            match (
+                n.alive,
+                n.clock_skew_ms.abs() > skr8tr_proto::wire::CLOCK_SKEW_WARN_MS,
+            ) {
+                (false, _) => "lost".to_string(),
+                (true, false) => "ready".to_string(),
+                (true, true) => {
+                    format!("ready, clock-skew {:+.0}s", n.clock_skew_ms as f64 / 1000.0)
+                }
+            },
             n.replicas.to_string(),
             format!(
                 "{:.1}/{:.1}",

@@ -125,6 +125,19 @@ pub async fn report(
     };
     if first {
         tracing::info!(node = %name, "node joined");
+        let skew = {
+            let nodes = c.nodes();
+            nodes
+                .get(&name)
+                .map_or(0, |n| n.report.clock_ms as i64 - n.last_ms as i64)
+        };
+        if skew.abs() > wire::CLOCK_SKEW_WARN_MS {
+            tracing::warn!(
+                node = %name,
+                "clock-skew: the node's clock is {:+.1} s from the conductor's; run NTP (chrony, systemd-timesyncd) on it",
+                skew as f64 / 1000.0
+            );
+        }
     }
     // A new node is schedulable at once; any report may change readiness.
     c.wake.notify_one();

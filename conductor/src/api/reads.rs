@@ -169,6 +169,7 @@ pub async fn nodes(
                 limits: seen.report.limits.clone(),
                 labels: seen.report.labels.clone(),
                 wasm: seen.report.wasm,
+                clock_skew_ms: seen.report.clock_ms as i64 - seen.last_ms as i64,
             }
         })
         .collect();

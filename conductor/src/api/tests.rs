@@ -269,6 +269,7 @@ fn empty_report(node: &str) -> NodeMessage {
         labels: Vec::new(),
         wasm: false,
         logs_pin: None,
+        clock_ms: 0,
     })
 }
 

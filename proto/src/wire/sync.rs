@@ -82,6 +82,9 @@ pub struct NodeReport {
     /// SHA-256 of the log endpoint's TLS certificate, which the conductor
     /// pins when it asks for lines.
     pub logs_pin: Option<[u8; 32]>,
+    /// The node's wall clock when it sent this (Unix ms): the conductor
+    /// shows `clock-skew` for a node far from its own.
+    pub clock_ms: u64,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

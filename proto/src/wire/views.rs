@@ -101,7 +101,15 @@ pub struct NodeView {
     pub limits: Option<String>,
     pub labels: Vec<(String, String)>,
     pub wasm: bool,
+    /// The node's clock minus the conductor's when its last report
+    /// arrived, ms (transit time included).
+    pub clock_skew_ms: i64,
 }
+
+/// A node whose clock is further than this from the conductor's is shown
+/// `clock-skew`: signed requests it checks (log requests) fail beyond
+/// the 30 s window, and its times in `ps` mislead well before.
+pub const CLOCK_SKEW_WARN_MS: i64 = 5_000;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReplicaView {
