@@ -48,3 +48,44 @@ pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, TlsEr
         .map_err(|e| TlsError::Config(e.to_string()))?;
     Ok(Arc::new(config))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A client that offers X25519MLKEM768 (rustls, as browsers do) gets
+    /// it from the ingress's client-facing TLS.
+    #[tokio::test]
+    async fn clients_that_offer_the_post_quantum_hybrid_get_it() {
+        let dir = std::env::temp_dir().join(format!("skr8tr-ingress-tls-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let id = skr8tr_net::tls::Identity::create(&dir).unwrap();
+        let config = server_config(
+            &dir.join(skr8tr_net::tls::CERT_FILE),
+            &dir.join(skr8tr_net::tls::KEY_FILE),
+        )
+        .unwrap();
+        let (client, server) = tokio::io::duplex(64 * 1024);
+        let accept = tokio::spawn(async move {
+            tokio_rustls::TlsAcceptor::from(config)
+                .accept(server)
+                .await
+                .map(|_| ())
+        });
+        let stream =
+            tokio_rustls::TlsConnector::from(skr8tr_net::tls::client_config(id.pin()).unwrap())
+                .connect(
+                    rustls::pki_types::ServerName::try_from("localhost").unwrap(),
+                    client,
+                )
+                .await
+                .unwrap();
+        accept.await.unwrap().unwrap();
+        assert_eq!(
+            skr8tr_net::tls::group(stream.get_ref().1),
+            Some(rustls::NamedGroup::X25519MLKEM768)
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -246,3 +246,50 @@ fn pins_parse_from_text_a_pin_file_or_a_certificate() {
     // And it reads back to the same identity.
     assert_eq!(Identity::read(dir.path()).unwrap().pin(), id.pin());
 }
+
+/// `tls::accept` on one accepted connection, with a `within` deadline.
+async fn accept_one(
+    within: Duration,
+) -> (
+    std::net::SocketAddr,
+    tokio::task::JoinHandle<(Duration, bool)>,
+) {
+    let (dir, id) = identity();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(id.server_config().unwrap());
+    let task = tokio::spawn(async move {
+        let _dir = dir;
+        let (stream, _) = listener.accept().await.unwrap();
+        let io = crate::server::Guarded::new(stream, Duration::from_secs(60));
+        let t = std::time::Instant::now();
+        let ok = crate::tls::accept(&acceptor, io, within).await.is_ok();
+        (t.elapsed(), ok)
+    });
+    (addr, task)
+}
+
+#[tokio::test]
+async fn a_silent_client_and_a_handshake_trickled_a_byte_a_second_are_cut_at_the_deadline() {
+    use tokio::io::AsyncWriteExt;
+    let within = Duration::from_millis(400);
+    // Connects and sends nothing.
+    let (addr, task) = accept_one(within).await;
+    let _silent = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (took, ok) = task.await.unwrap();
+    assert!(!ok && took >= within && took < within * 5, "{took:?}");
+    // Starts a TLS record (0x16), then one byte a second.
+    let (addr, task) = accept_one(within).await;
+    let mut slow = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let trickle = tokio::spawn(async move {
+        for b in [0x16u8, 0x03, 0x01, 0x00, 0x10] {
+            if slow.write_all(&[b]).await.is_err() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    });
+    let (took, ok) = task.await.unwrap();
+    trickle.abort();
+    assert!(!ok && took >= within && took < within * 5, "{took:?}");
+}

@@ -539,3 +539,34 @@ async fn the_logs_endpoint_serves_only_signed_logs_commands() {
         Some("unknown-app")
     );
 }
+
+#[tokio::test]
+async fn ten_thousand_session_proofs_from_a_stranger_are_refused_within_the_audit_budget() {
+    let h = Harness::new("api-session-flood");
+    let before = h.history().len();
+    let stranger = SecretKey::from_seed(&[0x77; 32]);
+    // A valid proof of the stranger's own key, with a forged ticket for a
+    // name nobody holds: the worst a stranger can send (it reaches the
+    // ticket check, whose refusals are recorded).
+    let hello = SessionHello::sign(
+        &stranger,
+        Role::Node("n9".into()),
+        Some(vec![0xee; 4000]),
+        &EXPORTER,
+    )
+    .unwrap();
+    let body = wire::encode(&hello);
+    for i in 0..10_000 {
+        let conn = Arc::new(Session::new(EXPORTER));
+        let (status, _) = call_on(&h, &conn, "POST", "/v1/session", body.clone()).await;
+        assert!(status.is_client_error(), "proof {i}: {status}");
+        // And nothing it may read afterwards.
+        if i % 1000 == 0 {
+            let (status, _) = call_on(&h, &conn, "GET", "/v1/status", vec![]).await;
+            assert_eq!(status, StatusCode::UNAUTHORIZED);
+        }
+    }
+    assert!(h.c.node_key("n9").is_none());
+    let added = h.history().len() - before;
+    assert!(added <= 32, "{added} audit entries for 10,000 refusals");
+}
