@@ -134,8 +134,18 @@ pub async fn send(
     command: Command,
     secrets: Vec<SecretValue>,
 ) -> anyhow::Result<CommandReply> {
-    let client = ctx.anonymous_client()?;
-    let request = signed_request(ctx, &client, command, secrets).await?;
+    send_on(ctx, &ctx.anonymous_client()?, command, secrets).await
+}
+
+/// [`send`] on `client`, whose kept connection an earlier request of the
+/// same command (the sealing key's `ping`) opened: one TLS handshake.
+pub async fn send_on(
+    ctx: &Ctx,
+    client: &Client,
+    command: Command,
+    secrets: Vec<SecretValue>,
+) -> anyhow::Result<CommandReply> {
+    let request = signed_request(ctx, client, command, secrets).await?;
     let (_, body) = client
         .post("/v1/commands", request, COMMAND_TIMEOUT)
         .await

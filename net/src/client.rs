@@ -87,7 +87,10 @@ impl Client {
             return Err(HttpError::PlainHttp(base.clone(), rest.to_string()));
         }
         let authority = authority(&base, "https://")?;
-        let tls = tls::client_config(pin).map_err(|_| HttpError::BadUrl(base.clone()))?;
+        let tls = tls::client_config(pin).map_err(|e| HttpError::Handshake {
+            url: base.clone(),
+            reason: e.to_string(),
+        })?;
         Ok(Client::build(base, authority, Some(tls)))
     }
 

@@ -76,11 +76,16 @@ impl Pin {
         if arg.starts_with("sha256:") {
             return Pin::parse(arg);
         }
-        let path = Path::new(arg);
-        let text = std::fs::read_to_string(path).map_err(|e| TlsError::File {
-            path: arg.to_string(),
-            reason: format!("cannot read the pin: {e}"),
-        })?;
+        // A pin file or a certificate is a few KiB; read no more than
+        // 64 KiB of whatever was named.
+        use std::io::Read;
+        let mut text = String::new();
+        std::fs::File::open(arg)
+            .and_then(|f| f.take(64 * 1024).read_to_string(&mut text))
+            .map_err(|e| TlsError::File {
+                path: arg.to_string(),
+                reason: format!("cannot read the pin: {e}"),
+            })?;
         if text.contains("-----BEGIN CERTIFICATE-----") {
             let cert =
                 CertificateDer::from_pem_slice(text.as_bytes()).map_err(|e| TlsError::File {

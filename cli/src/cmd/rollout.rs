@@ -28,12 +28,16 @@ pub struct RollbackArgs {
 }
 
 pub fn rollout(ctx: &Ctx, args: RolloutArgs) -> anyhow::Result<ExitCode> {
-    let sealing = ctx.block_on(super::up::sealing_key(ctx))?;
-    let (file, manifest) = super::up::read_manifest(&args.file, &sealing)?;
-    let apps: Vec<String> = skr8tr_proto::manifest::parse(&file, &manifest)
-        .map(|specs| specs.into_iter().map(|s| s.name).collect())
-        .unwrap_or_default();
-    let reply = ctx.block_on(api::send(ctx, Command::Rollout { file, manifest }, vec![]))?;
+    let (reply, apps) = ctx.block_on(async {
+        let client = ctx.anonymous_client()?;
+        let sealing = super::up::sealing_key(&client).await?;
+        let (file, manifest) = super::up::read_manifest(&args.file, &sealing)?;
+        let apps: Vec<String> = skr8tr_proto::manifest::parse(&file, &manifest)
+            .map(|specs| specs.into_iter().map(|s| s.name).collect())
+            .unwrap_or_default();
+        let reply = api::send_on(ctx, &client, Command::Rollout { file, manifest }, vec![]).await?;
+        anyhow::Ok((reply, apps))
+    })?;
     follow(ctx, reply, apps, args.detach)
 }
 

@@ -5,9 +5,8 @@
 //! app, one replica at a time, like `skr8tr rollout`.
 
 use crate::api::{self, Ctx};
-use anyhow::{Context, bail};
+use anyhow::Context;
 use skr8tr_proto::command::Command;
-use std::io::Read;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -33,45 +32,26 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitCode> {
         file,
         detach,
     } = args;
-    let limit = super::up::MAX_SECRET_FILE_BYTES;
-    let mut bytes = Vec::new();
-    let from = match &file {
+    let value = match &file {
         Some(path) => {
-            std::fs::File::open(path)
-                .with_context(|| format!("cannot read {}", path.display()))?
-                .take(limit + 1)
-                .read_to_end(&mut bytes)
+            let opened = std::fs::File::open(path)
                 .with_context(|| format!("cannot read {}", path.display()))?;
-            path.display().to_string()
+            super::up::read_value(opened, &format!("the value from {}", path.display()))?
         }
-        None => {
-            std::io::stdin()
-                .take(limit + 1)
-                .read_to_end(&mut bytes)
-                .context("cannot read the value from stdin")?;
-            "stdin".to_string()
-        }
+        None => super::up::read_value(std::io::stdin(), "the value from stdin")?,
     };
-    if bytes.len() as u64 > limit {
-        bail!("the value from {from} is larger than {limit} bytes");
-    }
-    let mut value = String::from_utf8(bytes)
-        .map_err(|_| anyhow::anyhow!("the value from {from} is not UTF-8"))?;
-    if value.ends_with('\n') {
-        value.pop();
-        if value.ends_with('\r') {
-            value.pop();
-        }
-    }
-    let sealing = ctx.block_on(super::up::sealing_key(ctx))?;
-    let sealed = sealing
-        .seal(&app, &name, &value)
-        .map_err(|e| anyhow::anyhow!("cannot seal the value: {e}"))?;
-    let command = Command::SetSecret {
-        app: app.clone(),
-        name,
-        value: sealed,
-    };
-    let reply = ctx.block_on(api::send(ctx, command, vec![]))?;
+    let reply = ctx.block_on(async {
+        let client = ctx.anonymous_client()?;
+        let sealing = super::up::sealing_key(&client).await?;
+        let sealed = sealing
+            .seal(&app, &name, &value)
+            .map_err(|e| anyhow::anyhow!("cannot seal the value: {e}"))?;
+        let command = Command::SetSecret {
+            app: app.clone(),
+            name,
+            value: sealed,
+        };
+        api::send_on(ctx, &client, command, vec![]).await
+    })?;
     super::rollout::follow(ctx, reply, vec![app], detach)
 }

@@ -25,16 +25,19 @@ pub struct Args {
 pub const MAX_SECRET_FILE_BYTES: u64 = 64 * 1024;
 
 pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitCode> {
-    let sealing = ctx.block_on(sealing_key(ctx))?;
-    let (file, manifest) = read_manifest(&args.file, &sealing)?;
-    let reply = ctx.block_on(api::send(ctx, Command::Up { file, manifest }, vec![]))?;
+    let reply = ctx.block_on(async {
+        let client = ctx.anonymous_client()?;
+        let sealing = sealing_key(&client).await?;
+        let (file, manifest) = read_manifest(&args.file, &sealing)?;
+        api::send_on(ctx, &client, Command::Up { file, manifest }, vec![]).await
+    })?;
     api::finish(ctx, reply)
 }
 
 /// The conductor's sealing key, from its `ping` (over the pinned TLS
 /// connection, so it is the conductor's own).
-pub async fn sealing_key(ctx: &Ctx) -> anyhow::Result<SealingKey> {
-    let ping: PingReply = api::get(&ctx.anonymous_client()?, "/v1/ping").await?;
+pub async fn sealing_key(client: &skr8tr_net::Client) -> anyhow::Result<SealingKey> {
+    let ping: PingReply = api::get(client, "/v1/ping").await?;
     SealingKey::from_bytes(&ping.sealing_key)
         .map_err(|e| anyhow::anyhow!("the conductor's answer to ping: {e}"))
 }
@@ -88,25 +91,29 @@ fn resolve(base: &Path, app: &str, var: &str, written: &str) -> anyhow::Result<S
         return Ok(written.to_string());
     };
     let path = base.join(file);
-    let what = || {
+    let opened = std::fs::File::open(&path).with_context(|| {
         format!(
             "secret `{var}` of app `{app}`: cannot read @{file} ({})",
             path.display()
         )
-    };
+    })?;
+    read_value(opened, &format!("secret `{var}` of app `{app}`: @{file}"))
+}
+
+/// A secret value from `reader` (a file, stdin): at most
+/// [`MAX_SECRET_FILE_BYTES`], UTF-8, one trailing newline dropped. `what`
+/// names the source in errors.
+pub fn read_value(reader: impl Read, what: &str) -> anyhow::Result<String> {
     let mut bytes = Vec::new();
-    std::fs::File::open(&path)
-        .with_context(what)?
+    reader
         .take(MAX_SECRET_FILE_BYTES + 1)
         .read_to_end(&mut bytes)
-        .with_context(what)?;
+        .with_context(|| format!("{what}: cannot be read"))?;
     if bytes.len() as u64 > MAX_SECRET_FILE_BYTES {
-        bail!(
-            "secret `{var}` of app `{app}`: @{file} is larger than {MAX_SECRET_FILE_BYTES} bytes"
-        );
+        bail!("{what} is larger than {MAX_SECRET_FILE_BYTES} bytes");
     }
-    let mut value = String::from_utf8(bytes)
-        .map_err(|_| anyhow::anyhow!("secret `{var}` of app `{app}`: @{file} is not UTF-8 text"))?;
+    let mut value =
+        String::from_utf8(bytes).map_err(|_| anyhow::anyhow!("{what} is not UTF-8 text"))?;
     if value.ends_with('\n') {
         value.pop();
         if value.ends_with('\r') {
