@@ -10,6 +10,8 @@
 //!   run (identity on `/`, `/healthz`, crash/fail/job flags).
 //! - [`harness`]: a real cluster (conductor and nodes as `skr8tr`
 //!   processes) with wait-for-condition helpers.
+//! - [`procs`]: one-off HTTP, signed bodies, /proc readings.
+//! - [`disk`]: a small tmpfs that can be filled (the full-disk tests).
 //! - [`load`]: `Load`, requests through the ingress or to replicas.
 //! - [`workload`]: the store programs' command and checks.
 //! - `tests/store_crash.rs`: SIGKILL the writer at random moments, reopen,
@@ -22,6 +24,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 #![forbid(unsafe_code)]
 
+pub mod disk;
 pub mod harness;
 pub mod load;
+pub mod procs;
 pub mod workload;

@@ -10,6 +10,7 @@
 //! - `clock`: a node whose clock is a minute ahead shows `clock-skew`.
 //! - `cluster`: deploy, spread, heal, security, conductor restarts, logs.
 //! - `dev`: `skr8tr dev`, the README's main command.
+//! - `disk`: the conductor's disk fills up under load, then is freed.
 //! - `ingress`: requests through `skr8tr ingress` under kills and rollouts.
 //! - `node_restart`: agents stopped, killed and started again under load;
 //!   the grace of a dead agent's replicas.
@@ -33,6 +34,7 @@ mod bounds;
 mod clock;
 mod cluster;
 mod dev;
+mod disk;
 mod ingress;
 mod node_restart;
 mod placement;

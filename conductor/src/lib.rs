@@ -42,6 +42,7 @@ pub mod source;
 pub mod state;
 #[cfg(test)]
 mod testing;
+pub mod throttle;
 
 pub use limits::Limits;
 pub use state::{Conductor, Config};

@@ -42,7 +42,7 @@ pub async fn run(c: Arc<Conductor>) {
         match result {
             Ok(Ok(true)) => c.bump(),
             Ok(Ok(false)) => {}
-            Ok(Err(e)) => tracing::error!("reconcile failed: {e}"),
+            Ok(Err(e)) => crate::throttle::RECONCILE.warn(&e),
             Err(e) => tracing::error!("reconcile task failed: {e}"),
         }
     }

@@ -82,6 +82,7 @@ codes! {
     // The conductor.
     Internal = "internal",
     Unavailable = "unavailable",
+    StoreFull = "store-full",
 }
 
 impl Code {
@@ -128,6 +129,7 @@ impl Code {
             | Code::StalePlan => 409,
             Code::Internal => 500,
             Code::Unavailable => 503,
+            Code::StoreFull => 507,
         }
     }
 }

@@ -46,6 +46,37 @@ pub enum StoreError {
     WriterGone,
     #[error("the store is missing its {0} record")]
     MissingMeta(&'static str),
+    /// The disk (or quota) holding the store has no room for a commit.
+    /// Nothing of the refused commit was kept; writes resume as soon as
+    /// there is room.
+    #[error(
+        "the disk holding {file} is full: this change was not recorded. Free space there; \
+         the conductor resumes by itself, no restart needed"
+    )]
+    Full { file: PathBuf },
+    #[error("the disk holding the store failed: {0}; see the conductor's log")]
+    Disk(String),
+    #[error("the store is reopening after a disk error; retry in a moment")]
+    Reopening,
+}
+
+impl StoreError {
+    /// An I/O failure after which redb must be reopened.
+    pub(crate) fn is_io(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Database(redb::Error::Io(_) | redb::Error::PreviousIo)
+        )
+    }
+
+    /// An I/O failure saying there is no room.
+    pub(crate) fn is_no_room(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Database(redb::Error::Io(e))
+                if matches!(e.kind(), std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded)
+        )
+    }
 }
 
 macro_rules! from_redb {

@@ -22,6 +22,7 @@
 #![forbid(unsafe_code)]
 
 pub mod audit;
+mod db;
 mod error;
 mod read;
 pub mod records;
@@ -144,7 +145,7 @@ pub struct UnverifiedEntry {
 }
 
 pub struct Store {
-    db: Arc<Database>,
+    db: Arc<db::Db>,
     sender: Option<Sender<Pending>>,
     writer: Option<JoinHandle<()>>,
     file: PathBuf,
@@ -243,7 +244,7 @@ impl Store {
     }
 
     fn start(db: Database, file: PathBuf, cluster: ClusterId, options: &Options) -> Store {
-        let db = Arc::new(db);
+        let db = Arc::new(db::Db::new(db, file.clone(), options.cache_bytes));
         let (sender, rx) = mpsc::channel();
         let writer_db = db.clone();
         let max_batch = options.max_batch.max(1);
@@ -272,9 +273,7 @@ impl Store {
 
     /// A consistent read view of everything committed so far.
     pub fn snapshot(&self) -> Result<Snapshot, StoreError> {
-        Ok(Snapshot {
-            txn: self.db.begin_read()?,
-        })
+        self.db.snapshot()
     }
 
     /// Records a verified command and applies `effect` in the same durable

@@ -23,6 +23,7 @@ use std::sync::Arc;
 use std::sync::mpsc::Receiver;
 
 use crate::audit::{AuditEvent, AuditOutcome, next_entry};
+use crate::db::Db;
 use crate::error::StoreError;
 use crate::tx::{self, EffectError, Refusal, Tx};
 
@@ -85,6 +86,13 @@ pub(crate) struct Pending {
 enum Abort {
     Refused(Refusal),
     Store(StoreError),
+    /// `commit` itself failed: the entries up to `seq` may have reached
+    /// the file anyway.
+    Commit {
+        error: StoreError,
+        seq: u64,
+        outcomes: Vec<Outcome<AnyValue>>,
+    },
 }
 
 impl From<StoreError> for Abort {
@@ -99,13 +107,7 @@ impl From<redb::TransactionError> for Abort {
     }
 }
 
-impl From<redb::CommitError> for Abort {
-    fn from(e: redb::CommitError) -> Self {
-        Abort::Store(e.into())
-    }
-}
-
-pub(crate) fn run(db: Arc<Database>, rx: Receiver<Pending>, max_batch: usize) {
+pub(crate) fn run(db: Arc<Db>, rx: Receiver<Pending>, max_batch: usize) {
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
         while batch.len() < max_batch {
@@ -118,20 +120,81 @@ pub(crate) fn run(db: Arc<Database>, rx: Receiver<Pending>, max_batch: usize) {
     }
 }
 
-fn commit_batch(db: &Database, mut batch: Vec<Pending>) {
-    // If something refused or failed, each request is retried on its own so
-    // that one request's problem is not every request's.
-    if batch.len() > 1
-        && let Ok(outcomes) = try_together(db, &mut batch)
+fn commit_batch(db: &Db, mut batch: Vec<Pending>) {
+    // A reopen that failed is tried again before anything is written.
+    if db.is_closed()
+        && let Err(e) = db.reopen()
     {
-        for (p, outcome) in batch.into_iter().zip(outcomes) {
-            (p.reply)(Ok(outcome));
-        }
+        fail_all(db, batch, &e);
         return;
     }
+    let handle = match db.get() {
+        Ok(h) => h,
+        Err(e) => return fail_all(db, batch, &e),
+    };
+    // If something refused or failed, each request is retried on its own so
+    // that one request's problem is not every request's. A disk error is
+    // every request's problem: they all get it.
+    if batch.len() > 1 {
+        match try_together(&handle, &mut batch) {
+            Ok(outcomes) => return reply_all(batch, outcomes),
+            Err(Abort::Store(e)) if e.is_io() => {
+                drop(handle);
+                let _ = db.reopen();
+                return fail_all(db, batch, &e);
+            }
+            Err(Abort::Commit {
+                error,
+                seq,
+                outcomes,
+            }) => {
+                drop(handle);
+                if recovered_through(db, seq) {
+                    return reply_all(batch, outcomes);
+                }
+                return fail_all(db, batch, &error);
+            }
+            Err(_) => {}
+        }
+    }
+    drop(handle);
     for p in batch {
         commit_alone(db, p);
     }
+}
+
+fn reply_all(batch: Vec<Pending>, outcomes: Vec<Outcome<AnyValue>>) {
+    for (p, outcome) in batch.into_iter().zip(outcomes) {
+        (p.reply)(Ok(outcome));
+    }
+}
+
+fn fail_all(db: &Db, batch: Vec<Pending>, e: &StoreError) {
+    for p in batch {
+        (p.reply)(Err(disk_error(db, e)));
+    }
+}
+
+/// What a caller is told about a write that failed on the disk.
+fn disk_error(db: &Db, e: &StoreError) -> StoreError {
+    if e.is_no_room() {
+        return StoreError::Full {
+            file: db.file().to_path_buf(),
+        };
+    }
+    match e {
+        StoreError::Reopening => StoreError::Reopening,
+        other => StoreError::Disk(other.to_string()),
+    }
+}
+
+/// After `commit` failed on the disk: reopens the database and tells
+/// whether the audit entry `seq`, the last of the commit, reached the file.
+fn recovered_through(db: &Db, seq: u64) -> bool {
+    if db.reopen().is_err() {
+        return false;
+    }
+    matches!(db.snapshot().and_then(|s| s.audit_head()), Ok((head, _)) if head >= seq)
 }
 
 fn try_together(db: &Database, batch: &mut [Pending]) -> Result<Vec<Outcome<AnyValue>>, Abort> {
@@ -144,27 +207,76 @@ fn try_together(db: &Database, batch: &mut [Pending]) -> Result<Vec<Outcome<AnyV
         outcomes.push(apply(&txn, &mut head, p)?);
     }
     tx::collect_nonces(&txn, latest, NONCES_COLLECTED_PER_COMMIT)?;
-    txn.commit()?;
-    Ok(outcomes)
+    commit(txn, head.0, outcomes)
 }
 
-fn commit_alone(db: &Database, mut p: Pending) {
+fn commit(
+    txn: redb::WriteTransaction,
+    seq: u64,
+    outcomes: Vec<Outcome<AnyValue>>,
+) -> Result<Vec<Outcome<AnyValue>>, Abort> {
+    match txn.commit() {
+        Ok(()) => Ok(outcomes),
+        Err(e) => {
+            let error = StoreError::from(e);
+            if error.is_io() {
+                Err(Abort::Commit {
+                    error,
+                    seq,
+                    outcomes,
+                })
+            } else {
+                Err(Abort::Store(error))
+            }
+        }
+    }
+}
+
+fn commit_alone(db: &Db, mut p: Pending) {
     let result = (|| {
-        let txn = db.begin_write()?;
+        let handle = db.get()?;
+        let txn = handle.begin_write()?;
         let mut head = Tx::head(&txn)?;
         match apply(&txn, &mut head, &mut p) {
             Ok(outcome) => {
                 tx::collect_nonces(&txn, p.time_ms, NONCES_COLLECTED_PER_COMMIT)?;
-                txn.commit()?;
-                Ok(outcome)
+                match commit(txn, head.0, vec![outcome]) {
+                    Ok(mut o) => Ok(o.remove(0)),
+                    Err(Abort::Commit {
+                        error,
+                        seq,
+                        mut outcomes,
+                    }) => {
+                        drop(handle);
+                        if recovered_through(db, seq) {
+                            Ok(outcomes.remove(0))
+                        } else {
+                            Err(error)
+                        }
+                    }
+                    Err(Abort::Store(e)) => Err(e),
+                    Err(Abort::Refused(_)) => Err(StoreError::WriterGone),
+                }
             }
             Err(Abort::Store(e)) => Err(e),
+            Err(Abort::Commit { error, .. }) => Err(error),
             Err(Abort::Refused(refusal)) => {
                 txn.abort()?;
-                record_refusal(db, &p, refusal)
+                record_refusal(&handle, &p, refusal)
             }
         }
     })();
+    let result = match result {
+        Err(e) if e.is_io() => {
+            // redb fails everything after one I/O error: open it again now,
+            // so reads go on and the next write finds the disk as it is.
+            if !db.is_closed() {
+                let _ = db.reopen();
+            }
+            Err(disk_error(db, &e))
+        }
+        other => other,
+    };
     (p.reply)(result);
 }
 

@@ -156,7 +156,7 @@ async fn admit(
     })
     .await
     .map_err(ApiError::internal)?
-    .map_err(ApiError::internal)?;
+    .map_err(ApiError::store)?;
     match outcome {
         Outcome::Accepted { value, .. } => {
             tracing::info!(node = %name, key = %key.fingerprint(), signer = %by, "{value}");

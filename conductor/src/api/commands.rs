@@ -138,7 +138,7 @@ pub(super) async fn record(c: &Arc<Conductor>, from: IpAddr, bytes: Bytes) -> Re
             tracing::info!(code = %refusal.code, "refused: {}", refusal.message);
             Recorded::refused(seq, refusal)
         }
-        Ok(Err(e)) => unavailable(e),
+        Ok(Err(e)) => store_failed(e),
         Err(e) => unavailable(e),
     }
 }
@@ -177,7 +177,7 @@ pub(super) async fn unverified(
     let store = c.store.clone();
     match tokio::task::spawn_blocking(move || store.reject(entry)).await {
         Ok(Ok(seq)) => Recorded::refused(Some(seq), refusal),
-        Ok(Err(e)) => unavailable(e),
+        Ok(Err(e)) => store_failed(e),
         Err(e) => unavailable(e),
     }
 }
@@ -205,8 +205,18 @@ pub(crate) async fn record_summary(c: &Arc<Conductor>, summary: String, now: u64
     }
 }
 
+/// A write the store could not make. A full disk is said plainly: the
+/// command was not recorded, and what to do.
+fn store_failed(e: skr8tr_store::StoreError) -> Recorded {
+    if let skr8tr_store::StoreError::Full { .. } = e {
+        crate::throttle::STORE_FULL.warn(&e);
+        return Recorded::refused(None, Refusal::new(Code::StoreFull, e.to_string()));
+    }
+    unavailable(e)
+}
+
 fn unavailable(e: impl std::fmt::Display) -> Recorded {
-    tracing::error!("store failure: {e}");
+    crate::throttle::STORE_FULL.warn(&e);
     Recorded::refused(
         None,
         Refusal::new(

@@ -37,6 +37,15 @@ impl ApiError {
         )
     }
 
+    /// A store failure: a full disk keeps its own code and message.
+    pub fn store(e: skr8tr_store::StoreError) -> ApiError {
+        match e {
+            skr8tr_store::StoreError::Full { .. } => ApiError::new(Code::StoreFull, e.to_string()),
+            skr8tr_store::StoreError::Reopening => ApiError::new(Code::Unavailable, e.to_string()),
+            e => ApiError::internal(e),
+        }
+    }
+
     pub fn internal(e: impl std::fmt::Display) -> ApiError {
         ApiError::new(
             Code::Internal,

@@ -171,7 +171,7 @@ pub async fn run(c: Arc<Conductor>) {
         match tokio::task::spawn_blocking(move || pass(&c2)).await {
             Ok(Ok(true)) => c.bump(),
             Ok(Ok(false)) => {}
-            Ok(Err(e)) => tracing::error!("autoscale failed: {e}"),
+            Ok(Err(e)) => crate::throttle::AUTOSCALE.warn(&e),
             Err(e) => tracing::error!("autoscale task failed: {e}"),
         }
     }
