@@ -21,11 +21,12 @@
 
 pub mod v1;
 pub mod v2;
+pub mod v3;
 
 use redb::{ReadableTable, TableDefinition, WriteTransaction};
 
 /// The schema this binary writes.
-pub const CURRENT: u32 = 3;
+pub const CURRENT: u32 = 4;
 
 /// `meta`: small named values (schema version, cluster id, creation time).
 pub const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
@@ -59,7 +60,43 @@ pub const STEPS: &[Step] = &[
         name: "add placement and identity keys to app specs",
         run: specs_with_placement,
     },
+    Step {
+        from: 3,
+        name: "add the disconnect block to app specs",
+        run: specs_with_disconnect,
+    },
 ];
+
+/// 3 -> 4: app specs gain `disconnect { stop-after }`. Every stored spec
+/// is read as schema 3 wrote it (`v3`) and written back without one, which
+/// is what it meant: replicas run on through a disconnect. Schema 4 also
+/// adds the `cordoned` table (`skr8tr node drain`), created empty with the
+/// rest at open.
+fn specs_with_disconnect(txn: &WriteTransaction) -> Result<(), MigrationError> {
+    const STEP: &str = "add the disconnect block to app specs";
+    let mut specs = txn.open_table(SPECS)?;
+    let mut rows: Vec<((String, u64), Vec<u8>)> = Vec::new();
+    for row in specs.iter()? {
+        let (key, value) = row?;
+        let (app, generation) = key.value();
+        let record = v3::decode(value.value()).map_err(|reason| MigrationError::StepFailed {
+            step: STEP,
+            from: 3,
+            reason: format!("spec of {app} generation {generation}: {reason}"),
+        })?;
+        let bytes =
+            postcard::to_allocvec(&record.upgrade()).map_err(|e| MigrationError::StepFailed {
+                step: STEP,
+                from: 3,
+                reason: e.to_string(),
+            })?;
+        rows.push(((app.to_string(), generation), bytes));
+    }
+    for ((app, generation), bytes) in rows {
+        specs.insert((app.as_str(), generation), bytes.as_slice())?;
+    }
+    Ok(())
+}
 
 /// 2 -> 3: app specs gain `constraint`, `spread`, `user`, `group` and the
 /// path of a `vm` block's hypervisor. Every stored spec is read as schema 2

@@ -1,15 +1,16 @@
 //! The `specs` table as schemas 1 and 2 wrote it, frozen: an app spec
 //! before the placement and identity keys (`constraint`, `spread`, `user`,
 //! `group`) and the hypervisor path of a `vm` block. Only read, by the step
-//! to schema 3, which converts each value to today's [`AppSpec`].
+//! to schema 3, which converts each value to schema 3's (`v3`).
 //!
 //! Field order is the postcard encoding: never edit these types. The
 //! nested types taken from today's `manifest` (health, scale, volumes, …)
 //! have not changed since schema 2; a change to one of them must freeze it
 //! here too.
 
-use serde::{Deserialize, Serialize};
-use skr8tr_proto::manifest::{self as now, AppSpec};
+use crate::v3;
+use serde::Deserialize;
+use skr8tr_proto::manifest as now;
 use std::time::Duration;
 
 #[derive(Deserialize)]
@@ -20,20 +21,6 @@ pub enum StoredSpec {
 #[derive(Deserialize)]
 pub struct SpecRecord {
     pub spec: Spec,
-    pub file: String,
-    pub manifest: String,
-    pub hash: [u8; 32],
-}
-
-/// Today's `specs` value, as the store writes it (`StoredSpec::V1`).
-#[derive(Serialize)]
-pub enum StoredSpecV3 {
-    V1(SpecRecordV3),
-}
-
-#[derive(Serialize)]
-pub struct SpecRecordV3 {
-    pub spec: AppSpec,
     pub file: String,
     pub manifest: String,
     pub hash: [u8; 32],
@@ -76,12 +63,12 @@ struct Vm {
 }
 
 impl SpecRecord {
-    /// The same record in schema 3: no constraints, no spread, the node's
-    /// user, the hypervisor found on the PATH.
-    pub fn upgrade(self) -> StoredSpecV3 {
+    /// The same record in schema 3 (frozen in `v3`): no constraints, no
+    /// spread, the node's user, the hypervisor found on the PATH.
+    pub fn upgrade(self) -> v3::StoredSpec {
         let s = self.spec;
-        StoredSpecV3::V1(SpecRecordV3 {
-            spec: AppSpec {
+        v3::StoredSpec::V1(v3::SpecRecord {
+            spec: v3::Spec {
                 name: s.name,
                 kind: s.kind,
                 exec: s.exec,
@@ -101,7 +88,7 @@ impl SpecRecord {
                 volumes: s.volumes,
                 build: s.build,
                 serve: s.serve,
-                vm: s.vm.map(|v| now::Vm {
+                vm: s.vm.map(|v| v3::Vm {
                     hypervisor: v.hypervisor,
                     kernel: v.kernel,
                     rootfs: v.rootfs,

@@ -154,6 +154,32 @@ fn main() {
             Ok(())
         })
         .expect("revoke");
+    // Schema 4: a spec with `disconnect { stop-after }`, a cordoned node.
+    let worker_text = "app worker\n  exec /bin/worker\n  disconnect { stop-after 20s }\n";
+    let worker = manifest::parse("worker.skr8tr", worker_text)
+        .expect("worker parses")
+        .remove(0);
+    store
+        .system(
+            "fixture: worker spec, node-1 cordoned",
+            vec!["worker".into()],
+            T0 + 6_000,
+            move |tx| {
+                tx.put_spec(
+                    "worker",
+                    1,
+                    &SpecRecord {
+                        spec: worker.clone(),
+                        file: "worker.skr8tr".into(),
+                        manifest: worker_text.into(),
+                        hash: [8; 32],
+                    },
+                )?;
+                tx.cordon("node-1", Some(admin_fp))?;
+                Ok(())
+            },
+        )
+        .expect("schema 4 records");
     drop(store);
     std::fs::copy(dir.join(DB_FILE), &out).expect("copy fixture");
     let _ = std::fs::remove_dir_all(&dir);

@@ -103,6 +103,15 @@ pub struct OperatorKeyRecord {
     pub revoked_seq: Option<u64>,
 }
 
+/// A node no new replica is placed on (`skr8tr node drain`); those it
+/// runs move away, surge-first.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CordonRecord {
+    /// Audit sequence number of the `node drain` that cordoned it.
+    pub since_seq: u64,
+    pub by: Option<Fingerprint>,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodeKeyRecord {
     pub public_key: Vec<u8>,
@@ -171,6 +180,7 @@ versioned!(PlacementRecord, StoredPlacement, "placements");
 versioned!(RolloutRecord, StoredRollout, "rollouts");
 versioned!(OperatorKeyRecord, StoredOperatorKey, "operator_keys");
 versioned!(NodeKeyRecord, StoredNodeKey, "node_keys");
+versioned!(CordonRecord, StoredCordon, "cordoned");
 versioned!(AuditRecord, StoredAudit, "audit");
 
 pub use crate::audit::AuditRecord;

@@ -23,6 +23,8 @@ pub(crate) const OPERATOR_KEYS: TableDefinition<&[u8], &[u8]> =
     TableDefinition::new("operator_keys");
 /// node id -> `NodeKeyRecord`
 pub(crate) const NODE_KEYS: TableDefinition<&str, &[u8]> = TableDefinition::new("node_keys");
+/// node id -> `CordonRecord` (schema 4 on)
+pub(crate) const CORDONED: TableDefinition<&str, &[u8]> = TableDefinition::new("cordoned");
 /// sequence number -> `AuditRecord`
 pub(crate) use skr8tr_migrations::AUDIT;
 /// (app, sequence number) -> (): the audit entries about each app.
@@ -45,6 +47,7 @@ pub(crate) fn create_all(txn: &WriteTransaction) -> Result<(), StoreError> {
     txn.open_table(ROLLOUTS)?;
     txn.open_table(OPERATOR_KEYS)?;
     txn.open_table(NODE_KEYS)?;
+    txn.open_table(CORDONED)?;
     txn.open_table(AUDIT)?;
     txn.open_table(AUDIT_BY_APP)?;
     txn.open_table(NONCES)?;
@@ -204,6 +207,11 @@ macro_rules! read_api {
 
             pub fn node_keys(&self) -> Result<Vec<(String, NodeKeyRecord)>, StoreError> {
                 str_range(&self.txn.open_table(NODE_KEYS)?, "", None)
+            }
+
+            /// Nodes cordoned by `node drain`, by name.
+            pub fn cordoned(&self) -> Result<Vec<(String, CordonRecord)>, StoreError> {
+                str_range(&self.txn.open_table(CORDONED)?, "", None)
             }
 
             /// Sequence number and hash of the last audit entry (0 and zeros when empty).

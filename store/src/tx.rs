@@ -187,6 +187,25 @@ impl Tx<'_> {
         Ok(())
     }
 
+    /// Cordons `node`; false if it already was.
+    pub fn cordon(&mut self, node: &str, by: Option<Fingerprint>) -> Result<bool, StoreError> {
+        let mut t = self.txn.open_table(CORDONED)?;
+        if t.get(node)?.is_some() {
+            return Ok(false);
+        }
+        let record = CordonRecord {
+            since_seq: self.seq,
+            by,
+        };
+        t.insert(node, record.encode().as_slice())?;
+        Ok(true)
+    }
+
+    /// Lifts a cordon; false if there was none.
+    pub fn uncordon(&mut self, node: &str) -> Result<bool, StoreError> {
+        Ok(self.txn.open_table(CORDONED)?.remove(node)?.is_some())
+    }
+
     pub fn remove_node_key(&mut self, node: &str) -> Result<bool, StoreError> {
         Ok(self.txn.open_table(NODE_KEYS)?.remove(node)?.is_some())
     }

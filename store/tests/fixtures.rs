@@ -29,6 +29,12 @@ fn copy_fixture(name: &str, scratch: &Scratch) {
 
 /// What `store/examples/write_fixture.rs` wrote, as read back now.
 fn check_fixture_contents(store: &Store) {
+    check_fixture_entries(store, 6);
+}
+
+/// [`check_fixture_contents`] of a fixture with `entries` audit entries
+/// (schema 4's adds one).
+fn check_fixture_entries(store: &Store, entries: u64) {
     assert_eq!(store.cluster_id(), ClusterId([0xf1; 16]));
     let snap = store.snapshot().unwrap();
 
@@ -72,7 +78,7 @@ fn check_fixture_contents(store: &Store) {
     let report = store.verify_audit().unwrap();
     assert_eq!(
         (report.entries, report.signatures_verified, report.rejected),
-        (6, 3, 1)
+        (entries, 3, 1)
     );
 }
 
@@ -87,7 +93,7 @@ fn schema_v1_fixture_migrates_and_reads_back() {
     drop(store);
     assert_eq!(
         raw_version(&scratch.path().join(DB_FILE)).0,
-        3,
+        skr8tr_migrations::CURRENT,
         "upgraded in place"
     );
 }
@@ -110,7 +116,7 @@ fn schema_v2_fixture_opens_and_reads_back() {
     drop(store);
     assert_eq!(
         raw_version(&scratch.path().join(DB_FILE)).0,
-        3,
+        skr8tr_migrations::CURRENT,
         "specs rewritten with the placement keys, in place"
     );
 }
@@ -147,6 +153,38 @@ fn schema_v3_fixture_with_a_clear_secret_opens_and_verifies() {
 }
 
 #[test]
+fn schema_v3_fixture_gains_no_disconnect_and_no_cordon() {
+    let scratch = Scratch::new("fixture-v3-to-4");
+    copy_fixture("v3.redb", &scratch);
+    let store = Store::open(scratch.path(), Options::default()).unwrap();
+    let snap = store.snapshot().unwrap();
+    let spec = snap.spec("api-server", 1).unwrap().unwrap();
+    assert_eq!(spec.spec.disconnect, None, "replicas run on, as before");
+    assert!(snap.cordoned().unwrap().is_empty());
+    drop(snap);
+    drop(store);
+    assert_eq!(raw_version(&scratch.path().join(DB_FILE)).0, 4);
+}
+
+#[test]
+fn schema_v4_fixture_opens_and_reads_back() {
+    let scratch = Scratch::new("fixture-v4");
+    copy_fixture("v4.redb", &scratch);
+    let store = Store::open(scratch.path(), Options::default()).unwrap();
+    check_fixture_entries(&store, 7);
+    let snap = store.snapshot().unwrap();
+    let worker = snap.spec("worker", 1).unwrap().unwrap();
+    assert_eq!(
+        worker.spec.disconnect.map(|d| d.stop_after),
+        Some(std::time::Duration::from_secs(20))
+    );
+    let cordoned = snap.cordoned().unwrap();
+    assert_eq!(cordoned.len(), 1);
+    assert_eq!(cordoned[0].0, "node-1");
+    assert_eq!(cordoned[0].1.since_seq, 7);
+}
+
+#[test]
 fn every_fixture_is_tested() {
     let mut names: Vec<String> = std::fs::read_dir(fixture(""))
         .unwrap()
@@ -154,10 +192,19 @@ fn every_fixture_is_tested() {
         .collect();
     names.sort();
     // A new schema adds its fixture here and a test above.
-    assert_eq!(names, ["v1.redb", "v2.redb", "v3-secrets.redb", "v3.redb"]);
+    assert_eq!(
+        names,
+        [
+            "v1.redb",
+            "v2.redb",
+            "v3-secrets.redb",
+            "v3.redb",
+            "v4.redb"
+        ]
+    );
     assert_eq!(
         skr8tr_migrations::CURRENT,
-        3,
+        4,
         "a schema change needs a fixture and a test"
     );
 }

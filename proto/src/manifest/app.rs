@@ -36,6 +36,7 @@ const APP_KEYS: Keys = Keys {
         "spread",
         "user",
         "group",
+        "disconnect",
     ],
     aliases: &[("bin", "exec"), ("cpus", "cpu")],
     repeatable: &["volume", "constraint"],
@@ -205,6 +206,7 @@ fn app(e: &Entry, name: &str, sink: &mut Sink) -> Option<AppSpec> {
         spread: None,
         user: None,
         group: None,
+        disconnect: None,
     };
     let mut at: HashMap<&'static str, &Entry> = HashMap::new();
     let mut failed = false;
@@ -270,6 +272,9 @@ fn app(e: &Entry, name: &str, sink: &mut Sink) -> Option<AppSpec> {
                 .is_some(),
             "health" => blocks::health(&mut c, entry)
                 .map(|h| spec.health = Some(h))
+                .is_some(),
+            "disconnect" => blocks::disconnect(&mut c, entry)
+                .map(|d| spec.disconnect = Some(d))
                 .is_some(),
             "scale" => blocks::scale(&mut c, entry)
                 .map(|s| spec.scale = Some(s))

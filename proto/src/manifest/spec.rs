@@ -84,7 +84,21 @@ pub struct AppSpec {
     pub user: Option<String>,
     /// `group NAME`: the replica's group instead of the user's primary one.
     pub group: Option<String>,
+    /// `disconnect { stop-after 20s }`: stop replicas on a node out of
+    /// contact with the conductor that long; `None` keeps them running.
+    pub disconnect: Option<Disconnect>,
 }
+
+/// `disconnect { … }`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Disconnect {
+    /// `stop-after`: out of contact this long, the node stops the replica.
+    pub stop_after: Duration,
+}
+
+/// The shortest `stop-after`: a few heartbeats, so a late report or two
+/// does not stop a replica.
+pub const MIN_STOP_AFTER: Duration = Duration::from_secs(3);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum AppKind {

@@ -102,3 +102,35 @@ fn constraints_spread_user_and_group_parse_with_positions() {
         .to_string();
     assert!(all.contains("did you mean `spread`"), "{all}");
 }
+
+#[test]
+fn disconnect_stop_after_parses_and_bad_values_say_where() {
+    let app = &parse_ok(
+        "worker.skr8tr",
+        "app worker\n  exec /bin/worker\n  disconnect { stop-after 20s }\n",
+    )[0];
+    assert_eq!(
+        app.disconnect,
+        Some(skr8tr_proto::manifest::Disconnect {
+            stop_after: std::time::Duration::from_secs(20)
+        })
+    );
+    let plain = &parse_ok("w.skr8tr", "app w\n  exec /bin/w\n")[0];
+    assert_eq!(plain.disconnect, None, "availability first by default");
+    let err = first_error("app w\n  exec /bin/w\n  disconnect { stop-after 1s }\n");
+    assert!(
+        err.contains("3:27") && err.contains("shorter than"),
+        "{err}"
+    );
+    let err = first_error("app w\n  exec /bin/w\n  disconnect { }\n");
+    assert!(err.contains("no `stop-after`"), "{err}");
+    let all = parse(
+        "t.skr8tr",
+        "app w\n  exec /bin/w\n  disconnect { stop-afte 20s }\n",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(all.contains("did you mean `stop-after`"), "{all}");
+    let err = first_error("app w\n  exec /bin/w\n  disconnect { stop-after soon }\n");
+    assert!(err.contains("3:27"), "{err}");
+}

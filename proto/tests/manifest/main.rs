@@ -135,6 +135,7 @@ fn defaults(name: &str, exec: &str, line: u32) -> AppSpec {
         spread: None,
         user: None,
         group: None,
+        disconnect: None,
     }
 }
 
@@ -218,6 +219,7 @@ fn original_manifest_parses_exactly_as_written() {
         spread: None,
         user: None,
         group: None,
+        disconnect: None,
     };
     assert_eq!(apps, [expected]);
 }

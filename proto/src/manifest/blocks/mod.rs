@@ -6,10 +6,12 @@
 //! - `vars`: `env` and `secret` blocks (`NAME value` lines).
 //! - `vm`: the `vm` block.
 
+mod disconnect;
 mod health;
 mod vars;
 mod vm;
 
+pub(crate) use disconnect::disconnect;
 pub(crate) use health::health;
 pub(crate) use vars::{Var, vars};
 pub(crate) use vm::vm;
