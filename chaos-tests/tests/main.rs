@@ -12,6 +12,7 @@
 //! - `dev`: `skr8tr dev`, the README's main command.
 //! - `disk`: the conductor's disk fills up under load, then is freed.
 //! - `ingress`: requests through `skr8tr ingress` under kills and rollouts.
+//! - `maintenance`: `node drain` and a node stopped with its replicas, under load.
 //! - `node_restart`: agents stopped, killed and started again under load;
 //!   the grace of a dead agent's replicas.
 //! - `placement`: labels, constraint, spread, volume apps that wait.
@@ -36,6 +37,7 @@ mod cluster;
 mod dev;
 mod disk;
 mod ingress;
+mod maintenance;
 mod node_restart;
 mod placement;
 mod restart;

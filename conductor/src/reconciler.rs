@@ -74,6 +74,8 @@ pub fn schedulable_nodes(c: &Conductor, now: u64) -> BTreeMap<String, NodeFit> {
                 name.clone(),
                 NodeFit {
                     alive: c.is_alive(seen, now),
+                    schedulable: true,
+                    silent_ms: now.saturating_sub(seen.last_ms),
                     cpu_millis: seen.report.resources.cpu_millis,
                     ram_bytes: seen.report.resources.ram_bytes,
                     labels: seen.report.labels.clone(),
@@ -125,7 +127,7 @@ pub(crate) fn step(c: &Conductor, now: u64) -> Result<bool, String> {
         }
         d.clone()
     };
-    let plan = schedule(&snap, &nodes).map_err(|e| e.to_string())?;
+    let plan = schedule(&snap, &nodes, &seen, &draining, now).map_err(|e| e.to_string())?;
     let rolling: Vec<String> = snap
         .rollouts()
         .map_err(|e| e.to_string())?
@@ -144,11 +146,11 @@ pub(crate) fn step(c: &Conductor, now: u64) -> Result<bool, String> {
     *c.unplaced() = plan.unplaced.clone();
     let mut committed = false;
     if !plan.changes.is_empty() {
-        let nodes = nodes.clone();
+        let (nodes, seen, draining) = (nodes.clone(), seen.clone(), draining.clone());
         let outcome = c
             .store
             .system(plan.summary(), plan.apps(), now, move |tx| {
-                let again = schedule(tx, &nodes)?;
+                let again = schedule(tx, &nodes, &seen, &draining, now)?;
                 if again != plan {
                     return Err(
                         Refusal::new(Code::StalePlan, "state changed while planning").into(),
@@ -206,15 +208,43 @@ fn accepted(outcome: Outcome<()>, what: &str) -> bool {
     }
 }
 
-fn schedule(src: &impl Source, nodes: &BTreeMap<String, NodeFit>) -> Result<Plan, StoreError> {
+fn schedule(
+    src: &impl Source,
+    nodes: &BTreeMap<String, NodeFit>,
+    seen: &HashMap<(String, String), Seen>,
+    draining: &HashMap<String, u64>,
+    now: u64,
+) -> Result<Plan, StoreError> {
     let (apps, placements) = source::load(src)?;
     let rolling: BTreeSet<String> = src.rollouts()?.into_iter().map(|(a, _)| a).collect();
+    let nodes = source::with_cordons(src, nodes)?;
+    let observed = scheduler::Observed {
+        seen: on_their_node(&placements, seen),
+        draining_since: draining.clone(),
+        reported: seen.keys().map(|(id, _)| id.clone()).collect(),
+        now,
+    };
     Ok(scheduler::plan(&scheduler::ClusterView {
         apps: &apps,
         placements: &placements,
-        nodes,
+        nodes: &nodes,
         rolling: &rolling,
+        observed: &observed,
     }))
+}
+
+/// What each placement's own node reports of it.
+fn on_their_node(
+    placements: &source::Placements,
+    seen: &HashMap<(String, String), Seen>,
+) -> HashMap<String, Seen> {
+    placements
+        .iter()
+        .filter_map(|(id, p)| {
+            seen.get(&(id.clone(), p.node.clone()))
+                .map(|s| (id.clone(), *s))
+        })
+        .collect()
 }
 
 /// The next step of `app`'s rollout, if it has one and the step does
@@ -239,18 +269,15 @@ fn rollout_step(
         return Ok(None);
     };
     let rolling: BTreeSet<String> = src.rollouts()?.into_iter().map(|(a, _)| a).collect();
-    let on_node: HashMap<String, Seen> = placements
-        .iter()
-        .filter_map(|(id, p)| {
-            seen.get(&(id.clone(), p.node.clone()))
-                .map(|s| (id.clone(), *s))
-        })
-        .collect();
+    let on_node = on_their_node(&placements, seen);
+    let nodes = source::with_cordons(src, nodes)?;
+    let observed = scheduler::Observed::default();
     let d = scheduler::ClusterView {
         apps: &apps,
         placements: &placements,
-        nodes,
+        nodes: &nodes,
         rolling: &rolling,
+        observed: &observed,
     };
     let s = rollout::step(&rollout::View {
         app,

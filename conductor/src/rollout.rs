@@ -117,6 +117,16 @@ pub fn step(v: &View<'_>) -> Step {
         // sitting the step's out and reverting.
         Some(p) if !v.desired.nodes.get(&p.node).is_some_and(|n| n.alive) => {
             let lost = p.node.clone();
+            // An app that must never run twice waits until its node has
+            // stopped it by itself (`disconnect { stop-after }`).
+            let silent = v
+                .desired
+                .nodes
+                .get(&p.node)
+                .map_or(u64::MAX, |n| n.silent_ms);
+            if scheduler::stop_after_wait_ms(v.to_spec).is_some_and(|wait| silent < wait) {
+                return s.next(RolloutPhase::Surging, None);
+            }
             let mut step = surge(s, new_id);
             if let Some(note) = &mut step.note {
                 *note = format!("node {lost} lost; {note}");

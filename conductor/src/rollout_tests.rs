@@ -62,6 +62,8 @@ fn sim(v1: &str, v2: &str) -> Sim {
                 format!("n{i}"),
                 NodeFit {
                     alive: true,
+                    schedulable: true,
+                    silent_ms: 0,
                     cpu_millis: 4000,
                     ram_bytes: 8 << 30,
                     labels: Vec::new(),
@@ -101,6 +103,7 @@ impl Sim {
             placements: &self.placements,
             nodes: &self.nodes,
             rolling: &rolling,
+            observed: &Default::default(),
         };
         step(&View {
             app: "web",

@@ -3,7 +3,7 @@
 //! from a snapshot can be recomputed and checked inside its commit.
 
 use skr8tr_proto::manifest::AppSpec;
-use skr8tr_store::records::{AppRecord, PlacementRecord, RolloutRecord, SpecRecord};
+use skr8tr_store::records::{AppRecord, CordonRecord, PlacementRecord, RolloutRecord, SpecRecord};
 use skr8tr_store::{Snapshot, StoreError, Tx};
 use std::collections::BTreeMap;
 
@@ -12,6 +12,7 @@ pub trait Source {
     fn spec(&self, app: &str, generation: u64) -> Result<Option<SpecRecord>, StoreError>;
     fn placements(&self) -> Result<Vec<(String, PlacementRecord)>, StoreError>;
     fn rollouts(&self) -> Result<Vec<(String, RolloutRecord)>, StoreError>;
+    fn cordoned(&self) -> Result<Vec<(String, CordonRecord)>, StoreError>;
 }
 
 macro_rules! source {
@@ -28,6 +29,9 @@ macro_rules! source {
             }
             fn rollouts(&self) -> Result<Vec<(String, RolloutRecord)>, StoreError> {
                 <$t>::rollouts(self)
+            }
+            fn cordoned(&self) -> Result<Vec<(String, CordonRecord)>, StoreError> {
+                <$t>::cordoned(self)
             }
         }
     };
@@ -48,4 +52,18 @@ pub fn load(src: &impl Source) -> Result<(Apps, Placements), StoreError> {
         }
     }
     Ok((apps, src.placements()?.into_iter().collect()))
+}
+
+/// `nodes` with the cordoned ones (as `src` has them) unschedulable.
+pub fn with_cordons(
+    src: &impl Source,
+    nodes: &BTreeMap<String, crate::scheduler::NodeFit>,
+) -> Result<BTreeMap<String, crate::scheduler::NodeFit>, StoreError> {
+    let mut nodes = nodes.clone();
+    for (name, _) in src.cordoned()? {
+        if let Some(n) = nodes.get_mut(&name) {
+            n.schedulable = false;
+        }
+    }
+    Ok(nodes)
 }

@@ -87,6 +87,11 @@ pub enum Command {
         name: String,
         value: String,
     },
+    /// Cordon node `name`: nothing new is placed there, and what it runs
+    /// moves away, surge-first (`skr8tr node drain`).
+    DrainNode { name: String },
+    /// Lift node `name`'s cordon (`skr8tr node uncordon`).
+    UncordonNode { name: String },
 }
 
 impl Command {
@@ -109,7 +114,9 @@ impl Command {
             Command::AddOperatorKey { .. }
             | Command::RevokeOperatorKey { .. }
             | Command::AdmitNode { .. }
-            | Command::RevokeNode { .. } => Vec::new(),
+            | Command::RevokeNode { .. }
+            | Command::DrainNode { .. }
+            | Command::UncordonNode { .. } => Vec::new(),
         }
     }
 
@@ -132,6 +139,8 @@ impl Command {
             Command::Rollback { app } => format!("rollback {app}"),
             Command::RevokeNode { name } => format!("node revoke {name}"),
             Command::SetSecret { app, name, .. } => format!("secret set {app} {name}"),
+            Command::DrainNode { name } => format!("node drain {name}"),
+            Command::UncordonNode { name } => format!("node uncordon {name}"),
         }
     }
 }

@@ -1,6 +1,7 @@
 //! `skr8tr node --conductor URL --conductor-key FILE [--name NAME]
 //! [--advertise IP] [--port-range A-B] [--data DIR]`: the node agent; and
-//! `skr8tr node revoke NAME`, the signed command that forgets a node's key.
+//! `skr8tr node revoke|drain|uncordon NAME`, the signed commands that
+//! forget a node's key, cordon it and move its replicas, or lift that.
 
 use anyhow::Context;
 use skr8tr_node::agent::NodeConfig;
@@ -73,11 +74,29 @@ pub enum Action {
         /// The node's name
         name: String,
     },
+    /// Cordon a node for maintenance (signed, audited): nothing new is
+    /// placed there, and each replica it runs moves away surge-first (its
+    /// replacement ready before it stops), so no request fails.
+    Drain {
+        /// The node's name
+        name: String,
+    },
+    /// Let a drained node take new replicas again (signed, audited).
+    Uncordon {
+        /// The node's name
+        name: String,
+    },
 }
 
 pub fn run(ctx: &crate::api::Ctx, args: Args) -> anyhow::Result<ExitCode> {
-    if let Some(Action::Revoke { name }) = args.action {
-        let command = skr8tr_proto::command::Command::RevokeNode { name };
+    use skr8tr_proto::command::Command;
+    let command = match args.action {
+        Some(Action::Revoke { name }) => Some(Command::RevokeNode { name }),
+        Some(Action::Drain { name }) => Some(Command::DrainNode { name }),
+        Some(Action::Uncordon { name }) => Some(Command::UncordonNode { name }),
+        None => None,
+    };
+    if let Some(command) = command {
         let reply = ctx.block_on(crate::api::send(ctx, command, vec![]))?;
         return crate::api::finish(ctx, reply);
     }

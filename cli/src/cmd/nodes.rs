@@ -26,19 +26,11 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<ExitCode> {
         .map(String::from),
     ];
     for n in nodes {
+        let state = state(&n);
         rows.push([
             n.name,
             n.address,
-            match (
-                n.alive,
-                n.clock_skew_ms.abs() > skr8tr_proto::wire::CLOCK_SKEW_WARN_MS,
-            ) {
-                (false, _) => "lost".to_string(),
-                (true, false) => "ready".to_string(),
-                (true, true) => {
-                    format!("ready, clock-skew {:+.0}s", n.clock_skew_ms as f64 / 1000.0)
-                }
-            },
+            state,
             n.replicas.to_string(),
             format!(
                 "{:.1}/{:.1}",
@@ -65,4 +57,19 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<ExitCode> {
     }
     crate::table::print(&mut std::io::stdout().lock(), rows)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// `ready`, `lost`, then what else an operator should know about it.
+fn state(n: &NodeView) -> String {
+    let mut parts = vec![if n.alive { "ready" } else { "lost" }.to_string()];
+    if n.cordoned {
+        parts.push("cordoned".into());
+    }
+    if n.alive && n.clock_skew_ms.abs() > skr8tr_proto::wire::CLOCK_SKEW_WARN_MS {
+        parts.push(format!(
+            "clock-skew {:+.0}s",
+            n.clock_skew_ms as f64 / 1000.0
+        ));
+    }
+    parts.join(", ")
 }

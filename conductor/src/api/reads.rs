@@ -146,11 +146,13 @@ pub async fn nodes(
 ) -> Result<Response, ApiError> {
     super::session::operator(&c, &session)?;
     let now = c.now_ms();
-    let placements = c
+    let (placements, cordoned) = c
         .store
         .snapshot()
-        .and_then(|s| s.placements())
-        .map_err(ApiError::internal)?;
+        .and_then(|s| Ok((s.placements()?, s.cordoned()?)))
+        .map_err(ApiError::store)?;
+    let cordoned: std::collections::BTreeSet<String> =
+        cordoned.into_iter().map(|(n, _)| n).collect();
     let views: Vec<NodeView> = c
         .nodes()
         .iter()
@@ -170,6 +172,7 @@ pub async fn nodes(
                 labels: seen.report.labels.clone(),
                 wasm: seen.report.wasm,
                 clock_skew_ms: seen.report.clock_ms as i64 - seen.last_ms as i64,
+                cordoned: cordoned.contains(name),
             }
         })
         .collect();

@@ -13,6 +13,7 @@
 
 mod apps;
 mod keys;
+mod nodes;
 mod secrets;
 #[cfg(test)]
 mod tests;
@@ -84,6 +85,8 @@ pub fn prepare(
             Ok(Box::new(move |tx| revoke_key(tx, &fingerprint)))
         }
         Command::RevokeNode { name } => Ok(Box::new(move |tx| keys::revoke_node(tx, &name))),
+        Command::DrainNode { name } => Ok(Box::new(move |tx| nodes::drain(tx, &name, signer))),
+        Command::UncordonNode { name } => Ok(Box::new(move |tx| nodes::uncordon(tx, &name))),
         Command::SetSecret { app, name, value } => {
             secrets::check_sealed(&app, &name, &value, opening)?;
             Ok(Box::new(move |tx| {

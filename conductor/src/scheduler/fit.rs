@@ -74,6 +74,7 @@ pub(super) fn has_room(node: &NodeFit, load: &Load, spec: &AppSpec) -> bool {
         Port::Auto => true,
     };
     node.alive
+        && node.schedulable
         && eligible(node, spec)
         && load.cpu_millis.saturating_add(cpu) <= node.cpu_millis
         && load.ram_bytes.saturating_add(ram) <= node.ram_bytes
@@ -153,6 +154,13 @@ pub(super) fn why_unplaced(
         .collect();
     if alive.is_empty() {
         return "no live node; start one with `skr8tr node`".into();
+    }
+    if alive
+        .iter()
+        .all(|n| d.nodes.get(*n).is_some_and(|n| !n.schedulable))
+    {
+        return "every live node is cordoned; `skr8tr node uncordon NAME` one, or add a node"
+            .into();
     }
     if !alive
         .iter()

@@ -17,14 +17,21 @@
 //! Placements of other generations and indices beyond `replicas` are
 //! removed. `fit` holds the per-node checks.
 
+use crate::rollout::{REGISTRY_DRAIN_MS, Seen};
 use skr8tr_proto::manifest::{AppSpec, Port};
-use skr8tr_store::records::{self, AppRecord, AppStatus, PlacementRecord};
-use std::collections::BTreeMap;
+use skr8tr_proto::wire::ReplicaState;
+use skr8tr_store::records::{self, AppRecord, AppStatus, DesiredStatus, PlacementRecord};
+use std::collections::{BTreeMap, HashMap};
 
 /// A node as the scheduler sees it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NodeFit {
     pub alive: bool,
+    /// False once cordoned (`skr8tr node drain`): nothing new is placed
+    /// there, and what runs there moves away, surge-first.
+    pub schedulable: bool,
+    /// How long since its last report, ms (for `disconnect { stop-after }`).
+    pub silent_ms: u64,
     pub cpu_millis: u64,
     pub ram_bytes: u64,
     /// `--label KEY=VALUE`, for `constraint` and `spread`.
@@ -43,7 +50,50 @@ pub struct ClusterView<'a> {
     /// so the scheduler neither adds nor removes any (it still counts
     /// their load).
     pub rolling: &'a std::collections::BTreeSet<String>,
+    /// What nodes report, for the moves that wait on it.
+    pub observed: &'a Observed,
 }
+
+/// What the nodes report and how long drains have lasted: the moves off a
+/// cordoned node wait for the successor to be ready, and a drained
+/// replica is removed after [`REGISTRY_DRAIN_MS`].
+#[derive(Debug, Default)]
+pub struct Observed {
+    /// Replica id → what its (live) placement node reports.
+    pub seen: HashMap<String, Seen>,
+    /// Replica id → since when it has been desired `Stop`.
+    pub draining_since: HashMap<String, u64>,
+    /// Every replica id a live node reports running, placed there or not
+    /// (one removed but still stopping, say).
+    pub reported: std::collections::HashSet<String>,
+    pub now: u64,
+}
+
+impl Observed {
+    fn ready(&self, id: &str) -> bool {
+        self.seen
+            .get(id)
+            .is_some_and(|s| s.state == ReplicaState::Ready)
+    }
+
+    fn drained(&self, id: &str) -> bool {
+        self.draining_since
+            .get(id)
+            .is_some_and(|since| self.now.saturating_sub(*since) >= REGISTRY_DRAIN_MS)
+    }
+}
+
+/// How much longer than `stop-after` the conductor waits before it
+/// replaces a replica of a node out of contact: the node may have heard
+/// from it up to a heartbeat after its last report, and stopping takes up
+/// to the app's `drain`.
+pub fn stop_after_wait_ms(spec: &AppSpec) -> Option<u64> {
+    let d = spec.disconnect.as_ref()?;
+    Some((d.stop_after + spec.drain).as_millis() as u64 + STOP_AFTER_MARGIN_MS)
+}
+
+/// See [`stop_after_wait_ms`].
+pub const STOP_AFTER_MARGIN_MS: u64 = 4_000;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Change {
@@ -137,7 +187,9 @@ pub fn plan(d: &ClusterView<'_>) -> Plan {
         .keys()
         .map(|n| (n.as_str(), Load::default()))
         .collect();
-    let mut keep: BTreeMap<&str, &PlacementRecord> = BTreeMap::new();
+    // The wanted placements of each (app, index): the original, and its
+    // successors while one moves off a cordoned node.
+    let mut by_index: BTreeMap<(&str, u32), Vec<(&String, &PlacementRecord)>> = BTreeMap::new();
     for (id, p) in d.placements {
         if d.rolling.contains(&p.app) {
             if let (Some(l), Some((_, spec))) = (load.get_mut(p.node.as_str()), d.apps.get(&p.app))
@@ -158,7 +210,10 @@ pub fn plan(d: &ClusterView<'_>) -> Plan {
             });
             continue;
         }
-        keep.insert(id, p);
+        by_index
+            .entry((p.app.as_str(), p.index))
+            .or_default()
+            .push((id, p));
         if let (Some(l), Some((_, spec))) = (load.get_mut(p.node.as_str()), d.apps.get(&p.app)) {
             l.add(spec, &p.app);
         }
@@ -168,66 +223,253 @@ pub fn plan(d: &ClusterView<'_>) -> Plan {
             continue;
         }
         for index in 0..app.replicas {
-            let id = replica_id(name, app.generation, index);
-            let existing = keep.get(id.as_str()).copied();
-            if let Some(p) = existing
-                && d.nodes.get(&p.node).is_some_and(|n| n.alive)
-            {
-                continue;
-            }
-            // An app's volume lives on its node: starting it empty
-            // elsewhere would lose the data. It waits for the node.
-            if let Some(p) = existing
-                && !spec.volumes.is_empty()
-            {
-                plan.unplaced.insert(
-                    name.clone(),
-                    format!(
-                        "unschedulable: {id} keeps its volume {} on node {}, which is lost; \
-                         it waits for {} to come back (or `skr8tr down {name}`)",
-                        spec.volumes[0].path, p.node, p.node
-                    ),
-                );
-                continue;
-            }
-            let Some(node) = choose(d, &load, name, spec) else {
-                plan.unplaced
-                    .insert(name.clone(), why_unplaced(d, &load, spec));
-                continue;
-            };
-            let record = PlacementRecord {
-                app: name.clone(),
-                generation: app.generation,
+            let base = replica_id(name, app.generation, index);
+            let mut group = by_index.remove(&(name.as_str(), index)).unwrap_or_default();
+            group.sort_by_key(|(id, _)| successor_number(&base, id));
+            let slot = Slot {
+                name,
+                app,
+                spec,
                 index,
-                node: node.clone(),
-                port: match spec.port {
-                    Port::Fixed(p) => Some(p),
-                    Port::Auto => None,
-                },
-                desired: records::DesiredStatus::Run,
+                base,
+                group,
             };
-            if let Some(l) = load.get_mut(node.as_str()) {
-                l.add(spec, name);
-            }
-            plan.changes.push(match existing {
-                Some(old) => {
-                    if let Some(l) = load.get_mut(old.node.as_str()) {
-                        l.remove(spec, name);
-                    }
-                    Change::Move {
-                        replica: id,
-                        from: old.node.clone(),
-                        record,
-                    }
-                }
-                None => Change::Place {
-                    replica: id,
-                    record,
-                },
-            });
+            slot.plan(d, &mut load, &mut plan);
         }
     }
     plan
+}
+
+/// One replica index of an app, with the placements it has.
+struct Slot<'a> {
+    name: &'a String,
+    app: &'a AppRecord,
+    spec: &'a AppSpec,
+    index: u32,
+    base: String,
+    /// Oldest first: `web/1/0`, then its successors `web/1/0.1`, ….
+    group: Vec<(&'a String, &'a PlacementRecord)>,
+}
+
+impl<'a> Slot<'a> {
+    fn plan(self, d: &'a ClusterView<'a>, load: &mut BTreeMap<&'a str, Load>, plan: &mut Plan) {
+        let live = |node: &str| d.nodes.get(node).is_some_and(|n| n.alive);
+        // Drained long enough, or on a node that is gone: removed.
+        for (id, p) in &self.group {
+            if p.desired == DesiredStatus::Stop && (d.observed.drained(id) || !live(&p.node)) {
+                plan.changes.push(Change::Remove {
+                    replica: (*id).clone(),
+                    node: p.node.clone(),
+                });
+            }
+        }
+        let running: Vec<(&String, &PlacementRecord)> = self
+            .group
+            .iter()
+            .filter(|(_, p)| p.desired == DesiredStatus::Run)
+            .copied()
+            .collect();
+        let Some(&(id, primary)) = running.last() else {
+            // Nothing runs (or only drains): a new placement; for an app
+            // that must never run twice, only once no node reports a copy.
+            if self.spec.disconnect.is_some() && self.still_running(d) {
+                return;
+            }
+            if let Some(node) = self.choose_or_say(d, load, plan) {
+                let replica = self.next_id();
+                plan.changes.push(Change::Place {
+                    replica,
+                    record: self.record(node),
+                });
+            }
+            return;
+        };
+        let node = d.nodes.get(&primary.node);
+        if !node.is_some_and(|n| n.alive) {
+            self.lost(d, load, plan, id, primary);
+            return;
+        }
+        if !node.is_some_and(|n| n.schedulable) {
+            self.off_cordoned(d, load, plan, id, primary);
+            return;
+        }
+        // The newest runs where it may: once it is ready, the older ones
+        // (left on a cordoned node) drain.
+        if running.len() > 1 && d.observed.ready(id) {
+            for (old, p) in &running[..running.len() - 1] {
+                plan.changes.push(Change::Update {
+                    replica: (*old).clone(),
+                    record: PlacementRecord {
+                        desired: DesiredStatus::Stop,
+                        ..(*p).clone()
+                    },
+                });
+            }
+        }
+    }
+
+    /// The primary's node is lost: move it (same id), unless its volume
+    /// lives there or it must first be stopped by its node.
+    fn lost(
+        &self,
+        d: &'a ClusterView<'a>,
+        load: &mut BTreeMap<&'a str, Load>,
+        plan: &mut Plan,
+        id: &String,
+        p: &PlacementRecord,
+    ) {
+        let (name, spec) = (self.name, self.spec);
+        // An app's volume lives on its node: starting it empty elsewhere
+        // would lose the data. It waits for the node.
+        if !spec.volumes.is_empty() {
+            plan.unplaced.insert(
+                name.clone(),
+                format!(
+                    "unschedulable: {id} keeps its volume {} on node {}, which is lost; \
+                     it waits for {} to come back (or `skr8tr down {name}`)",
+                    spec.volumes[0].path, p.node, p.node
+                ),
+            );
+            return;
+        }
+        // `disconnect { stop-after }`: its node stops it by itself; a
+        // replacement starts only once that must have happened.
+        if let Some(wait) = stop_after_wait_ms(spec) {
+            let silent = d.nodes.get(&p.node).map_or(u64::MAX, |n| n.silent_ms);
+            if silent < wait {
+                plan.unplaced.insert(
+                    name.clone(),
+                    format!(
+                        "waiting: node {} is lost and stops {id} by itself (disconnect \
+                         stop-after); a replacement starts in {} s",
+                        p.node,
+                        (wait - silent).div_ceil(1000)
+                    ),
+                );
+                return;
+            }
+        }
+        let Some(node) = self.choose_or_say(d, load, plan) else {
+            return;
+        };
+        if let Some(l) = load.get_mut(p.node.as_str()) {
+            l.remove(spec, name);
+        }
+        plan.changes.push(Change::Move {
+            replica: id.clone(),
+            from: p.node.clone(),
+            record: self.record(node),
+        });
+    }
+
+    /// The primary runs on a cordoned node: a successor is placed where
+    /// the scheduler would, and the primary drains once it is ready (see
+    /// `plan`). An app that must never run twice (`stop-after`) drains
+    /// first instead; one with a volume stays.
+    fn off_cordoned(
+        &self,
+        d: &'a ClusterView<'a>,
+        load: &mut BTreeMap<&'a str, Load>,
+        plan: &mut Plan,
+        id: &String,
+        p: &PlacementRecord,
+    ) {
+        let name = self.name;
+        if !self.spec.volumes.is_empty() {
+            plan.unplaced.insert(
+                name.clone(),
+                format!(
+                    "{id} stays on cordoned node {}: its volume {} lives there \
+                     (`skr8tr node uncordon {}`, or `skr8tr down {name}`)",
+                    p.node, self.spec.volumes[0].path, p.node
+                ),
+            );
+            return;
+        }
+        if self.spec.disconnect.is_some() {
+            plan.changes.push(Change::Update {
+                replica: id.clone(),
+                record: PlacementRecord {
+                    desired: DesiredStatus::Stop,
+                    ..p.clone()
+                },
+            });
+            return;
+        }
+        if let Some(node) = self.choose_or_say(d, load, plan) {
+            plan.changes.push(Change::Place {
+                replica: self.next_id(),
+                record: self.record(node),
+            });
+        }
+    }
+
+    /// Whether a live node still reports a copy of this index (draining,
+    /// or removed and stopping).
+    fn still_running(&self, d: &ClusterView<'_>) -> bool {
+        let successor = format!("{}.", self.base);
+        self.group
+            .iter()
+            .any(|(_, p)| p.desired == DesiredStatus::Stop)
+            || d.observed
+                .reported
+                .iter()
+                .any(|r| *r == self.base || r.starts_with(&successor))
+    }
+
+    /// A node for one more replica (its load counted), or why none fits.
+    fn choose_or_say(
+        &self,
+        d: &ClusterView<'_>,
+        load: &mut BTreeMap<&'a str, Load>,
+        plan: &mut Plan,
+    ) -> Option<String> {
+        let Some(node) = choose(d, load, self.name, self.spec) else {
+            plan.unplaced
+                .insert(self.name.clone(), why_unplaced(d, load, self.spec));
+            return None;
+        };
+        if let Some(l) = load.get_mut(node.as_str()) {
+            l.add(self.spec, self.name);
+        }
+        Some(node)
+    }
+
+    /// The id of a new placement of this index: the base id when it has
+    /// none, else the next successor number.
+    fn next_id(&self) -> String {
+        match self
+            .group
+            .iter()
+            .map(|(id, _)| successor_number(&self.base, id))
+            .max()
+        {
+            None => self.base.clone(),
+            Some(n) => format!("{}.{}", self.base, n + 1),
+        }
+    }
+
+    fn record(&self, node: String) -> PlacementRecord {
+        PlacementRecord {
+            app: self.name.clone(),
+            generation: self.app.generation,
+            index: self.index,
+            node,
+            port: match self.spec.port {
+                Port::Fixed(p) => Some(p),
+                Port::Auto => None,
+            },
+            desired: DesiredStatus::Run,
+        }
+    }
+}
+
+/// 0 for `web/1/0`, `n` for its successor `web/1/0.n`.
+fn successor_number(base: &str, id: &str) -> u32 {
+    id.strip_prefix(base)
+        .and_then(|rest| rest.strip_prefix('.'))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
 }
 
 /// A placement for one replica of `app` (the rollout engine's surge), on
@@ -269,6 +511,8 @@ pub fn place_one(
     })
 }
 
+#[cfg(test)]
+mod drain_tests;
 mod fit;
 #[cfg(test)]
 mod tests;

@@ -21,6 +21,8 @@ fn nodes(list: &[(&str, bool)]) -> BTreeMap<String, NodeFit> {
                 n.to_string(),
                 NodeFit {
                     alive: *alive,
+                    schedulable: true,
+                    silent_ms: 0,
                     cpu_millis: 2000,
                     ram_bytes: 4 << 30,
                     labels: Vec::new(),
@@ -58,6 +60,7 @@ fn step(
         placements,
         nodes,
         rolling: &Default::default(),
+        observed: &Default::default(),
     });
     apply(placements, &p);
 }
@@ -76,6 +79,7 @@ fn spreads_replicas_and_is_stable() {
         placements: &placements,
         nodes: &nodes,
         rolling: &Default::default(),
+        observed: &Default::default(),
     });
     assert_eq!(p.changes.len(), 3);
     apply(&mut placements, &p);
@@ -87,6 +91,7 @@ fn spreads_replicas_and_is_stable() {
         placements: &placements,
         nodes: &nodes,
         rolling: &Default::default(),
+        observed: &Default::default(),
     });
     assert_eq!(again, Plan::default());
 }
@@ -103,6 +108,7 @@ fn moves_replicas_off_a_lost_node() {
         placements: &placements,
         nodes: &lost,
         rolling: &Default::default(),
+        observed: &Default::default(),
     });
     assert_eq!(
         p.changes,
@@ -133,6 +139,7 @@ fn static_ports_never_share_a_node() {
         placements: &BTreeMap::new(),
         nodes: &nodes,
         rolling: &Default::default(),
+        observed: &Default::default(),
     });
     assert_eq!(p.changes.len(), 2);
     let reason = &p.unplaced["api"];
@@ -165,6 +172,7 @@ fn resources_are_respected_and_least_loaded_wins() {
         placements: &BTreeMap::new(),
         nodes: &nodes,
         rolling: &Default::default(),
+        observed: &Default::default(),
     });
     assert!(p.changes.is_empty());
     assert!(
@@ -177,6 +185,7 @@ fn resources_are_respected_and_least_loaded_wins() {
         placements: &BTreeMap::new(),
         nodes: &BTreeMap::new(),
         rolling: &Default::default(),
+        observed: &Default::default(),
     });
     assert!(none.unplaced["huge"].contains("no live node"));
 }
@@ -193,6 +202,7 @@ fn scale_down_and_new_generations_remove_placements() {
         placements: &placements,
         nodes: &nodes,
         rolling: &Default::default(),
+        observed: &Default::default(),
     });
     assert_eq!(p.changes.len(), 2);
     apply(&mut placements, &p);
@@ -215,6 +225,8 @@ fn labelled(list: &[Labelled<'_>]) -> BTreeMap<String, NodeFit> {
                 n.to_string(),
                 NodeFit {
                     alive: true,
+                    schedulable: true,
+                    silent_ms: 0,
                     cpu_millis: 2000,
                     ram_bytes: 4 << 30,
                     labels: labels
@@ -253,6 +265,7 @@ fn constraints_place_only_on_nodes_with_every_label() {
         placements: &BTreeMap::new(),
         nodes: &nodes,
         rolling: &Default::default(),
+        observed: &Default::default(),
     });
     assert!(p.changes.is_empty());
     assert!(
@@ -298,6 +311,7 @@ fn wasm_apps_go_only_to_nodes_with_a_runtime() {
         placements: &BTreeMap::new(),
         nodes: &none,
         rolling: &Default::default(),
+        observed: &Default::default(),
     });
     assert!(
         p.unplaced["fn"].contains("can run wasm"),
@@ -322,6 +336,7 @@ fn an_app_with_a_volume_stays_on_its_node_and_waits_when_it_is_lost() {
         placements: &placements,
         nodes: &nodes,
         rolling: &Default::default(),
+        observed: &Default::default(),
     });
     assert!(p.changes.is_empty(), "not moved: {:?}", p.changes);
     let why = &p.unplaced["db"];
@@ -338,6 +353,7 @@ fn an_app_with_a_volume_stays_on_its_node_and_waits_when_it_is_lost() {
             placements: &placements,
             nodes: &labelled(&[("n1", &[], false), ("n2", &[], false)]),
             rolling: &Default::default(),
+            observed: &Default::default(),
         },
         "db",
         spec,

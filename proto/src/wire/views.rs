@@ -104,6 +104,8 @@ pub struct NodeView {
     /// The node's clock minus the conductor's when its last report
     /// arrived, ms (transit time included).
     pub clock_skew_ms: i64,
+    /// Cordoned by `skr8tr node drain`: nothing new is placed there.
+    pub cordoned: bool,
 }
 
 /// A node whose clock is further than this from the conductor's is shown
