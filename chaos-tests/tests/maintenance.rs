@@ -83,3 +83,57 @@ fn node_drain_moves_every_replica_surge_first_with_no_failed_request() {
     assert!(!err.status.success());
     assert!(String::from_utf8_lossy(&err.stderr).contains("no node `nosuch` is admitted"));
 }
+
+/// A host shutdown: `skr8tr node leave` (what the systemd unit runs at
+/// shutdown) reports the node leaving, its replicas move away surge-first
+/// and leave the registry, the ingress is seen to drop them, and only then
+/// are they stopped: 0 failed requests, and nothing of n1 left running.
+#[test]
+fn a_node_leaving_with_its_replicas_fails_no_request() {
+    let (mut c, _ingress, load) = serving("leave");
+    let on_n1: Vec<u32> = c
+        .replicas("web")
+        .iter()
+        .filter(|r| r.node == "n1")
+        .filter_map(|r| r.pid)
+        .collect();
+    assert!(!on_n1.is_empty());
+    let agent = c.node_pid("n1").unwrap();
+    let data = c.dir.join("node-n1").display().to_string();
+    let out = c.ok(&["node", "leave", "--data", &data]);
+    assert!(out.contains("left"), "{out}");
+    assert!(
+        !skr8tr_chaos_tests::harness::alive(agent),
+        "the agent has exited when `leave` returns"
+    );
+    assert_eq!(c.node_exit("n1").map(|s| s.success()), Some(true));
+    for pid in &on_n1 {
+        assert!(
+            !skr8tr_chaos_tests::harness::alive(*pid),
+            "replica {pid} of n1 was stopped"
+        );
+    }
+    let log = c.log("node-n1.log");
+    assert!(
+        log.contains("nothing of this node is routed any more"),
+        "it waited for the routers, not for its timeout: {log}"
+    );
+    let r = c.wait_ready("web", 3, WAIT);
+    assert!(r.iter().all(|r| r.node == "n2"), "{r:?}");
+    load.wait_served(50, WAIT);
+    let report = load.stop();
+    assert!(
+        report.failed.is_empty(),
+        "a node leaving fails no request: {:?}",
+        report.failed
+    );
+    // A stale pid file names no agent: a clear error, nothing signalled.
+    std::fs::write(c.dir.join("node-n1/agent.pid"), "1\n").unwrap();
+    let err = c.skr8tr(&["node", "leave", "--data", &data]);
+    assert!(!err.status.success());
+    assert!(
+        String::from_utf8_lossy(&err.stderr).contains("is not a skr8tr node agent"),
+        "{}",
+        String::from_utf8_lossy(&err.stderr)
+    );
+}

@@ -74,7 +74,7 @@ pub fn schedulable_nodes(c: &Conductor, now: u64) -> BTreeMap<String, NodeFit> {
                 name.clone(),
                 NodeFit {
                     alive: c.is_alive(seen, now),
-                    schedulable: true,
+                    schedulable: !seen.report.leaving,
                     silent_ms: now.saturating_sub(seen.last_ms),
                     cpu_millis: seen.report.resources.cpu_millis,
                     ram_bytes: seen.report.resources.ram_bytes,

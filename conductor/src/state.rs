@@ -92,6 +92,10 @@ pub struct Conductor {
     pub registry_changed: watch::Sender<u64>,
     /// Round-robin position for `lookup --one`.
     pub lookup_next: std::sync::atomic::AtomicUsize,
+    /// Who long-polls the registry (ingresses): the index each was last
+    /// sent or said it has, and when. A leaving node waits until every
+    /// one heard from lately has the registry without it.
+    pub registry_watchers: Mutex<HashMap<String, (u64, u64)>>,
     /// True until the re-sync window after a start has closed: nothing is
     /// scheduled and no registry is published meanwhile.
     resyncing: AtomicBool,
@@ -169,6 +173,7 @@ impl Conductor {
             changed: watch::channel(0).0,
             registry_changed: watch::channel(0).0,
             lookup_next: std::sync::atomic::AtomicUsize::new(0),
+            registry_watchers: Mutex::new(HashMap::new()),
             wake: Notify::new(),
             resyncing: AtomicBool::new(true),
             unplaced: Mutex::new(BTreeMap::new()),

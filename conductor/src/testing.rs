@@ -194,6 +194,7 @@ impl Harness {
             limits: Some("cgroup v1".into()),
             labels: Vec::new(),
             wasm: false,
+            leaving: false,
             logs_pin: None,
             clock_ms: self.now(),
         };

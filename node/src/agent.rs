@@ -2,7 +2,8 @@
 //! replicas a previous agent left running, reports at once (a node is
 //! schedulable as soon as its first report lands), then long-polls and
 //! reports until shutdown, when replicas are left running under their
-//! shims for the next agent (or drained, with `stop_replicas_on_exit`).
+//! shims for the next agent, or stopped (see [`Exit`]: a leaving node
+//! first waits until its replicas moved away and no router sends to them).
 
 use crate::cgroup::Cgroups;
 use crate::supervisor::{Supervisor, SupervisorConfig};
@@ -48,9 +49,9 @@ pub struct NodeConfig {
     /// How long replicas outlive an agent that is gone (default: the
     /// conductor's lost-node timeout, when replacements are placed).
     pub grace: Duration,
-    /// At shutdown, stop every replica instead of leaving them running
-    /// for the next agent (`skr8tr dev`, `--stop-replicas-on-exit`).
-    pub stop_replicas_on_exit: bool,
+    /// How long a leaving node waits for its replicas to move away and
+    /// routers to see it before it stops them anyway.
+    pub leave_timeout: Duration,
     /// Run replicas without cgroups even where they work.
     pub no_limits: bool,
     /// `--label KEY=VALUE`, sorted by key.
@@ -61,6 +62,26 @@ pub struct NodeConfig {
     /// for `wasmtime` on the PATH (`wasmtime run`).
     pub wasm_runtime: Option<String>,
 }
+
+/// How the agent ends, as its `shutdown` future says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Exit {
+    /// A restart or upgrade: replicas keep running under their shims for
+    /// the next agent (the default for SIGTERM).
+    KeepReplicas,
+    /// Stop every replica at once (`skr8tr dev`, whose whole cluster goes).
+    StopReplicas,
+    /// A host shutdown (`skr8tr node leave`, SIGUSR1, or SIGTERM with
+    /// `--stop-replicas-on-exit`): report leaving, wait until its replicas
+    /// have moved away and no router sends to them, then stop them.
+    Leave,
+}
+
+/// Default [`NodeConfig::leave_timeout`].
+pub const DEFAULT_LEAVE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The agent's pid, in its data directory, for `skr8tr node leave`.
+pub const PID_FILE: &str = "agent.pid";
 
 /// Default [`NodeConfig::grace`]: the conductor's default lost-node timeout.
 pub const DEFAULT_GRACE: Duration = Duration::from_secs(5);
@@ -87,7 +108,10 @@ pub enum NodeError {
     Config(String),
 }
 
-pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Result<(), NodeError> {
+pub async fn run(
+    config: NodeConfig,
+    shutdown: impl Future<Output = Exit>,
+) -> Result<(), NodeError> {
     skr8tr_proto::files::private_dir(&config.data_dir)?;
     crate::shim::check_data_dir(&config.data_dir).map_err(NodeError::Config)?;
     // The shims' control sockets: only the node's user may reach them.
@@ -181,6 +205,7 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
         changed,
         version: AtomicU64::new(0),
         repoll: Notify::new(),
+        leaving: std::sync::atomic::AtomicBool::new(false),
         logs_port,
         logs_pin: Some(logs_identity.pin().0),
     });
@@ -194,26 +219,53 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
     // the poller does not race it with the same single-use ticket.
     sync.report_once().await;
     let reporter = tokio::spawn(sync.clone().report());
-    let poller = tokio::spawn(sync.poll());
-    shutdown.await;
+    let poller = tokio::spawn(sync.clone().poll());
+    let pid_file = config.data_dir.join(PID_FILE);
+    if let Err(e) = std::fs::write(&pid_file, format!("{}\n", std::process::id())) {
+        tracing::warn!(
+            "cannot write {}: {e}; `skr8tr node leave` will not find this agent",
+            pid_file.display()
+        );
+    }
+    let exit = shutdown.await;
+    if exit == Exit::Leave {
+        tracing::info!("leaving: moving replicas away before stopping them");
+        if sync.leave(config.leave_timeout).await {
+            tracing::info!("leaving: nothing of this node is routed any more");
+        } else {
+            tracing::warn!(
+                timeout = ?config.leave_timeout,
+                "leaving: replicas still routed after the timeout; stopping them anyway"
+            );
+        }
+        // Requests already sent to them finish.
+        tokio::time::sleep(LEAVE_DRAIN).await;
+    }
     poller.abort();
     reporter.abort();
     log_task.abort();
-    if config.stop_replicas_on_exit {
-        tracing::info!("shutting down: draining replicas");
-        supervisor.shutdown().await;
-        if let Some(c) = &cgroups {
-            c.remove_scope();
-        }
-    } else {
+    if exit == Exit::KeepReplicas {
         tracing::info!(
             grace = ?config.grace,
             "shutting down: replicas keep running for the next agent"
         );
         supervisor.detach();
+    } else {
+        tracing::info!("shutting down: draining replicas");
+        supervisor.shutdown().await;
+        if let Some(c) = &cgroups {
+            c.remove_scope();
+        }
+        // Said at once, instead of the conductor finding it lost later.
+        sync.report_once().await;
     }
+    let _ = std::fs::remove_file(&pid_file);
     Ok(())
 }
+
+/// After routers stopped sending to a leaving node's replicas: how long
+/// requests already sent get to finish (the conductor's registry drain).
+const LEAVE_DRAIN: Duration = Duration::from_secs(1);
 
 /// The WebAssembly runtime command: `flag` split into words, or `wasmtime
 /// run` when `wasmtime` is on the PATH; `None` when its program is not

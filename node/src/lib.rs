@@ -21,6 +21,8 @@
 //!   With `shim`, the only modules with `unsafe`.
 //! - [`build`]: `build { run; out }` run once per app and build block,
 //!   cached under `DATA/builds/`.
+//! - [`leave`]: `skr8tr node leave`: signal the agent of a data directory
+//!   to shut down with its replicas, and wait for it.
 //! - [`identity`]: `user`/`group` to uid/gid from /etc/passwd and /etc/group.
 //! - [`health`]: HTTP (hyper client) and TCP probes, bounded by a timeout.
 //! - [`logs`]: per-replica ring of the last N stdout/stderr lines, 16 KiB
@@ -37,6 +39,7 @@ pub mod build;
 pub mod cgroup;
 pub mod health;
 pub mod identity;
+pub mod leave;
 pub mod limits;
 pub mod logs;
 pub mod logs_server;

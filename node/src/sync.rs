@@ -34,6 +34,8 @@ pub struct NodeSync {
     pub version: AtomicU64,
     /// Wakes the poller when a report ack shows a newer version.
     pub repoll: Notify,
+    /// Shutting down with its replicas: said in every report.
+    pub leaving: std::sync::atomic::AtomicBool,
     pub logs_port: Option<u16>,
     /// [`wire::NodeReport::logs_pin`].
     pub logs_pin: Option<[u8; 32]>,
@@ -101,21 +103,42 @@ impl NodeSync {
         }
     }
 
-    /// One report (the first one's session also presents the join ticket).
-    pub async fn report_once(&self) {
+    /// Reports leaving until the conductor says nothing of this node is
+    /// routed any more (true), or `timeout` passes (false).
+    pub async fn leave(&self, timeout: Duration) -> bool {
+        self.leaving.store(true, Ordering::Release);
+        let deadline = tokio::time::Instant::now() + timeout;
+        while tokio::time::Instant::now() < deadline {
+            if self.report_once().await.is_some_and(|ack| ack.left) {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        false
+    }
+
+    /// One report (the first one's session also presents the join ticket);
+    /// the conductor's answer, if it took it.
+    pub async fn report_once(&self) -> Option<ReportAck> {
         {
             let path = format!("/v1/nodes/{}/report", self.name);
             let body = wire::encode(&NodeMessage::Report(self.snapshot()));
             match self.client.post(&path, body, Duration::from_secs(5)).await {
                 Ok((status, body)) if status.is_success() => {
-                    if let Ok(ack) = wire::decode::<ReportAck>(&body)
-                        && ack.assignments_version != self.version.load(Ordering::Acquire)
-                    {
+                    let ack = wire::decode::<ReportAck>(&body).ok()?;
+                    if ack.assignments_version != self.version.load(Ordering::Acquire) {
                         self.repoll.notify_one();
                     }
+                    Some(ack)
                 }
-                Ok((status, body)) => tracing::warn!("report refused: {}", refusal(status, &body)),
-                Err(e) => tracing::warn!("report: {e}"),
+                Ok((status, body)) => {
+                    tracing::warn!("report refused: {}", refusal(status, &body));
+                    None
+                }
+                Err(e) => {
+                    tracing::warn!("report: {e}");
+                    None
+                }
             }
         }
     }
@@ -138,6 +161,7 @@ impl NodeSync {
             limits: self.limits.clone(),
             labels: self.labels.clone(),
             wasm: self.wasm,
+            leaving: self.leaving.load(Ordering::Acquire),
         }
     }
 }

@@ -141,6 +141,7 @@ async fn answer(
                 seen.reports.push(report);
                 let ack = ReportAck {
                     assignments_version: version,
+                    left: false,
                 };
                 return reply(StatusCode::OK, wire::encode(&ack));
             }
@@ -276,6 +277,7 @@ async fn a_node_runs_only_sets_the_pinned_conductor_sent_on_its_session_and_repo
         changed,
         version: AtomicU64::new(0),
         repoll: Notify::new(),
+        leaving: Default::default(),
         logs_port: None,
         logs_pin: None,
     });

@@ -54,6 +54,7 @@ fn report(replicas: usize) -> NodeMessage {
         limits: Some("cgroup v1".into()),
         labels: vec![("zone".into(), "a".into())],
         wasm: false,
+        leaving: false,
         logs_pin: Some([7; 32]),
         clock_ms: 1_800_000_000_000,
     })

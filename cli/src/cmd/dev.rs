@@ -116,8 +116,7 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitCode> {
                 limits: skr8tr_node::Limits::default(),
                 shim: std::env::current_exe()?,
                 grace: skr8tr_node::agent::DEFAULT_GRACE,
-                // Ctrl-C takes the whole dev cluster down, replicas too.
-                stop_replicas_on_exit: true,
+                leave_timeout: skr8tr_node::agent::DEFAULT_LEAVE_TIMEOUT,
                 no_limits: false,
                 labels: Vec::new(),
                 allow_root: false,
@@ -125,8 +124,10 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitCode> {
             };
             let stop = Arc::new(tokio::sync::Notify::new());
             let node_stop = stop.clone();
+            // Ctrl-C takes the whole dev cluster down, replicas too.
             let node = tokio::spawn(skr8tr_node::agent::run(node_config, async move {
-                node_stop.notified().await
+                node_stop.notified().await;
+                skr8tr_node::agent::Exit::StopReplicas
             }));
             wait("the node to join", || conductor.nodes().contains_key("dev")).await?;
 

@@ -42,10 +42,14 @@ pub struct Args {
     /// Default: the conductor's default lost-node timeout
     #[arg(long, default_value = "5s", value_parser = crate::duration)]
     grace: Duration,
-    /// Stop every replica when the agent exits, instead of leaving them
-    /// running for the next agent
+    /// On SIGTERM, leave with the replicas (as `skr8tr node leave` does)
+    /// instead of leaving them running for the next agent
     #[arg(long)]
     stop_replicas_on_exit: bool,
+    /// How long leaving waits for the replicas to move away and routers
+    /// to stop sending to them before it stops them anyway
+    #[arg(long, default_value = "30s", value_parser = crate::duration)]
+    leave_timeout: Duration,
     /// Run replicas without cgroups, so `ram` and `cpus` are not enforced
     #[arg(long)]
     no_limits: bool,
@@ -86,6 +90,21 @@ pub enum Action {
         /// The node's name
         name: String,
     },
+    /// Shut the local agent down with its replicas, for a host shutdown:
+    /// they move away surge-first and leave the registry, routers are
+    /// seen to drop them, then they stop. (SIGTERM alone restarts: the
+    /// replicas keep running for the next agent.)
+    Leave {
+        /// The agent's data directory [default: ~/.skr8tr/node-NAME]
+        #[arg(long, value_name = "DIR")]
+        data: Option<PathBuf>,
+        /// The node's name, for the default data directory [default: the host name]
+        #[arg(long)]
+        name: Option<String>,
+        /// How long to wait for the agent to finish
+        #[arg(long, default_value = "120s", value_parser = crate::duration)]
+        wait: Duration,
+    },
 }
 
 pub fn run(ctx: &crate::api::Ctx, args: Args) -> anyhow::Result<ExitCode> {
@@ -94,6 +113,15 @@ pub fn run(ctx: &crate::api::Ctx, args: Args) -> anyhow::Result<ExitCode> {
         Some(Action::Revoke { name }) => Some(Command::RevokeNode { name }),
         Some(Action::Drain { name }) => Some(Command::DrainNode { name }),
         Some(Action::Uncordon { name }) => Some(Command::UncordonNode { name }),
+        Some(Action::Leave { data, name, wait }) => {
+            let dir = match data {
+                Some(d) => d,
+                None => crate::home_dir()?.join(format!("node-{}", node_name(name)?)),
+            };
+            let pid = skr8tr_node::leave::leave(&dir, wait)?;
+            println!("node agent {pid} left: its replicas moved away and were stopped");
+            return Ok(ExitCode::SUCCESS);
+        }
         None => None,
     };
     if let Some(command) = command {
@@ -106,14 +134,7 @@ pub fn run(ctx: &crate::api::Ctx, args: Args) -> anyhow::Result<ExitCode> {
         .conductor_key
         .context("--conductor-key FILE is required to run a node")?;
     let conductor_key = keys::read_public_key(&key_file)?;
-    let name = match args.name {
-        Some(n) => n,
-        None => std::fs::read_to_string("/etc/hostname")
-            .map(|h| h.trim().to_string())
-            .ok()
-            .filter(|h| !h.is_empty())
-            .context("cannot read the host name; pass --name")?,
-    };
+    let name = node_name(args.name)?;
     let data_dir = match args.data {
         Some(d) => d,
         None => crate::home_dir()?.join(format!("node-{name}")),
@@ -138,7 +159,7 @@ pub fn run(ctx: &crate::api::Ctx, args: Args) -> anyhow::Result<ExitCode> {
         },
         shim: std::env::current_exe().context("cannot find the skr8tr binary for shims")?,
         grace: args.grace,
-        stop_replicas_on_exit: args.stop_replicas_on_exit,
+        leave_timeout: args.leave_timeout,
         no_limits: args.no_limits,
         labels: labels(args.labels)?,
         allow_root: args.allow_root,
@@ -148,8 +169,44 @@ pub fn run(ctx: &crate::api::Ctx, args: Args) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?
-        .block_on(skr8tr_node::agent::run(config, crate::shutdown_signal()))?;
+        .block_on(skr8tr_node::agent::run(
+            config,
+            exit_signal(args.stop_replicas_on_exit),
+        ))?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// `--name`, or the host name.
+fn node_name(name: Option<String>) -> anyhow::Result<String> {
+    match name {
+        Some(n) => Ok(n),
+        None => std::fs::read_to_string("/etc/hostname")
+            .map(|h| h.trim().to_string())
+            .ok()
+            .filter(|h| !h.is_empty())
+            .context("cannot read the host name; pass --name"),
+    }
+}
+
+/// SIGUSR1 (`skr8tr node leave`): leave with the replicas. SIGTERM or
+/// Ctrl-C: a restart, replicas kept — or leave, with
+/// `--stop-replicas-on-exit`.
+async fn exit_signal(leave_on_term: bool) -> skr8tr_node::agent::Exit {
+    use skr8tr_node::agent::Exit;
+    use tokio::signal::unix::{SignalKind, signal};
+    let on_term = if leave_on_term {
+        Exit::Leave
+    } else {
+        Exit::KeepReplicas
+    };
+    let Ok(mut usr1) = signal(SignalKind::user_defined1()) else {
+        crate::shutdown_signal().await;
+        return on_term;
+    };
+    tokio::select! {
+        _ = crate::shutdown_signal() => on_term,
+        _ = usr1.recv() => Exit::Leave,
+    }
 }
 
 /// `KEY=VALUE`: both parts lowercase letters, digits, `-`, `_` and `.`,

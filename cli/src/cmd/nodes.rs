@@ -65,6 +65,9 @@ fn state(n: &NodeView) -> String {
     if n.cordoned {
         parts.push("cordoned".into());
     }
+    if n.alive && n.leaving {
+        parts.push("leaving".into());
+    }
     if n.alive && n.clock_skew_ms.abs() > skr8tr_proto::wire::CLOCK_SKEW_WARN_MS {
         parts.push(format!(
             "clock-skew {:+.0}s",

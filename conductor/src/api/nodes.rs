@@ -109,6 +109,7 @@ pub async fn report(
         ));
     }
     let now = c.now_ms();
+    let leaving = report.leaving;
     let first = {
         let mut nodes = c.nodes();
         let previous = nodes.insert(
@@ -144,10 +145,12 @@ pub async fn report(
     c.registry_moved();
     let snap = c.store.snapshot().map_err(ApiError::internal)?;
     let current = assignments::of_node(&snap, c.cluster, &name).map_err(ApiError::internal)?;
+    let left = leaving && crate::leaving::left(&c, &name, now).map_err(ApiError::store)?;
     Ok(body(
         StatusCode::OK,
         &ReportAck {
             assignments_version: current.version,
+            left,
         },
     ))
 }

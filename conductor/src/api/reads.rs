@@ -173,6 +173,7 @@ pub async fn nodes(
                 wasm: seen.report.wasm,
                 clock_skew_ms: seen.report.clock_ms as i64 - seen.last_ms as i64,
                 cordoned: cordoned.contains(name),
+                leaving: seen.report.leaving,
             }
         })
         .collect();

@@ -24,7 +24,10 @@ pub async fn registry(
     session: super::session::SessionExt,
     Query(w): Query<Watch>,
 ) -> Result<Response, ApiError> {
-    super::session::registry_reader(&c, &session)?;
+    let who = super::session::registry_reader(&c, &session)?.to_string();
+    if let Some(index) = w.index {
+        crate::leaving::watched(&c, who.clone(), index, c.now_ms());
+    }
     let mut changes = c.registry_changed.subscribe();
     let deadline = tokio::time::Instant::now() + c.config.long_poll;
     loop {
@@ -37,6 +40,7 @@ pub async fn registry(
         }
         let snapshot = crate::registry::snapshot(&c, c.now_ms()).map_err(ApiError::internal)?;
         if w.index != Some(snapshot.index) || tokio::time::Instant::now() >= deadline {
+            crate::leaving::watched(&c, who, snapshot.index, c.now_ms());
             return Ok(body(StatusCode::OK, &snapshot));
         }
         tokio::select! {

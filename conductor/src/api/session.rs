@@ -232,9 +232,9 @@ pub fn operator(c: &Conductor, session: &SessionExt) -> Result<Fingerprint, ApiE
 }
 
 /// A session allowed to read the registry: an operator's or an ingress's.
-pub fn registry_reader(c: &Conductor, session: &SessionExt) -> Result<(), ApiError> {
+pub fn registry_reader(c: &Conductor, session: &SessionExt) -> Result<Principal, ApiError> {
     match current(c, session)? {
-        Principal::Operator(_) | Principal::Ingress { .. } => Ok(()),
+        p @ (Principal::Operator(_) | Principal::Ingress { .. }) => Ok(p),
         other => Err(forbidden(&other, "operators and ingresses")),
     }
 }

@@ -268,6 +268,7 @@ fn empty_report(node: &str) -> NodeMessage {
         limits: None,
         labels: Vec::new(),
         wasm: false,
+        leaving: false,
         logs_pin: None,
         clock_ms: 0,
     })

@@ -65,6 +65,24 @@ pub fn is_alive(pid: u32) -> bool {
     io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
 }
 
+/// Asks the node agent `pid` to leave with its replicas (SIGUSR1).
+/// `Ok(false)`: no such process.
+pub fn ask_to_leave(pid: u32) -> io::Result<bool> {
+    let pid = libc::pid_t::try_from(pid)
+        .ok()
+        .filter(|p| *p > 1)
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "not an agent's pid"))?;
+    // SAFETY: kill takes plain integers; pid > 1 names exactly one process.
+    if unsafe { libc::kill(pid, libc::SIGUSR1) } == 0 {
+        return Ok(true);
+    }
+    let err = io::Error::last_os_error();
+    match err.raw_os_error() {
+        Some(libc::ESRCH) => Ok(false),
+        _ => Err(err),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

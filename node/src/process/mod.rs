@@ -16,7 +16,7 @@
 
 #![allow(unsafe_code)]
 
-mod group;
+pub(crate) mod group;
 mod pidfile;
 pub mod procfs;
 mod spawn;

@@ -79,6 +79,10 @@ pub struct NodeReport {
     pub labels: Vec<(String, String)>,
     /// Whether the node has a WebAssembly runtime (`type wasm` apps).
     pub wasm: bool,
+    /// The node is shutting down with its replicas (a host shutdown, `skr8tr
+    /// node leave`): nothing new goes there, what it runs moves away
+    /// surge-first, and it stops its replicas once nothing of it is routed.
+    pub leaving: bool,
     /// SHA-256 of the log endpoint's TLS certificate, which the conductor
     /// pins when it asks for lines.
     pub logs_pin: Option<[u8; 32]>,
@@ -165,6 +169,10 @@ pub struct ReportAck {
     /// The current assignments version for this node, so a node that
     /// missed an update re-polls at once.
     pub assignments_version: u64,
+    /// For a leaving node: nothing it runs is routed any more, and every
+    /// router watching the registry has been sent that registry. It may
+    /// stop its replicas now.
+    pub left: bool,
 }
 
 /// What a node asks of the conductor.

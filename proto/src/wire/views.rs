@@ -106,6 +106,8 @@ pub struct NodeView {
     pub clock_skew_ms: i64,
     /// Cordoned by `skr8tr node drain`: nothing new is placed there.
     pub cordoned: bool,
+    /// Shutting down with its replicas (`NodeReport::leaving`).
+    pub leaving: bool,
 }
 
 /// A node whose clock is further than this from the conductor's is shown
