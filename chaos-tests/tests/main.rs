@@ -10,6 +10,7 @@
 //! - `clock`: a node whose clock is a minute ahead shows `clock-skew`.
 //! - `cluster`: deploy, spread, heal, security, conductor restarts, logs.
 //! - `dev`: `skr8tr dev`, the README's main command.
+//! - `disconnect`: a `stop-after` app on a frozen node never runs twice.
 //! - `disk`: the conductor's disk fills up under load, then is freed.
 //! - `ingress`: requests through `skr8tr ingress` under kills and rollouts.
 //! - `maintenance`: `node drain` and a node stopped with its replicas, under load.
@@ -35,6 +36,7 @@ mod bounds;
 mod clock;
 mod cluster;
 mod dev;
+mod disconnect;
 mod disk;
 mod ingress;
 mod maintenance;

@@ -69,6 +69,7 @@ impl NodeSync {
                 Assignments::open(&body, &self.name, &nonce).map_err(|e| e.to_string())
             }) {
                 Ok(assignments) => {
+                    self.supervisor.contact();
                     backoff = Duration::from_millis(100);
                     if assignments.version != have {
                         tracing::info!(
@@ -126,6 +127,7 @@ impl NodeSync {
             match self.client.post(&path, body, Duration::from_secs(5)).await {
                 Ok((status, body)) if status.is_success() => {
                     let ack = wire::decode::<ReportAck>(&body).ok()?;
+                    self.supervisor.contact();
                     if ack.assignments_version != self.version.load(Ordering::Acquire) {
                         self.repoll.notify_one();
                     }

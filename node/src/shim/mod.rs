@@ -122,6 +122,15 @@ pub enum ToShim {
     },
     /// The agent's view of readiness, kept for the next agent.
     Ready(bool),
+    /// For an app with `disconnect { stop-after }`: the replica may run
+    /// `for_ms` more, as far as the conductor's contact goes. Renewed
+    /// every second while the node hears from the conductor; once it runs
+    /// out (a partition, a frozen or dead agent) the shim stops the
+    /// replica (SIGTERM, `drain_ms`, SIGKILL of the tree) by itself.
+    Lease {
+        for_ms: u64,
+        drain_ms: u64,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -69,6 +69,9 @@ struct Shim {
     oom_before: u64,
     ready: bool,
     stop_by: Option<Instant>,
+    /// `ToShim::Lease`: when the replica must stop unless renewed, and its
+    /// drain.
+    lease: Option<(Instant, Duration)>,
     /// The replica's wait status once reaped.
     status: Option<i32>,
     exited: Option<Exit>,
@@ -179,6 +182,7 @@ impl Shim {
             oom_before,
             ready: false,
             stop_by: None,
+            lease: None,
             status: None,
             exited: None,
         };
@@ -225,6 +229,17 @@ impl Shim {
             }
             if terminated || self.stop_by.is_some_and(|t| now >= t) {
                 self.kill_tree();
+            } else if let Some((until, drain)) = self.lease
+                && now >= until
+                && self.stop_by.is_none()
+            {
+                self.line((
+                    true,
+                    "skr8tr: the node has been out of contact with the conductor for its \
+                     `stop-after`: stopping the replica"
+                        .to_string(),
+                ));
+                self.terminate(drain);
             } else if gone_too_long {
                 self.line((
                     true,
@@ -268,7 +283,10 @@ impl Shim {
             add(fd.as_raw_fd(), Source::Child);
         }
         // Timers (drain, grace) are checked between polls.
-        let timeout = if self.stop_by.is_some() || self.away_since.is_some() || self.pidfd.is_none()
+        let timeout = if self.stop_by.is_some()
+            || self.away_since.is_some()
+            || self.lease.is_some()
+            || self.pidfd.is_none()
         {
             50
         } else {
@@ -363,20 +381,23 @@ impl Shim {
             return;
         };
         match read_frame::<ToShim>(agent) {
-            Ok(ToShim::Stop { drain_ms }) => {
-                if self.stop_by.is_none() && self.status.is_none() {
-                    // SAFETY: kill takes plain integers; the replica leads
-                    // its own group (pgid == pid > 1).
-                    unsafe { libc::kill(-(self.pid as libc::pid_t), libc::SIGTERM) };
-                    // At most a day: a drain is seconds, and the sum must
-                    // not overflow.
-                    let drain = Duration::from_millis(drain_ms.min(86_400_000));
-                    self.stop_by = Some(Instant::now() + drain);
-                }
+            Ok(ToShim::Stop { drain_ms }) => self.terminate(capped(drain_ms)),
+            Ok(ToShim::Lease { for_ms, drain_ms }) => {
+                self.lease = Some((Instant::now() + capped(for_ms), capped(drain_ms)));
             }
             Ok(ToShim::Ready(ready)) => self.ready = ready,
             Ok(ToShim::Plan(_)) => {}
             Err(_) => self.lost_agent(),
+        }
+    }
+
+    /// SIGTERM to the replica's group, then its tree is killed after `drain`.
+    fn terminate(&mut self, drain: Duration) {
+        if self.stop_by.is_none() && self.status.is_none() {
+            // SAFETY: kill takes plain integers; the replica leads its own
+            // group (pgid == pid > 1).
+            unsafe { libc::kill(-(self.pid as libc::pid_t), libc::SIGTERM) };
+            self.stop_by = Some(Instant::now() + drain);
         }
     }
 
@@ -442,4 +463,10 @@ impl Shim {
                 .is_some_and(|c| c.oom_kills() > self.oom_before);
         self.exited = Some(Exit { code, signal, oom });
     }
+}
+
+/// A duration from the agent, at most a day: a drain or lease is seconds,
+/// and sums with it must not overflow.
+fn capped(ms: u64) -> Duration {
+    Duration::from_millis(ms.min(86_400_000))
 }

@@ -99,6 +99,34 @@ struct Inner {
     // `reports` reading /proc, in-memory files).
     table: Mutex<Table>,
     builds: crate::build::Builds,
+    /// When the node last heard from the conductor (a poll answered, a
+    /// report taken); `None` until it has. `disconnect { stop-after }`
+    /// replicas run only on a lease counted from it.
+    contact: tokio::sync::watch::Sender<Option<Instant>>,
+}
+
+impl Inner {
+    /// How much longer a `stop-after` replica may run: `stop_after` from
+    /// the last contact, 0 once that is over (or before any contact).
+    pub(super) fn lease(&self, stop_after: Duration) -> Duration {
+        match *self.contact.borrow() {
+            Some(at) => stop_after.saturating_sub(at.elapsed()),
+            None => Duration::ZERO,
+        }
+    }
+
+    /// Waits until the lease for `stop_after` is not over.
+    pub(super) async fn in_contact(&self, stop_after: Duration) {
+        let mut rx = self.contact.subscribe();
+        loop {
+            if !self.lease(stop_after).is_zero() {
+                return;
+            }
+            if rx.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -127,6 +155,7 @@ impl Supervisor {
                     shutting_down: false,
                 }),
                 builds: crate::build::Builds::new(&config.data_dir),
+                contact: tokio::sync::watch::channel(None).0,
                 config,
             }),
         }
@@ -159,6 +188,11 @@ impl Supervisor {
                 entry.stop.send_replace(true);
             }
         }
+    }
+
+    /// The conductor answered just now (see `Inner::contact`).
+    pub fn contact(&self) {
+        self.inner.contact.send_replace(Some(Instant::now()));
     }
 
     /// Current state of every replica (including ones stopping), for the

@@ -19,6 +19,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{oneshot, watch};
 
+/// How often a `stop-after` replica's lease is renewed.
+const LEASE_EVERY: Duration = Duration::from_secs(1);
+
 /// A stopping replica's shim gets this long past the drain to report.
 const STOP_GRACE: Duration = Duration::from_secs(10);
 
@@ -52,6 +55,19 @@ enum Watched {
 impl Replica {
     fn spec(&self) -> &AppSpec {
         &self.assignment.spec
+    }
+
+    fn stop_after(&self) -> Option<Duration> {
+        self.spec().disconnect.as_ref().map(|d| d.stop_after)
+    }
+
+    /// The lease to send the shim now, for a `stop-after` app.
+    fn lease(&self) -> Option<ToShim> {
+        let stop_after = self.stop_after()?;
+        Some(ToShim::Lease {
+            for_ms: self.inner.lease(stop_after).as_millis() as u64,
+            drain_ms: self.spec().drain.as_millis() as u64,
+        })
     }
 
     pub(super) async fn run(mut self) {
@@ -89,6 +105,25 @@ impl Replica {
                     self.set(|e| e.restarts += 1);
                 }
                 first = false;
+                // `disconnect { stop-after }`: not started again while the
+                // node is out of contact; its node may be replaced.
+                if let Some(stop_after) = self.stop_after()
+                    && self.inner.lease(stop_after).is_zero()
+                {
+                    self.set(|e| {
+                        e.state = ReplicaState::Backoff;
+                        e.error = Some(
+                            "stopped: out of contact with the conductor for `stop-after`".into(),
+                        );
+                    });
+                    let inner = self.inner.clone();
+                    let mut stop = self.stop.clone();
+                    tokio::select! {
+                        biased;
+                        _ = stop.wait_for(|s| *s) => break,
+                        _ = inner.in_contact(stop_after) => {}
+                    }
+                }
                 // A build may take minutes: a stop does not wait for it.
                 let mut stop = self.stop.clone();
                 let launched = tokio::select! {
@@ -377,22 +412,40 @@ impl Replica {
             (_, true) | (Some(_), false) => Some(started),
             (None, false) => Some(started + settle),
         };
+        let leased = self.stop_after().is_some();
         loop {
-            let step = async {
-                match wake {
+            let (at, check) = (wake, health.as_ref());
+            let step = async move {
+                match at {
                     Some(at) => tokio::time::sleep_until(at.into()).await,
                     None => std::future::pending().await,
                 }
-                match &health {
+                match check {
                     Some(h) => Some(health::probe(&h.check, addr, h.timeout).await),
                     None => None,
                 }
             };
-            let verdict = tokio::select! {
-                biased;
-                _ = self.stop.wait_for(|stop| *stop) => return Watched::Stop,
-                exit = &mut *exited => return Watched::Exited(exit.ok().flatten()),
-                verdict = step => verdict,
+            tokio::pin!(step);
+            // A `stop-after` app's lease is renewed every second, without
+            // cutting short a probe under way.
+            let verdict = loop {
+                if let Some(lease) = self.lease() {
+                    let _ = control.send(&lease).await;
+                }
+                let lease_due = async {
+                    if leased {
+                        tokio::time::sleep(LEASE_EVERY).await;
+                    } else {
+                        std::future::pending::<()>().await;
+                    }
+                };
+                tokio::select! {
+                    biased;
+                    _ = self.stop.wait_for(|stop| *stop) => return Watched::Stop,
+                    exit = &mut *exited => return Watched::Exited(exit.ok().flatten()),
+                    _ = lease_due => continue,
+                    verdict = &mut step => break verdict,
+                }
             };
             let now = Instant::now();
             let is_ready = match (&health, verdict) {
