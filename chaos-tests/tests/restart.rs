@@ -2,7 +2,8 @@
 //! predecessor — killed, but still exiting — holds the data directory's
 //! lock waits for it instead of failing with "already in use", then takes
 //! the cluster back as it was (same replica, same pid); a node agent
-//! frozen past the lost-node timeout wakes and stops what moved away.
+//! frozen past the lost-node timeout wakes, reports nothing ready until it
+//! has the current assignments, and stops what moved away.
 
 use skr8tr_chaos_tests::harness::{Cluster, wait_for};
 use std::time::{Duration, Instant};
@@ -112,4 +113,13 @@ fn a_node_frozen_past_the_lost_timeout_wakes_and_stops_what_moved_away() {
         (now[0].replica.as_str(), now[0].pid),
         (moved.replica.as_str(), moved.pid)
     );
+    // It reported nothing ready until it had the current set.
+    let log = c.log("node-n1.log");
+    let gated = log
+        .find("reporting nothing ready until its current assignments are in")
+        .expect("the woken node gated its readiness");
+    let ungated = log
+        .find("current assignments in: readiness reported again")
+        .expect("and lifted the gate once the set was in");
+    assert!(gated < ungated);
 }

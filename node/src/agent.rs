@@ -206,6 +206,8 @@ pub async fn run(
         version: AtomicU64::new(0),
         repoll: Notify::new(),
         leaving: std::sync::atomic::AtomicBool::new(false),
+        lost_after_ms: AtomicU64::new(DEFAULT_GRACE.as_millis() as u64),
+        gated: std::sync::atomic::AtomicBool::new(false),
         logs_port,
         logs_pin: Some(logs_identity.pin().0),
     });

@@ -36,6 +36,12 @@ pub struct NodeSync {
     pub repoll: Notify,
     /// Shutting down with its replicas: said in every report.
     pub leaving: std::sync::atomic::AtomicBool,
+    /// The conductor's lost-node timeout, ms, from its last ack.
+    pub lost_after_ms: AtomicU64,
+    /// Out of contact past the lost-node timeout (frozen, partitioned):
+    /// its replicas may have been replaced, so none is reported ready
+    /// until a poll has brought the current assignments.
+    pub gated: std::sync::atomic::AtomicBool,
     pub logs_port: Option<u16>,
     /// [`wire::NodeReport::logs_pin`].
     pub logs_pin: Option<[u8; 32]>,
@@ -49,13 +55,19 @@ impl NodeSync {
         let mut backoff = Duration::from_millis(100);
         loop {
             let have = self.version.load(Ordering::Acquire);
+            // Gated: ask for the whole set, answered at once.
+            let asked = if self.gated.load(Ordering::Acquire) {
+                0
+            } else {
+                have
+            };
             let path = format!("/v1/nodes/{}/assignments", self.name);
             // The answer must echo it: a recorded answer replayed later
             // (an old set, say before a `down`) is refused.
             let mut nonce = [0u8; 16];
             let _ = getrandom::fill(&mut nonce);
             let body = wire::encode(&NodeMessage::Poll {
-                version: have,
+                version: asked,
                 nonce,
             });
             let result = tokio::select! {
@@ -70,6 +82,7 @@ impl NodeSync {
             }) {
                 Ok(assignments) => {
                     self.supervisor.contact();
+                    let was_gated = self.gated.swap(false, Ordering::AcqRel);
                     backoff = Duration::from_millis(100);
                     if assignments.version != have {
                         tracing::info!(
@@ -79,6 +92,10 @@ impl NodeSync {
                         );
                         self.supervisor.converge(&assignments.replicas);
                         self.version.store(assignments.version, Ordering::Release);
+                        self.changed.notify_one();
+                    }
+                    if was_gated {
+                        tracing::info!("current assignments in: readiness reported again");
                         self.changed.notify_one();
                     }
                 }
@@ -128,6 +145,13 @@ impl NodeSync {
                 Ok((status, body)) if status.is_success() => {
                     let ack = wire::decode::<ReportAck>(&body).ok()?;
                     self.supervisor.contact();
+                    self.lost_after_ms
+                        .store(ack.lost_after_ms.max(1000), Ordering::Release);
+                    if self.gated.load(Ordering::Acquire) {
+                        // The poll may sit in a long-poll that began before
+                        // the gap: ask again now.
+                        self.repoll.notify_one();
+                    }
                     if ack.assignments_version != self.version.load(Ordering::Acquire) {
                         self.repoll.notify_one();
                     }
@@ -146,7 +170,26 @@ impl NodeSync {
     }
 
     fn snapshot(&self) -> NodeReport {
-        let replicas = self.supervisor.reports();
+        let mut replicas = self.supervisor.reports();
+        let lost_after = Duration::from_millis(self.lost_after_ms.load(Ordering::Acquire));
+        if self
+            .supervisor
+            .since_contact()
+            .is_some_and(|d| d > lost_after)
+            && !self.gated.swap(true, Ordering::AcqRel)
+        {
+            tracing::warn!(
+                "out of contact with the conductor for longer than its lost-node timeout: \
+                 reporting nothing ready until its current assignments are in"
+            );
+        }
+        if self.gated.load(Ordering::Acquire) {
+            for r in &mut replicas {
+                if r.state == wire::ReplicaState::Ready {
+                    r.state = wire::ReplicaState::Starting;
+                }
+            }
+        }
         let mut resources = self.resources.clone();
         resources.cpu_used_millis = replicas.iter().map(|r| r.cpu_millis).sum();
         resources.ram_used_bytes = replicas.iter().map(|r| r.rss_bytes).sum();

@@ -142,6 +142,7 @@ async fn answer(
                 let ack = ReportAck {
                     assignments_version: version,
                     left: false,
+                    lost_after_ms: 5000,
                 };
                 return reply(StatusCode::OK, wire::encode(&ack));
             }
@@ -278,6 +279,8 @@ async fn a_node_runs_only_sets_the_pinned_conductor_sent_on_its_session_and_repo
         version: AtomicU64::new(0),
         repoll: Notify::new(),
         leaving: Default::default(),
+        lost_after_ms: std::sync::atomic::AtomicU64::new(5000),
+        gated: Default::default(),
         logs_port: None,
         logs_pin: None,
     });

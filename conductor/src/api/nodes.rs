@@ -151,6 +151,7 @@ pub async fn report(
         &ReportAck {
             assignments_version: current.version,
             left,
+            lost_after_ms: c.config.lost_after.as_millis() as u64,
         },
     ))
 }

@@ -190,6 +190,11 @@ impl Supervisor {
         }
     }
 
+    /// How long since the conductor last answered; `None` before it has.
+    pub fn since_contact(&self) -> Option<Duration> {
+        self.inner.contact.borrow().map(|at| at.elapsed())
+    }
+
     /// The conductor answered just now (see `Inner::contact`).
     pub fn contact(&self) {
         self.inner.contact.send_replace(Some(Instant::now()));

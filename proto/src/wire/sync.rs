@@ -173,6 +173,10 @@ pub struct ReportAck {
     /// router watching the registry has been sent that registry. It may
     /// stop its replicas now.
     pub left: bool,
+    /// The conductor's lost-node timeout, ms: a node out of contact longer
+    /// has been replaced, and reports nothing ready until it has the
+    /// current assignments.
+    pub lost_after_ms: u64,
 }
 
 /// What a node asks of the conductor.
