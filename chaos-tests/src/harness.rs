@@ -29,6 +29,13 @@ pub struct Options {
     /// Put the conductor's data directory on a tmpfs of this size
     /// (`16m`), so a test can fill it.
     pub conductor_disk: Option<String>,
+    /// Run the conductor, every node and the ingress each on a host of
+    /// their own ([`crate::fleet`]: network namespaces on a bridge), so a
+    /// test can cut and degrade links between them.
+    pub fleet: bool,
+    /// The conductor's `--lost-after` (and the nodes' `--grace`) instead
+    /// of the tests' quick 2 s.
+    pub lost_after: Option<&'static str>,
 }
 
 pub struct Cluster {
@@ -42,6 +49,7 @@ pub struct Cluster {
     next_range: u16,
     pub lost_after: &'static str,
     disk: Option<crate::disk::SmallDisk>,
+    fleet: Option<crate::fleet::Fleet>,
 }
 
 /// The `skr8tr` binary, built next to this crate's binaries.
@@ -128,17 +136,23 @@ impl Cluster {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("cluster dir");
         let port = free_port();
+        let mut fleet = options.fleet.then(crate::fleet::Fleet::new);
+        let ip = fleet.as_mut().map_or("127.0.0.1".to_string(), |f| {
+            f.host("conductor").ip.to_string()
+        });
+        let lost_after = options.lost_after.unwrap_or("2s");
         let mut c = Cluster {
             options,
-            url: format!("https://127.0.0.1:{port}"),
+            url: format!("https://{ip}:{port}"),
             dir,
             port,
             conductor: None,
             ingress: None,
             nodes: BTreeMap::new(),
             next_range: next_port_block(),
-            lost_after: "2s",
+            lost_after,
             disk: None,
+            fleet,
         };
         if let Some(size) = c.options.conductor_disk.clone() {
             c.disk = Some(crate::disk::SmallDisk::mount(&c.data(), &size));
@@ -156,6 +170,34 @@ impl Cluster {
     /// The options daemons started from now on get.
     pub fn options_mut(&mut self) -> &mut Options {
         &mut self.options
+    }
+
+    /// The hosts, with `Options::fleet`.
+    pub fn fleet(&self) -> Option<&crate::fleet::Fleet> {
+        self.fleet.as_ref()
+    }
+
+    /// The address `host` (`conductor`, a node's label, `ingress`) listens
+    /// on: its own with a fleet, else loopback.
+    pub fn host_ip(&mut self, host: &str) -> String {
+        self.fleet
+            .as_mut()
+            .map_or("127.0.0.1".to_string(), |f| f.host(host).ip.to_string())
+    }
+
+    /// A daemon's command on `host`: in its namespace with a fleet, else
+    /// [`Cluster::daemon`].
+    fn daemon_on(&mut self, host: &str, args: &[&str]) -> Command {
+        let Some(fleet) = self.fleet.as_mut() else {
+            return self.daemon(args);
+        };
+        let mut cmd = fleet.command(host, &skr8tr_bin());
+        cmd.args(args)
+            .env("HOME", self.home())
+            .env("SKR8TR_CONDUCTOR", &self.url)
+            .env("SKR8TR_PIN", self.pin_file())
+            .env_remove("SKR8TR_KEY");
+        cmd
     }
 
     /// The conductor's small disk, if `Options::conductor_disk` gave one.
@@ -235,7 +277,7 @@ impl Cluster {
         let pub_key = self.home().join(".skr8tr/signing.pub");
         let (data, listen, init_key) = (
             self.data().display().to_string(),
-            format!("127.0.0.1:{}", self.port),
+            format!("{}:{}", self.host_ip("conductor"), self.port),
             pub_key.display().to_string(),
         );
         let extra = self.options.conductor_args.clone();
@@ -252,7 +294,7 @@ impl Cluster {
         ];
         args.extend(extra.iter().map(String::as_str));
         let child = self
-            .daemon(&args)
+            .daemon_on("conductor", &args)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -303,8 +345,11 @@ impl Cluster {
             std::fs::File::create(self.dir.join(format!("node-{label}.log"))).expect("log file");
         let key = self.data().join("conductor.pub").display().to_string();
         let data = self.dir.join(format!("node-{label}")).display().to_string();
+        let advertise = self.host_ip(label);
         let mut args = vec![
             "node",
+            "--advertise",
+            &advertise,
             "--conductor-key",
             &key,
             "--name",
@@ -320,9 +365,10 @@ impl Cluster {
             args.extend(["--grace", self.lost_after]);
         }
         args.extend_from_slice(extra);
+        let env = self.options.node_env.clone();
         let child = self
-            .daemon(&args)
-            .envs(self.options.node_env.clone())
+            .daemon_on(label, &args)
+            .envs(env)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -371,7 +417,7 @@ impl Cluster {
     /// cluster's home) is admitted with a fresh ticket each start; once
     /// admitted, the ticket is not needed again.
     pub fn start_ingress_with(&mut self, routes: &[&str], extra: &[&str]) -> String {
-        let addr = format!("127.0.0.1:{}", free_port());
+        let addr = format!("{}:{}", self.host_ip("ingress"), free_port());
         let ticket = self.dir.join("ingress.ticket").display().to_string();
         self.ok(&["ticket", "--ingress", "edge", "--out", &ticket]);
         let mut args = vec![
@@ -384,7 +430,7 @@ impl Cluster {
         }
         let log = std::fs::File::create(self.dir.join("ingress.log")).expect("log file");
         let child = self
-            .daemon(&args)
+            .daemon_on("ingress", &args)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()

@@ -11,6 +11,7 @@
 //! - [`harness`]: a real cluster (conductor and nodes as `skr8tr`
 //!   processes) with wait-for-condition helpers.
 //! - [`procs`]: one-off HTTP, signed bodies, /proc readings.
+//! - [`fleet`]: hosts as network namespaces on a bridge; cuts and loss.
 //! - [`disk`]: a small tmpfs that can be filled (the full-disk tests).
 //! - [`load`]: `Load`, requests through the ingress or to replicas.
 //! - [`workload`]: the store programs' command and checks.
@@ -25,6 +26,7 @@
 #![forbid(unsafe_code)]
 
 pub mod disk;
+pub mod fleet;
 pub mod harness;
 pub mod load;
 pub mod procs;

@@ -22,6 +22,8 @@ pub struct Load {
 pub struct LoadReport {
     pub ok: u64,
     pub failed: Vec<String>,
+    /// When each failure happened, in order.
+    pub failed_at: Vec<Instant>,
     /// Response bodies' `version=` in the order seen.
     pub versions: Vec<String>,
 }
@@ -29,13 +31,18 @@ pub struct LoadReport {
 impl Load {
     /// Load through one address (the ingress) instead of the endpoints.
     pub fn through(addr: &str) -> Load {
-        Load::spawn(None, Some(addr.to_string()))
+        Load::through_path(addr, "/")
+    }
+
+    /// Load on `path` through one address (an ingress route).
+    pub fn through_path(addr: &str, path: &str) -> Load {
+        Load::spawn(None, Some(addr.to_string()), path.to_string())
     }
 
     /// Load over the endpoints `conductor` (an operator's client) lists
     /// for `app`.
     pub fn start(conductor: Client, app: &str) -> Load {
-        Load::spawn(Some((conductor, app.to_string())), None)
+        Load::spawn(Some((conductor, app.to_string())), None, "/".into())
     }
 
     /// Requests answered with a success so far.
@@ -52,7 +59,7 @@ impl Load {
         });
     }
 
-    fn spawn(registry: Option<(Client, String)>, fixed: Option<String>) -> Load {
+    fn spawn(registry: Option<(Client, String)>, fixed: Option<String>, path: String) -> Load {
         use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
         let stop = std::sync::Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
@@ -102,7 +109,7 @@ impl Load {
                     let client = clients.entry(ep.clone()).or_insert_with(|| {
                         Client::plain(&format!("http://{ep}")).expect("endpoint URL")
                     });
-                    match client.get("/", Duration::from_secs(5)).await {
+                    match client.get(&path, Duration::from_secs(5)).await {
                         Ok((status, body)) if status.is_success() => {
                             report.ok += 1;
                             counter.fetch_add(1, Ordering::Relaxed);
@@ -114,11 +121,17 @@ impl Load {
                                 report.versions.push(v.to_string());
                             }
                         }
-                        Ok((status, body)) => report.failed.push(format!(
-                            "{ep}: {status}: {}",
-                            String::from_utf8_lossy(&body[..body.len().min(120)]).trim()
-                        )),
-                        Err(e) => report.failed.push(format!("{ep}: {e}")),
+                        Ok((status, body)) => {
+                            report.failed.push(format!(
+                                "{ep}: {status}: {}",
+                                String::from_utf8_lossy(&body[..body.len().min(120)]).trim()
+                            ));
+                            report.failed_at.push(Instant::now());
+                        }
+                        Err(e) => {
+                            report.failed.push(format!("{ep}: {e}"));
+                            report.failed_at.push(Instant::now());
+                        }
                     }
                     tokio::time::sleep(Duration::from_millis(2)).await;
                 }

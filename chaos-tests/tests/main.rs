@@ -16,6 +16,7 @@
 //! - `maintenance`: `node drain` and a node stopped with its replicas, under load.
 //! - `node_restart`: agents stopped, killed and started again under load;
 //!   the grace of a dead agent's replicas.
+//! - `partition`: a node cut off from the conductor on a namespaced fleet.
 //! - `placement`: labels, constraint, spread, volume apps that wait.
 //! - `restart`: a conductor restarted while its predecessor still holds the lock.
 //! - `revoke`: a node's key revoked, its replicas moved, a rebuilt node admitted.
@@ -41,6 +42,7 @@ mod disk;
 mod ingress;
 mod maintenance;
 mod node_restart;
+mod partition;
 mod placement;
 mod restart;
 mod revoke;

@@ -1,7 +1,7 @@
 //! `skr8tr-workload`: the replica the cluster tests run. A tiny HTTP/1
 //! server on `0.0.0.0:$PORT` (or `--listen ADDR`):
 //!
-//! - `GET /` → `version=V replica=$SKR8TR_REPLICA pid=PID`
+//! - `GET /` (and `/r/…`, for routed prefixes) → `version=V replica=$SKR8TR_REPLICA pid=PID`
 //! - `GET /healthz` → 200, or 503 with `--fail-health`
 //! - `GET /echo` with `Upgrade: echo` → 101, then every byte is echoed back
 //!   (with `--upgrades`)
@@ -214,7 +214,8 @@ async fn answer(
         }
     }
     let (status, body) = match req.uri().path() {
-        "/" => (
+        // `/r/…`: what an ingress route (`/r/web:web`) forwards unchanged.
+        p if p == "/" || p.starts_with("/r/") => (
             StatusCode::OK,
             format!(
                 "version={} replica={} pid={}\n",
