@@ -11,6 +11,8 @@
 //! - [`harness`]: a real cluster (conductor and nodes as `skr8tr`
 //!   processes) with wait-for-condition helpers.
 //! - [`procs`]: one-off HTTP, signed bodies, /proc readings.
+//! - [`schedule`]: the random fault schedule of `run.sh`, its invariants
+//!   and table.
 //! - [`fleet`]: hosts as network namespaces on a bridge; cuts and loss.
 //! - [`disk`]: a small tmpfs that can be filled (the full-disk tests).
 //! - [`load`]: `Load`, requests through the ingress or to replicas.
@@ -30,4 +32,5 @@ pub mod fleet;
 pub mod harness;
 pub mod load;
 pub mod procs;
+pub mod schedule;
 pub mod workload;

@@ -22,6 +22,7 @@
 //! - `revoke`: a node's key revoked, its replicas moved, a rebuilt node admitted.
 //! - `rollout`: rolling updates under load, reverts, kill -9 mid-rollout.
 //! - `runtimes`: build, wasm and vm apps through stand-ins.
+//! - `schedule`: a two-minute random fault schedule (seed 42) on a fleet.
 //! - `store_crash`: the store's writer killed at random moments.
 //! - `wire`: a tcpdump capture of the conductor's port holds no secret,
 //!   no manifest text and no API path.
@@ -48,6 +49,7 @@ mod restart;
 mod revoke;
 mod rollout;
 mod runtimes;
+mod schedule;
 mod store_crash;
 mod wire;
 mod workload;

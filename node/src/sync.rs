@@ -73,6 +73,11 @@ impl NodeSync {
             let result = tokio::select! {
                 r = self.client.post(&path, body, POLL_TIMEOUT) => r.map_err(|e| e.to_string()),
                 _ = self.repoll.notified() => continue,
+                // A replica stopped out of contact waits for the whole set.
+                _ = self.supervisor.sync_wanted() => {
+                    self.gated.store(true, Ordering::Release);
+                    continue;
+                }
             };
             match result.and_then(|(status, body)| {
                 if !status.is_success() {
@@ -94,6 +99,7 @@ impl NodeSync {
                         self.version.store(assignments.version, Ordering::Release);
                         self.changed.notify_one();
                     }
+                    self.supervisor.synced();
                     if was_gated {
                         tracing::info!("current assignments in: readiness reported again");
                         self.changed.notify_one();

@@ -222,6 +222,26 @@ pub fn plan(d: &ClusterView<'_>) -> Plan {
         if app.status != AppStatus::Active || d.rolling.contains(name) {
             continue;
         }
+        // One move off a cordoned node at a time per app, as a rollout
+        // surges one replica at a time: a successor not yet ready, or an
+        // original still draining, holds the next one back.
+        let mut surging = by_index.iter().any(|((a, i), group)| {
+            *a == name.as_str() && *i < app.replicas && {
+                let run: Vec<_> = group
+                    .iter()
+                    .filter(|(_, p)| p.desired == DesiredStatus::Run)
+                    .collect();
+                let draining = group.iter().any(|(_, p)| p.desired == DesiredStatus::Stop);
+                draining
+                    || run.len() > 1
+                        && run
+                            .iter()
+                            .max_by_key(|(id, _)| {
+                                successor_number(&replica_id(name, app.generation, *i), id)
+                            })
+                            .is_some_and(|(id, _)| !d.observed.ready(id))
+            }
+        });
         for index in 0..app.replicas {
             let base = replica_id(name, app.generation, index);
             let mut group = by_index.remove(&(name.as_str(), index)).unwrap_or_default();
@@ -234,7 +254,7 @@ pub fn plan(d: &ClusterView<'_>) -> Plan {
                 base,
                 group,
             };
-            slot.plan(d, &mut load, &mut plan);
+            slot.plan(d, &mut load, &mut plan, &mut surging);
         }
     }
     plan
@@ -252,7 +272,13 @@ struct Slot<'a> {
 }
 
 impl<'a> Slot<'a> {
-    fn plan(self, d: &'a ClusterView<'a>, load: &mut BTreeMap<&'a str, Load>, plan: &mut Plan) {
+    fn plan(
+        self,
+        d: &'a ClusterView<'a>,
+        load: &mut BTreeMap<&'a str, Load>,
+        plan: &mut Plan,
+        surging: &mut bool,
+    ) {
         let live = |node: &str| d.nodes.get(node).is_some_and(|n| n.alive);
         // Drained long enough, or on a node that is gone: removed.
         for (id, p) in &self.group {
@@ -290,7 +316,9 @@ impl<'a> Slot<'a> {
             return;
         }
         if !node.is_some_and(|n| n.schedulable) {
-            self.off_cordoned(d, load, plan, id, primary);
+            if !*surging {
+                *surging = self.off_cordoned(d, load, plan, id, primary);
+            }
             return;
         }
         // The newest runs where it may: once it is ready, the older ones
@@ -365,7 +393,8 @@ impl<'a> Slot<'a> {
     /// The primary runs on a cordoned node: a successor is placed where
     /// the scheduler would, and the primary drains once it is ready (see
     /// `plan`). An app that must never run twice (`stop-after`) drains
-    /// first instead; one with a volume stays.
+    /// first instead; one with a volume stays. Whether a successor was
+    /// placed.
     fn off_cordoned(
         &self,
         d: &'a ClusterView<'a>,
@@ -373,7 +402,7 @@ impl<'a> Slot<'a> {
         plan: &mut Plan,
         id: &String,
         p: &PlacementRecord,
-    ) {
+    ) -> bool {
         let name = self.name;
         if !self.spec.volumes.is_empty() {
             plan.unplaced.insert(
@@ -384,7 +413,7 @@ impl<'a> Slot<'a> {
                     p.node, self.spec.volumes[0].path, p.node
                 ),
             );
-            return;
+            return false;
         }
         if self.spec.disconnect.is_some() {
             plan.changes.push(Change::Update {
@@ -394,14 +423,16 @@ impl<'a> Slot<'a> {
                     ..p.clone()
                 },
             });
-            return;
+            return false;
         }
-        if let Some(node) = self.choose_or_say(d, load, plan) {
-            plan.changes.push(Change::Place {
-                replica: self.next_id(),
-                record: self.record(node),
-            });
-        }
+        let Some(node) = self.choose_or_say(d, load, plan) else {
+            return false;
+        };
+        plan.changes.push(Change::Place {
+            replica: self.next_id(),
+            record: self.record(node),
+        });
+        true
     }
 
     /// Whether a live node still reports a copy of this index (draining,

@@ -103,6 +103,11 @@ struct Inner {
     /// report taken); `None` until it has. `disconnect { stop-after }`
     /// replicas run only on a lease counted from it.
     contact: tokio::sync::watch::Sender<Option<Instant>>,
+    /// When a poll last brought the conductor's current assignments (and
+    /// they were converged to).
+    synced: tokio::sync::watch::Sender<Option<Instant>>,
+    /// A replica waits for a fresh set: the poller asks at once.
+    want_sync: Notify,
 }
 
 impl Inner {
@@ -115,16 +120,21 @@ impl Inner {
         }
     }
 
-    /// Waits until the lease for `stop_after` is not over.
-    pub(super) async fn in_contact(&self, stop_after: Duration) {
-        let mut rx = self.contact.subscribe();
+    /// Waits until a poll after `since` has brought the current
+    /// assignments, and the lease for `stop_after` is not over: a replica
+    /// its node stopped out of contact starts again only if it is still
+    /// assigned here (the converge before `synced` stops it otherwise).
+    pub(super) async fn synced_after(&self, since: Instant, stop_after: Duration) {
+        let mut rx = self.synced.subscribe();
         loop {
-            if !self.lease(stop_after).is_zero() {
+            let fresh = rx.borrow_and_update().is_some_and(|at| at > since);
+            if fresh && !self.lease(stop_after).is_zero() {
                 return;
             }
-            if rx.changed().await.is_err() {
-                std::future::pending::<()>().await;
-            }
+            self.want_sync.notify_one();
+            // Re-checked each second: the lease may come back without a
+            // new set.
+            let _ = tokio::time::timeout(Duration::from_secs(1), rx.changed()).await;
         }
     }
 }
@@ -156,6 +166,8 @@ impl Supervisor {
                 }),
                 builds: crate::build::Builds::new(&config.data_dir),
                 contact: tokio::sync::watch::channel(None).0,
+                synced: tokio::sync::watch::channel(None).0,
+                want_sync: Notify::new(),
                 config,
             }),
         }
@@ -193,6 +205,16 @@ impl Supervisor {
     /// How long since the conductor last answered; `None` before it has.
     pub fn since_contact(&self) -> Option<Duration> {
         self.inner.contact.borrow().map(|at| at.elapsed())
+    }
+
+    /// A poll's set was converged to just now (see `Inner::synced`).
+    pub fn synced(&self) {
+        self.inner.synced.send_replace(Some(Instant::now()));
+    }
+
+    /// Resolves when a replica waits for the current assignments.
+    pub async fn sync_wanted(&self) {
+        self.inner.want_sync.notified().await;
     }
 
     /// The conductor answered just now (see `Inner::contact`).

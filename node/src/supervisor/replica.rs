@@ -118,10 +118,14 @@ impl Replica {
                     });
                     let inner = self.inner.clone();
                     let mut stop = self.stop.clone();
+                    let since = Instant::now();
                     tokio::select! {
                         biased;
                         _ = stop.wait_for(|s| *s) => break,
-                        _ = inner.in_contact(stop_after) => {}
+                        _ = inner.synced_after(since, stop_after) => {}
+                    }
+                    if *self.stop.borrow() {
+                        break;
                     }
                 }
                 // A build may take minutes: a stop does not wait for it.
