@@ -192,8 +192,13 @@ impl Cluster {
             return self.daemon(args);
         };
         let mut cmd = fleet.command(host, &skr8tr_bin());
-        cmd.args(args)
-            .env("HOME", self.home())
+        cmd.args(args);
+        self.operator_env(cmd)
+    }
+
+    /// The environment every command of this cluster runs with.
+    fn operator_env(&self, mut cmd: Command) -> Command {
+        cmd.env("HOME", self.home())
             .env("SKR8TR_CONDUCTOR", &self.url)
             .env("SKR8TR_PIN", self.pin_file())
             .env_remove("SKR8TR_KEY");
@@ -219,12 +224,8 @@ impl Cluster {
 
     pub fn command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(skr8tr_bin());
-        cmd.args(args)
-            .env("HOME", self.home())
-            .env("SKR8TR_CONDUCTOR", &self.url)
-            .env("SKR8TR_PIN", self.pin_file())
-            .env_remove("SKR8TR_KEY");
-        cmd
+        cmd.args(args);
+        self.operator_env(cmd)
     }
 
     /// The conductor's `tls.pin`, which every command and daemon pins.
@@ -247,12 +248,8 @@ impl Cluster {
         cmd.arg(format!("--nofile={limit}:{limit}"))
             .arg("--")
             .arg(skr8tr_bin())
-            .args(args)
-            .env("HOME", self.home())
-            .env("SKR8TR_CONDUCTOR", &self.url)
-            .env("SKR8TR_PIN", self.pin_file())
-            .env_remove("SKR8TR_KEY");
-        cmd
+            .args(args);
+        self.operator_env(cmd)
     }
 
     /// Runs an operator command to completion.

@@ -111,3 +111,25 @@ fn a_stop_after_app_on_a_frozen_node_never_runs_twice() {
         "two copies of a stop-after app ran at once"
     );
 }
+
+/// A plain agent restart (SIGTERM, start again) keeps a `stop-after`
+/// replica running, same pid: the new agent sends no lease before its
+/// first contact, so the previous agent's lease runs on meanwhile.
+#[test]
+fn an_agent_restart_keeps_a_stop_after_replica_running() {
+    let mut c = Cluster::start("stop-after-restart");
+    c.start_node("n1");
+    let m = c.manifest(
+        "worker.skr8tr",
+        "app worker\n  exec {workload}\n  args --version keeper\n  disconnect { stop-after 6s }\n  health { check GET /healthz 200; interval 500ms }\n",
+    );
+    c.ok(&["up", m.to_str().unwrap()]);
+    let before = c.wait_ready("worker", 1, WAIT).remove(0);
+    c.stop_node("n1");
+    std::thread::sleep(Duration::from_millis(500));
+    c.start_node_with("n1", &[]);
+    std::thread::sleep(Duration::from_secs(8));
+    let after = c.wait_ready("worker", 1, WAIT).remove(0);
+    assert_eq!(after.pid, before.pid, "the same process runs on");
+    assert_eq!(after.restarts, 0);
+}

@@ -132,7 +132,7 @@ fn a_node_leaving_with_its_replicas_fails_no_request() {
     let err = c.skr8tr(&["node", "leave", "--data", &data]);
     assert!(!err.status.success());
     assert!(
-        String::from_utf8_lossy(&err.stderr).contains("is not a skr8tr node agent"),
+        String::from_utf8_lossy(&err.stderr).contains("is not the skr8tr node agent"),
         "{}",
         String::from_utf8_lossy(&err.stderr)
     );

@@ -127,6 +127,22 @@ pub(crate) fn step(c: &Conductor, now: u64) -> Result<bool, String> {
         }
         d.clone()
     };
+    // A node placements name but no report has reached since this start
+    // (cut off, frozen): lost, silent for at least as long as this
+    // conductor has run — not forever, which would end a `stop-after`
+    // wait at once.
+    let mut nodes = nodes;
+    for (_, p) in snap.placements().map_err(|e| e.to_string())? {
+        nodes.entry(p.node.clone()).or_insert_with(|| NodeFit {
+            alive: false,
+            schedulable: false,
+            silent_ms: now.saturating_sub(c.started_ms()),
+            cpu_millis: 0,
+            ram_bytes: 0,
+            labels: Vec::new(),
+            wasm: false,
+        });
+    }
     let plan = schedule(&snap, &nodes, &seen, &draining, now).map_err(|e| e.to_string())?;
     let rolling: Vec<String> = snap
         .rollouts()

@@ -73,29 +73,9 @@ pub const STEPS: &[Step] = &[
 /// adds the `cordoned` table (`skr8tr node drain`), created empty with the
 /// rest at open.
 fn specs_with_disconnect(txn: &WriteTransaction) -> Result<(), MigrationError> {
-    const STEP: &str = "add the disconnect block to app specs";
-    let mut specs = txn.open_table(SPECS)?;
-    let mut rows: Vec<((String, u64), Vec<u8>)> = Vec::new();
-    for row in specs.iter()? {
-        let (key, value) = row?;
-        let (app, generation) = key.value();
-        let record = v3::decode(value.value()).map_err(|reason| MigrationError::StepFailed {
-            step: STEP,
-            from: 3,
-            reason: format!("spec of {app} generation {generation}: {reason}"),
-        })?;
-        let bytes =
-            postcard::to_allocvec(&record.upgrade()).map_err(|e| MigrationError::StepFailed {
-                step: STEP,
-                from: 3,
-                reason: e.to_string(),
-            })?;
-        rows.push(((app.to_string(), generation), bytes));
-    }
-    for ((app, generation), bytes) in rows {
-        specs.insert((app.as_str(), generation), bytes.as_slice())?;
-    }
-    Ok(())
+    rewrite_specs(txn, "add the disconnect block to app specs", 3, |bytes| {
+        Ok(postcard::to_allocvec(&v3::decode(bytes)?.upgrade()))
+    })
 }
 
 /// 2 -> 3: app specs gain `constraint`, `spread`, `user`, `group` and the
@@ -103,20 +83,36 @@ fn specs_with_disconnect(txn: &WriteTransaction) -> Result<(), MigrationError> {
 /// wrote it (`v2`) and written back with those empty, which is what they
 /// meant.
 fn specs_with_placement(txn: &WriteTransaction) -> Result<(), MigrationError> {
+    rewrite_specs(
+        txn,
+        "add placement and identity keys to app specs",
+        2,
+        |bytes| Ok(postcard::to_allocvec(&v2::decode(bytes)?.upgrade())),
+    )
+}
+
+/// Rewrites every `specs` value with `convert` (decode as schema `from`
+/// wrote it, encode as the next one), in the caller's transaction.
+fn rewrite_specs(
+    txn: &WriteTransaction,
+    step: &'static str,
+    from: u32,
+    convert: impl Fn(&[u8]) -> Result<Result<Vec<u8>, postcard::Error>, String>,
+) -> Result<(), MigrationError> {
     let mut specs = txn.open_table(SPECS)?;
     let mut rows: Vec<((String, u64), Vec<u8>)> = Vec::new();
     for row in specs.iter()? {
         let (key, value) = row?;
         let (app, generation) = key.value();
-        let record = v2::decode(value.value()).map_err(|reason| MigrationError::StepFailed {
-            step: "add placement and identity keys to app specs",
-            from: 2,
-            reason: format!("spec of {app} generation {generation}: {reason}"),
-        })?;
-        let bytes =
-            postcard::to_allocvec(&record.upgrade()).map_err(|e| MigrationError::StepFailed {
-                step: "add placement and identity keys to app specs",
-                from: 2,
+        let bytes = convert(value.value())
+            .map_err(|reason| MigrationError::StepFailed {
+                step,
+                from,
+                reason: format!("spec of {app} generation {generation}: {reason}"),
+            })?
+            .map_err(|e| MigrationError::StepFailed {
+                step,
+                from,
                 reason: e.to_string(),
             })?;
         rows.push(((app.to_string(), generation), bytes));

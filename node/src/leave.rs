@@ -21,8 +21,8 @@ pub enum LeaveError {
     #[error("{file} does not hold a pid: {text:?}")]
     BadPid { file: String, text: String },
     #[error(
-        "process {pid} (from {file}) is not a skr8tr node agent; the agent is gone \
-         and left a stale pid file, which is now removed"
+        "process {pid} (from {file}) is not the skr8tr node agent of this data directory; \
+         the agent is gone and left a stale pid file"
     )]
     NotAnAgent { pid: u32, file: String },
     #[error("cannot signal the agent (pid {pid}): {source}")]
@@ -36,24 +36,47 @@ pub enum LeaveError {
 pub fn leave(data_dir: &Path, wait: Duration) -> Result<u32, LeaveError> {
     let file = data_dir.join(PID_FILE);
     let shown = file.display().to_string();
-    let text = std::fs::read_to_string(&file).map_err(|e| LeaveError::NoPidFile {
-        dir: data_dir.display().to_string(),
-        file: shown.clone(),
-        why: e.to_string(),
-    })?;
-    let text = text.chars().take(32).collect::<String>();
+    let mut head = Vec::with_capacity(32);
+    std::fs::File::open(&file)
+        .and_then(|f| std::io::Read::read_to_end(&mut std::io::Read::take(f, 32), &mut head))
+        .map_err(|e| LeaveError::NoPidFile {
+            dir: data_dir.display().to_string(),
+            file: shown.clone(),
+            why: e.to_string(),
+        })?;
+    let text = String::from_utf8_lossy(&head).into_owned();
     let pid: u32 = text.trim().parse().map_err(|_| LeaveError::BadPid {
         file: shown.clone(),
         text: text.clone(),
     })?;
     // A pid file outlives a killed agent, and the pid may be reused: only
-    // a process that is this binary's `node` agent is signalled.
+    // a `skr8tr … node` process, and one given this data directory when
+    // it names one, is signalled.
     let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
     let words: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+    let same_dir = |arg: &[u8]| {
+        use std::os::unix::ffi::OsStrExt;
+        let theirs = Path::new(std::ffi::OsStr::from_bytes(arg));
+        let theirs = match std::fs::read_link(format!("/proc/{pid}/cwd")) {
+            Ok(cwd) if theirs.is_relative() => cwd.join(theirs),
+            _ => theirs.to_path_buf(),
+        };
+        match (theirs.canonicalize(), data_dir.canonicalize()) {
+            (Ok(a), Ok(b)) => a == b,
+            _ => theirs == data_dir,
+        }
+    };
     let is_agent = words.first().is_some_and(|w| w.ends_with(b"skr8tr"))
-        && words.get(1).is_some_and(|w| *w == b"node");
+        && words.iter().any(|w| *w == b"node")
+        && words
+            .windows(2)
+            .find(|w| w[0] == b"--data")
+            .is_none_or(|w| same_dir(w[1]));
     if !is_agent {
-        let _ = std::fs::remove_file(&file);
+        if cmdline.is_empty() {
+            // No such process: the pid file is stale.
+            let _ = std::fs::remove_file(&file);
+        }
         return Err(LeaveError::NotAnAgent { pid, file: shown });
     }
     crate::process::group::ask_to_leave(pid)

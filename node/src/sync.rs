@@ -86,7 +86,6 @@ impl NodeSync {
                 Assignments::open(&body, &self.name, &nonce).map_err(|e| e.to_string())
             }) {
                 Ok(assignments) => {
-                    self.supervisor.contact();
                     let was_gated = self.gated.swap(false, Ordering::AcqRel);
                     backoff = Duration::from_millis(100);
                     if assignments.version != have {
@@ -147,10 +146,14 @@ impl NodeSync {
         {
             let path = format!("/v1/nodes/{}/report", self.name);
             let body = wire::encode(&NodeMessage::Report(self.snapshot()));
+            // Contact counts from when the report left: the conductor
+            // counts a node's silence from when its last report arrived,
+            // which is no earlier.
+            let sent = std::time::Instant::now();
             match self.client.post(&path, body, Duration::from_secs(5)).await {
                 Ok((status, body)) if status.is_success() => {
                     let ack = wire::decode::<ReportAck>(&body).ok()?;
-                    self.supervisor.contact();
+                    self.supervisor.contact(sent);
                     self.lost_after_ms
                         .store(ack.lost_after_ms.max(1000), Ordering::Release);
                     if self.gated.load(Ordering::Acquire) {

@@ -7,8 +7,9 @@
 //! reopens the file at once: readers keep reading what was committed, and
 //! the next write succeeds as soon as there is room. The file lock allows
 //! one open `Database`, so the old one (and every read transaction still
-//! holding it) must be gone before the new one opens: readers block on
-//! the slot's lock while that happens, for milliseconds.
+//! holding it) must be gone before the new one opens: meanwhile readers
+//! are told `Reopening` (they never wait on the slot's lock), and a reopen
+//! that gave up is tried again by the writer every second.
 
 use redb::{Database, ReadableDatabase};
 use std::path::PathBuf;
@@ -69,15 +70,21 @@ impl Db {
     /// Closes the failed handle and opens the file again. Called by the
     /// writer only, holding no handle of its own.
     pub fn reopen(&self) -> Result<(), StoreError> {
-        let mut slot = self.slot.write().unwrap_or_else(PoisonError::into_inner);
-        drop(slot.take());
+        // Readers get `Reopening` meanwhile: none waits on the lock while
+        // this waits for the last of them to let go of the old handle.
+        drop(
+            self.slot
+                .write()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take(),
+        );
         let deadline = Instant::now() + REOPEN_WAIT;
         loop {
             let mut builder = Database::builder();
             builder.set_cache_size(self.cache_bytes);
             match builder.open(&self.file) {
                 Ok(db) => {
-                    *slot = Some(Arc::new(db));
+                    *self.slot.write().unwrap_or_else(PoisonError::into_inner) = Some(Arc::new(db));
                     tracing::info!(file = %self.file.display(), "store reopened after a disk error");
                     return Ok(());
                 }

@@ -50,8 +50,9 @@ pub enum StoreError {
     /// Nothing of the refused commit was kept; writes resume as soon as
     /// there is room.
     #[error(
-        "the disk holding {file} is full: this change was not recorded. Free space there; \
-         the conductor resumes by itself, no restart needed"
+        "the disk holding {file} is full: this change was refused (if in doubt, `skr8tr \
+         history` shows what was recorded). Free space there; the conductor resumes by \
+         itself, no restart needed"
     )]
     Full { file: PathBuf },
     #[error("the disk holding the store failed: {0}; see the conductor's log")]

@@ -108,7 +108,24 @@ impl From<redb::TransactionError> for Abort {
 }
 
 pub(crate) fn run(db: Arc<Db>, rx: Receiver<Pending>, max_batch: usize) {
-    while let Ok(first) = rx.recv() {
+    loop {
+        // A reopen that gave up is tried again each second, writes or not,
+        // so reads come back by themselves.
+        let first = if db.is_closed() {
+            match rx.recv_timeout(std::time::Duration::from_secs(1)) {
+                Ok(p) => p,
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                    let _ = db.reopen();
+                    continue;
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+            }
+        } else {
+            match rx.recv() {
+                Ok(p) => p,
+                Err(_) => break,
+            }
+        };
         let mut batch = vec![first];
         while batch.len() < max_batch {
             match rx.try_recv() {

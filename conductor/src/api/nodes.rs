@@ -40,7 +40,7 @@ fn message(
 ) -> Result<NodeMessage, ApiError> {
     check_name(name)?;
     super::session::node(c, session, name)?;
-    wire::decode(bytes)
+    NodeMessage::decode(bytes)
         .map_err(|e| ApiError::new(Code::BadRequest, format!("not a node message: {e}")))
 }
 
@@ -143,8 +143,10 @@ pub async fn report(
     // A new node is schedulable at once; any report may change readiness.
     c.wake.notify_one();
     c.registry_moved();
-    let snap = c.store.snapshot().map_err(ApiError::internal)?;
-    let current = assignments::of_node(&snap, c.cluster, &name).map_err(ApiError::internal)?;
+    let current = {
+        let snap = c.store.snapshot().map_err(ApiError::store)?;
+        assignments::of_node(&snap, c.cluster, &name).map_err(ApiError::internal)?
+    };
     let left = leaving && crate::leaving::left(&c, &name, now).map_err(ApiError::store)?;
     Ok(body(
         StatusCode::OK,

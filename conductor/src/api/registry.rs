@@ -25,8 +25,10 @@ pub async fn registry(
     Query(w): Query<Watch>,
 ) -> Result<Response, ApiError> {
     let who = super::session::registry_reader(&c, &session)?.to_string();
+    // What a watcher has is what it asks with (an answer sent may not
+    // arrive); a one-shot read without an index watches nothing.
     if let Some(index) = w.index {
-        crate::leaving::watched(&c, who.clone(), index, c.now_ms());
+        crate::leaving::watched(&c, who, index, c.now_ms());
     }
     let mut changes = c.registry_changed.subscribe();
     let deadline = tokio::time::Instant::now() + c.config.long_poll;
@@ -40,7 +42,6 @@ pub async fn registry(
         }
         let snapshot = crate::registry::snapshot(&c, c.now_ms()).map_err(ApiError::internal)?;
         if w.index != Some(snapshot.index) || tokio::time::Instant::now() >= deadline {
-            crate::leaving::watched(&c, who, snapshot.index, c.now_ms());
             return Ok(body(StatusCode::OK, &snapshot));
         }
         tokio::select! {

@@ -235,3 +235,36 @@ fn with_every_node_cordoned_replicas_stay_and_the_reason_says_so() {
     assert!(p.unplaced["web"].contains("every live node is cordoned"));
     assert_eq!(s.where_(), [run("web/1/0", "n1")], "it keeps running");
 }
+
+#[test]
+fn a_stop_after_app_drains_one_replica_at_a_time_and_a_job_is_left_to_finish() {
+    let text = "app worker\n  exec /x\n  disconnect { stop-after 20s }\n";
+    let mut s = Sim::new(text, 2, &["n1"]);
+    s.nodes.insert("n2".into(), node(true, true, 0));
+    s.ready("worker/1/0");
+    s.ready("worker/1/1");
+    s.nodes.get_mut("n1").unwrap().schedulable = false;
+    let p = s.step();
+    assert_eq!(p.changes.len(), 1, "one at a time: {}", p.summary());
+    let mut j = Sim::new("app batch\n  type job\n  exec /x\n", 1, &["n1", "n2"]);
+    j.nodes.get_mut("n1").unwrap().schedulable = false;
+    assert_eq!(j.plan(), Plan::default(), "no second run of a job");
+}
+
+#[test]
+fn a_draining_stop_after_copy_on_a_silent_node_is_kept_until_its_node_must_have_stopped_it() {
+    let text = "app worker\n  exec /x\n  drain 2s\n  disconnect { stop-after 20s }\n";
+    let mut s = Sim::new(text, 1, &["n1", "n2"]);
+    s.ready("worker/1/0");
+    s.nodes.get_mut("n1").unwrap().schedulable = false;
+    assert_eq!(s.step().summary(), "schedule: draining worker/1/0");
+    // Cut off before its node stopped it: lost, and not yet silent enough.
+    s.observed.reported.clear();
+    let n1 = s.nodes.get_mut("n1").unwrap();
+    n1.alive = false;
+    n1.silent_ms = 6_000;
+    assert_eq!(s.plan(), Plan::default(), "the copy may still run on n1");
+    s.nodes.get_mut("n1").unwrap().silent_ms = 20_000 + 2_000 + STOP_AFTER_MARGIN_MS;
+    assert_eq!(s.step().summary(), "schedule: removed worker/1/0 from n1");
+    assert_eq!(s.step().summary(), "schedule: placed worker/1/0 on n2");
+}

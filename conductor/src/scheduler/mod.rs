@@ -281,8 +281,15 @@ impl<'a> Slot<'a> {
     ) {
         let live = |node: &str| d.nodes.get(node).is_some_and(|n| n.alive);
         // Drained long enough, or on a node that is gone: removed.
+        // A `stop-after` app's copy on a silent node may still run there
+        // until its node stops it by itself: it stays counted until then.
+        let gone = |node: &str| {
+            !live(node)
+                && stop_after_wait_ms(self.spec)
+                    .is_none_or(|wait| d.nodes.get(node).is_none_or(|n| n.silent_ms >= wait))
+        };
         for (id, p) in &self.group {
-            if p.desired == DesiredStatus::Stop && (d.observed.drained(id) || !live(&p.node)) {
+            if p.desired == DesiredStatus::Stop && (d.observed.drained(id) || gone(&p.node)) {
                 plan.changes.push(Change::Remove {
                     replica: (*id).clone(),
                     node: p.node.clone(),
@@ -415,6 +422,10 @@ impl<'a> Slot<'a> {
             );
             return false;
         }
+        // A job runs to its end where it is: a successor would run it again.
+        if self.spec.kind == skr8tr_proto::manifest::AppKind::Job {
+            return false;
+        }
         if self.spec.disconnect.is_some() {
             plan.changes.push(Change::Update {
                 replica: id.clone(),
@@ -423,7 +434,8 @@ impl<'a> Slot<'a> {
                     ..p.clone()
                 },
             });
-            return false;
+            // One at a time, as for the others.
+            return true;
         }
         let Some(node) = self.choose_or_say(d, load, plan) else {
             return false;

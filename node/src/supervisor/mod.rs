@@ -99,8 +99,8 @@ struct Inner {
     // `reports` reading /proc, in-memory files).
     table: Mutex<Table>,
     builds: crate::build::Builds,
-    /// When the node last heard from the conductor (a poll answered, a
-    /// report taken); `None` until it has. `disconnect { stop-after }`
+    /// When the node last sent a report the conductor took; `None` until
+    /// it has. `disconnect { stop-after }`
     /// replicas run only on a lease counted from it.
     contact: tokio::sync::watch::Sender<Option<Instant>>,
     /// When a poll last brought the conductor's current assignments (and
@@ -217,9 +217,11 @@ impl Supervisor {
         self.inner.want_sync.notified().await;
     }
 
-    /// The conductor answered just now (see `Inner::contact`).
-    pub fn contact(&self) {
-        self.inner.contact.send_replace(Some(Instant::now()));
+    /// The conductor took a report sent at `sent` (see `Inner::contact`).
+    pub fn contact(&self, sent: Instant) {
+        self.inner
+            .contact
+            .send_modify(|c| *c = Some(c.map_or(sent, |at| at.max(sent))));
     }
 
     /// Current state of every replica (including ones stopping), for the

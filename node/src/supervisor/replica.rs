@@ -61,9 +61,12 @@ impl Replica {
         self.spec().disconnect.as_ref().map(|d| d.stop_after)
     }
 
-    /// The lease to send the shim now, for a `stop-after` app.
+    /// The lease to send the shim now, for a `stop-after` app. None before
+    /// this agent's first contact: a replica taken on from the previous
+    /// agent keeps the lease that agent gave it, counting down.
     fn lease(&self) -> Option<ToShim> {
         let stop_after = self.stop_after()?;
+        self.inner.contact.borrow().as_ref()?;
         Some(ToShim::Lease {
             for_ms: self.inner.lease(stop_after).as_millis() as u64,
             drain_ms: self.spec().drain.as_millis() as u64,
@@ -152,7 +155,13 @@ impl Replica {
             let Ended::Exited { code, oom } = ended else {
                 break;
             };
-            if !should_restart(self.spec().restart, code) {
+            // Stopped by its shim out of contact (`stop-after`): started
+            // again once the node has the current set, whatever the
+            // restart policy, as the conductor did not move it.
+            let lease_stop = self.stop_after().is_some_and(|s| {
+                self.inner.contact.borrow().is_some() && self.inner.lease(s).is_zero()
+            });
+            if !lease_stop && !should_restart(self.spec().restart, code) {
                 self.set(|e| {
                     e.state = ReplicaState::Exited { code };
                     e.pid = None;

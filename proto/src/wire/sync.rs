@@ -191,11 +191,97 @@ pub enum NodeMessage {
     Report(NodeReport),
 }
 
+/// A node message as a node agent of the release before `leaving` sends
+/// it, so a conductor upgraded first keeps taking its reports (the order
+/// is conductor first, then nodes). Field order is the encoding: frozen.
+#[derive(Deserialize)]
+#[cfg_attr(test, derive(Serialize))]
+enum NodeMessageBefore {
+    Poll { version: u64, nonce: [u8; 16] },
+    Report(NodeReportBefore),
+}
+
+#[derive(Deserialize)]
+#[cfg_attr(test, derive(Serialize))]
+struct NodeReportBefore {
+    node: String,
+    address: String,
+    boot_id: u64,
+    assignments_version: u64,
+    resources: Resources,
+    replicas: Vec<ReplicaReport>,
+    logs_port: Option<u16>,
+    limits: Option<String>,
+    labels: Vec<(String, String)>,
+    wasm: bool,
+    logs_pin: Option<[u8; 32]>,
+    clock_ms: u64,
+}
+
+impl NodeMessage {
+    /// A node's message, from this release or the one before (which
+    /// never leaves).
+    pub fn decode(bytes: &[u8]) -> Result<NodeMessage, String> {
+        let now = super::decode::<NodeMessage>(bytes);
+        if now.is_ok() {
+            return now;
+        }
+        match super::decode::<NodeMessageBefore>(bytes) {
+            Ok(NodeMessageBefore::Poll { version, nonce }) => {
+                Ok(NodeMessage::Poll { version, nonce })
+            }
+            Ok(NodeMessageBefore::Report(r)) => Ok(NodeMessage::Report(NodeReport {
+                node: r.node,
+                address: r.address,
+                boot_id: r.boot_id,
+                assignments_version: r.assignments_version,
+                resources: r.resources,
+                replicas: r.replicas,
+                logs_port: r.logs_port,
+                limits: r.limits,
+                labels: r.labels,
+                wasm: r.wasm,
+                leaving: false,
+                logs_pin: r.logs_pin,
+                clock_ms: r.clock_ms,
+            })),
+            Err(_) => now,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::manifest;
     use crate::wire::{decode, encode};
+
+    #[test]
+    fn a_report_from_the_release_before_leaving_is_still_read() {
+        let before = NodeMessageBefore::Report(NodeReportBefore {
+            node: "n1".into(),
+            address: "10.0.0.1".into(),
+            boot_id: 7,
+            assignments_version: 3,
+            resources: Resources::default(),
+            replicas: Vec::new(),
+            logs_port: Some(9000),
+            limits: None,
+            labels: vec![("zone".into(), "a".into())],
+            wasm: false,
+            logs_pin: Some([1; 32]),
+            clock_ms: 42,
+        });
+        let Ok(NodeMessage::Report(r)) = NodeMessage::decode(&encode(&before)) else {
+            panic!("not read");
+        };
+        assert_eq!(
+            (r.node.as_str(), r.boot_id, r.clock_ms, r.leaving),
+            ("n1", 7, 42, false)
+        );
+        assert_eq!(r.logs_pin, Some([1; 32]));
+        assert!(NodeMessage::decode(b"junk").is_err());
+    }
 
     fn assignments(node: &str) -> Assignments {
         let spec = manifest::parse("t", "app web\n  exec /bin/web\n")
