@@ -100,7 +100,12 @@ pub fn run(minutes: f64, seed: u64) -> Report {
     let started = Instant::now();
     let deadline = started + Duration::from_secs_f64(minutes * 60.0);
     while Instant::now() < deadline {
-        let solo_node = c.replicas("solo").first().map(|r| r.node.clone());
+        // Where each routed app runs before the fault: one whose every
+        // replica is on the faulted node may fail requests meanwhile.
+        let hosts: BTreeMap<&'static str, std::collections::BTreeSet<String>> = ["web", "solo"]
+            .into_iter()
+            .map(|a| (a, c.replicas(a).into_iter().map(|r| r.node).collect()))
+            .collect();
         let pick = rng.below(100);
         let start = Instant::now();
         let (kind, node): (&'static str, Option<String>) = match pick {
@@ -213,7 +218,14 @@ pub fn run(minutes: f64, seed: u64) -> Report {
         obs.window(Window {
             kind,
             node: node.clone(),
-            held_solo: node.is_some() && node == solo_node,
+            held_all: hosts
+                .iter()
+                .filter(|(_, on)| {
+                    node.as_ref()
+                        .is_some_and(|n| on.len() == 1 && on.contains(n.as_str()))
+                })
+                .map(|(a, _)| *a)
+                .collect(),
             start,
             end: Instant::now(),
         });

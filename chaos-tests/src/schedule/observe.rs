@@ -24,8 +24,8 @@ const AFTER_FAULT: Duration = Duration::from_secs(12);
 pub struct Window {
     pub kind: &'static str,
     pub node: Option<String>,
-    /// Its node held `solo`'s only replica when it began.
-    pub held_solo: bool,
+    /// The apps whose every replica was on its node when it began.
+    pub held_all: Vec<&'static str>,
     pub start: Instant,
     pub end: Instant,
 }
@@ -234,11 +234,11 @@ impl Observer {
         for (app, r) in &served {
             let (mut only, mut slow, mut other) = (0, 0, Vec::new());
             for (at, what) in r.failed_at.iter().zip(&r.failed) {
-                let excused = *app == "solo"
-                    && self
-                        .windows
-                        .iter()
-                        .any(|w| w.covers(*at) && (w.held_solo || w.kind == "kill -9 replica"));
+                let excused = self.windows.iter().any(|w| {
+                    w.covers(*at)
+                        && (w.held_all.contains(app)
+                            || (*app == "solo" && w.kind == "kill -9 replica"))
+                });
                 // Waiting out TCP's backoff on a lossy link: slow, not refused.
                 let lossy = what.contains("did not answer within")
                     && self
@@ -256,7 +256,7 @@ impl Observer {
             line(
                 &format!("requests {app}"),
                 format!(
-                    "{} ok; failed {} while its only replica was unreachable, {} slower than 5 s on a lossy link, {} otherwise",
+                    "{} ok; failed {} while every replica of it was unreachable, {} slower than 5 s on a lossy link, {} otherwise",
                     r.ok,
                     only,
                     slow,
@@ -264,8 +264,35 @@ impl Observer {
                 ),
             );
             if !other.is_empty() {
+                let t0 = self.desired.first().map(|(t, _, _)| *t);
+                let first = r
+                    .failed_at
+                    .iter()
+                    .zip(&r.failed)
+                    .find(|(_, w)| **w == other[0])
+                    .map(|(t, _)| *t);
+                let when = match (first, t0) {
+                    (Some(f), Some(t0)) => {
+                        let near: Vec<String> = self
+                            .windows
+                            .iter()
+                            .filter(|w| w.covers(f))
+                            .map(|w| format!("{} {}", w.kind, w.node.as_deref().unwrap_or("")))
+                            .collect();
+                        format!(
+                            " at {:.1}s, during: {}",
+                            f.duration_since(t0).as_secs_f64(),
+                            if near.is_empty() {
+                                "no fault".into()
+                            } else {
+                                near.join(", ")
+                            }
+                        )
+                    }
+                    _ => String::new(),
+                };
                 v.push(format!(
-                    "{app}: {} requests failed outside a window where its only replica was unreachable (first: {})",
+                    "{app}: {} requests failed while some replica of it was reachable (first: {}{when})",
                     other.len(),
                     other[0]
                 ));
