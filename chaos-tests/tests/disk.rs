@@ -55,10 +55,17 @@ fn a_full_conductor_disk_refuses_commands_with_store_full_and_resumes_when_freed
         break;
     }
     assert!(refusal.is_some(), "a command was refused on the full disk");
-    for _ in 0..5 {
-        let out = c.skr8tr(&["scale", "web", "3"]);
-        assert!(!out.status.success());
-        assert!(String::from_utf8_lossy(&out.stderr).contains("store-full"));
+    // Reopening the file after the failure can hand back a page or two,
+    // so a later command may still fit: then it is acknowledged, and must
+    // be found afterwards like any other. Every refusal is `store-full`.
+    for n in [2, 3, 2, 3, 2] {
+        let count = n.to_string();
+        let out = c.skr8tr(&["scale", "web", &count]);
+        if out.status.success() {
+            acknowledged.push(count);
+        } else {
+            assert!(String::from_utf8_lossy(&out.stderr).contains("store-full"));
+        }
     }
     // Reads go on: status, history, and the ingress.
     assert!(c.ok(&["status"]).contains("web"));
