@@ -184,6 +184,7 @@ mod tests {
         ("stale-plan", 409),
         ("internal", 500),
         ("unavailable", 503),
+        ("store-full", 507),
     ];
 
     #[test]
