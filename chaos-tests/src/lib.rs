@@ -33,4 +33,5 @@ pub mod harness;
 pub mod load;
 pub mod procs;
 pub mod schedule;
+pub mod sim;
 pub mod workload;

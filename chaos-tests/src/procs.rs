@@ -42,6 +42,17 @@ pub fn peak_rss_kib(pid: u32) -> u64 {
     status_kib(pid, "VmHWM:")
 }
 
+/// CPU time a process has used so far (user + system), ms, from
+/// `/proc/PID/stat` (clock ticks of 10 ms: `CLK_TCK` is 100 on Linux).
+pub fn cpu_ms(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+    Some(ticks * 10)
+}
+
 /// A process's resident memory now (`VmRSS`), KiB.
 pub fn rss_kib(pid: u32) -> u64 {
     status_kib(pid, "VmRSS:")
