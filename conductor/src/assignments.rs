@@ -8,7 +8,8 @@ use skr8tr_proto::wire::{Assignment, Assignments};
 use skr8tr_store::StoreError;
 
 /// The replicas `node` should run, and a version that changes whenever
-/// they do (a digest of the set, so no counter has to be stored).
+/// they do (a digest of the set, so no counter has to be stored), read
+/// from the store: what `crate::index` keeps in memory must equal it.
 pub fn of_node(
     src: &impl Source,
     cluster: ClusterId,
@@ -30,17 +31,22 @@ pub fn of_node(
             });
         }
     }
+    Ok(set(cluster, node, replicas))
+}
+
+/// The set of `replicas` for `node`, versioned by their digest.
+pub fn set(cluster: ClusterId, node: &str, replicas: Vec<Assignment>) -> Assignments {
     let digest = Sha256::digest(skr8tr_proto::wire::encode(&replicas));
     let mut v = [0u8; 8];
     v.copy_from_slice(&digest[..8]);
-    Ok(Assignments {
+    Assignments {
         cluster,
         node: node.to_string(),
         version: u64::from_le_bytes(v).max(1),
         replicas,
         // Set to the poll's nonce when it is answered.
         nonce: [0; 16],
-    })
+    }
 }
 
 #[cfg(test)]

@@ -39,10 +39,11 @@ pub fn watched(c: &Conductor, who: String, index: u64, now: u64) {
 /// placements is desired `Run`, and every router heard from lately has
 /// the current registry.
 pub fn left(c: &Conductor, node: &str, now: u64) -> Result<bool, StoreError> {
-    let placements = c.store.snapshot()?.placements()?;
-    if placements
-        .iter()
-        .any(|(_, p)| p.node == node && p.desired == DesiredStatus::Run)
+    let desired = c.index.desired(&c.store)?;
+    if desired
+        .placements
+        .values()
+        .any(|p| p.node == node && p.desired == DesiredStatus::Run)
     {
         return Ok(false);
     }

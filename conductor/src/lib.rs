@@ -31,6 +31,7 @@ pub mod api;
 pub mod assignments;
 pub mod autoscale;
 pub mod commands;
+pub mod index;
 pub mod leaving;
 pub mod limits;
 pub mod reconciler;

@@ -9,7 +9,7 @@
 
 use crate::rollout::{self, Next, Seen};
 use crate::scheduler::{self, Change, NodeFit, Plan};
-use crate::source::{self, Source};
+use crate::source::{self, Desired};
 use crate::state::Conductor;
 use skr8tr_proto::code::Code;
 use skr8tr_store::records::AppRecord;
@@ -19,17 +19,22 @@ use std::sync::Arc;
 use std::time::Duration;
 
 const TICK: Duration = Duration::from_millis(250);
+/// A pass at least this often, whatever changed: a safety sweep.
+const SWEEP_MS: u64 = 5_000;
 
 pub async fn run(c: Arc<Conductor>) {
+    let mut alive_before: BTreeSet<String> = BTreeSet::new();
+    let mut swept = 0u64;
     loop {
-        tokio::select! {
-            _ = c.wake.notified() => {}
-            _ = tokio::time::sleep(TICK) => {}
-        }
+        let woken = tokio::select! {
+            _ = c.wake.notified() => true,
+            _ = tokio::time::sleep(TICK) => false,
+        };
         let now = c.now_ms();
-        // Nodes fall silent without a report saying so: let registry
-        // watchers recheck liveness every tick.
-        c.registry_moved();
+        // Nodes fall silent without a report saying so.
+        if crate::registry::expired(&c, now) {
+            c.registry_moved();
+        }
         if c.resyncing() {
             if !resync_done(&c, now) {
                 continue;
@@ -37,6 +42,26 @@ pub async fn run(c: Arc<Conductor>) {
             c.end_resync();
             tracing::info!("re-sync complete: scheduling resumes");
         }
+        // A pass when something changed (a commit, a report that moved
+        // something, a node lost), while time itself is what a plan waits
+        // on, and as a sweep; otherwise the tick costs a set of names.
+        let alive: BTreeSet<String> = {
+            let nodes = c.nodes();
+            nodes
+                .iter()
+                .filter(|(_, n)| c.is_alive(n, now))
+                .map(|(name, _)| name.clone())
+                .collect()
+        };
+        let due = woken
+            || alive != alive_before
+            || waits_on_time(&c, &alive)
+            || now.saturating_sub(swept) >= SWEEP_MS;
+        alive_before = alive;
+        if !due {
+            continue;
+        }
+        swept = now;
         let c2 = c.clone();
         let result = tokio::task::spawn_blocking(move || step(&c2, now)).await;
         match result {
@@ -48,20 +73,33 @@ pub async fn run(c: Arc<Conductor>) {
     }
 }
 
+/// Whether a plan may be waiting on time alone: a rollout (step
+/// deadlines), a drain (removal after the registry drain), a placement on
+/// a node not alive (the lost-node timeout, `stop-after` waits).
+fn waits_on_time(c: &Conductor, alive: &BTreeSet<String>) -> bool {
+    if !c.draining().is_empty() {
+        return true;
+    }
+    match c.index.desired(&c.store) {
+        Ok(d) => {
+            !d.rollouts.is_empty() || c.index.placed_nodes().iter().any(|n| !alive.contains(n))
+        }
+        Err(_) => true,
+    }
+}
+
 /// Every node that holds placements has reported since this start, or the
 /// window is over.
 fn resync_done(c: &Conductor, now: u64) -> bool {
     if now.saturating_sub(c.started_ms()) >= c.config.resync_timeout.as_millis() as u64 {
         return true;
     }
-    let Ok(snap) = c.store.snapshot() else {
+    if c.index.sync(&c.store).is_err() {
         return false;
-    };
-    let Ok(placements) = snap.placements() else {
-        return false;
-    };
+    }
+    let placed = c.index.placed_nodes();
     let nodes = c.nodes();
-    placements.iter().all(|(_, p)| nodes.contains_key(&p.node))
+    placed.iter().all(|n| nodes.contains_key(n))
 }
 
 /// Every reported node as the scheduler sees it at `now`: alive or lost,
@@ -106,34 +144,35 @@ pub fn seen(c: &Conductor, now: u64) -> HashMap<(String, String), Seen> {
     out
 }
 
-/// Plans once; commits what there is. Returns whether anything was committed.
+/// Plans once from the in-memory desired state; commits what there is,
+/// each plan checked again inside its commit against the transaction's own
+/// view. Returns whether anything was committed.
 pub(crate) fn step(c: &Conductor, now: u64) -> Result<bool, String> {
     let nodes = schedulable_nodes(c, now);
     let seen = seen(c, now);
     let step_timeout = c.config.step_timeout.map(|d| d.as_millis() as u64);
-    let snap = c.store.snapshot().map_err(|e| e.to_string())?;
+    let d = c.index.desired(&c.store).map_err(|e| e.to_string())?;
     let draining = {
-        let stopped: BTreeSet<String> = snap
-            .placements()
-            .map_err(|e| e.to_string())?
-            .into_iter()
+        let stopped: BTreeSet<&String> = d
+            .placements
+            .iter()
             .filter(|(_, p)| p.desired == skr8tr_store::records::DesiredStatus::Stop)
             .map(|(id, _)| id)
             .collect();
-        let mut d = c.draining();
-        d.retain(|id, _| stopped.contains(id));
+        let mut dr = c.draining();
+        dr.retain(|id, _| stopped.contains(id));
         for id in stopped {
-            d.entry(id).or_insert(now);
+            dr.entry(id.clone()).or_insert(now);
         }
-        d.clone()
+        dr.clone()
     };
     // A node placements name but no report has reached since this start
     // (cut off, frozen): lost, silent for at least as long as this
     // conductor has run — not forever, which would end a `stop-after`
     // wait at once.
     let mut nodes = nodes;
-    for (_, p) in snap.placements().map_err(|e| e.to_string())? {
-        nodes.entry(p.node.clone()).or_insert_with(|| NodeFit {
+    for node in c.index.placed_nodes() {
+        nodes.entry(node).or_insert_with(|| NodeFit {
             alive: false,
             schedulable: false,
             silent_ms: now.saturating_sub(c.started_ms()),
@@ -143,22 +182,14 @@ pub(crate) fn step(c: &Conductor, now: u64) -> Result<bool, String> {
             wasm: false,
         });
     }
-    let plan = schedule(&snap, &nodes, &seen, &draining, now).map_err(|e| e.to_string())?;
-    let rolling: Vec<String> = snap
-        .rollouts()
-        .map_err(|e| e.to_string())?
-        .into_iter()
-        .map(|(app, _)| app)
-        .collect();
+    let plan = schedule(&d, &nodes, &seen, &draining, now);
     let mut advanced = Vec::new();
-    for app in &rolling {
-        if let Some((s, _)) = rollout_step(&snap, app, &nodes, &seen, &draining, step_timeout, now)
-            .map_err(|e| e.to_string())?
-        {
+    for app in d.rollouts.keys() {
+        if let Some((s, _)) = rollout_step(&d, app, &nodes, &seen, &draining, step_timeout, now) {
             advanced.push((app.clone(), s));
         }
     }
-    drop(snap);
+    drop(d);
     *c.unplaced() = plan.unplaced.clone();
     let mut committed = false;
     if !plan.changes.is_empty() {
@@ -166,7 +197,7 @@ pub(crate) fn step(c: &Conductor, now: u64) -> Result<bool, String> {
         let outcome = c
             .store
             .system(plan.summary(), plan.apps(), now, move |tx| {
-                let again = schedule(tx, &nodes, &seen, &draining, now)?;
+                let again = schedule(&Desired::load(tx)?, &nodes, &seen, &draining, now);
                 if again != plan {
                     return Err(
                         Refusal::new(Code::StalePlan, "state changed while planning").into(),
@@ -184,8 +215,9 @@ pub(crate) fn step(c: &Conductor, now: u64) -> Result<bool, String> {
         let outcome = c
             .store
             .system(summary.clone(), vec![app.clone()], now, move |tx| {
+                let d = Desired::load(tx)?;
                 let Some((again, current)) =
-                    rollout_step(tx, &app, &nodes, &seen, &draining, step_timeout, now)?
+                    rollout_step(&d, &app, &nodes, &seen, &draining, step_timeout, now)
                 else {
                     return Err(Refusal::new(
                         Code::StalePlan,
@@ -225,28 +257,27 @@ fn accepted(outcome: Outcome<()>, what: &str) -> bool {
 }
 
 fn schedule(
-    src: &impl Source,
+    d: &Desired,
     nodes: &BTreeMap<String, NodeFit>,
     seen: &HashMap<(String, String), Seen>,
     draining: &HashMap<String, u64>,
     now: u64,
-) -> Result<Plan, StoreError> {
-    let (apps, placements) = source::load(src)?;
-    let rolling: BTreeSet<String> = src.rollouts()?.into_iter().map(|(a, _)| a).collect();
-    let nodes = source::with_cordons(src, nodes)?;
+) -> Plan {
+    let rolling = d.rolling();
+    let nodes = d.with_cordons(nodes);
     let observed = scheduler::Observed {
-        seen: on_their_node(&placements, seen),
+        seen: on_their_node(&d.placements, seen),
         draining_since: draining.clone(),
         reported: seen.keys().map(|(id, _)| id.clone()).collect(),
         now,
     };
-    Ok(scheduler::plan(&scheduler::ClusterView {
-        apps: &apps,
-        placements: &placements,
+    scheduler::plan(&scheduler::ClusterView {
+        apps: &d.apps,
+        placements: &d.placements,
         nodes: &nodes,
         rolling: &rolling,
         observed: &observed,
-    }))
+    })
 }
 
 /// What each placement's own node reports of it.
@@ -266,31 +297,24 @@ fn on_their_node(
 /// The next step of `app`'s rollout, if it has one and the step does
 /// anything; with the app record it applies to.
 fn rollout_step(
-    src: &impl Source,
+    d: &Desired,
     app: &str,
     nodes: &BTreeMap<String, NodeFit>,
     seen: &HashMap<(String, String), Seen>,
     draining: &HashMap<String, u64>,
     step_timeout_ms: Option<u64>,
     now: u64,
-) -> Result<Option<(rollout::Step, AppRecord)>, StoreError> {
-    let Some((_, record)) = src.rollouts()?.into_iter().find(|(a, _)| a == app) else {
-        return Ok(None);
-    };
-    let (apps, placements) = source::load(src)?;
-    let Some((app_record, from_spec)) = apps.get(app) else {
-        return Ok(None);
-    };
-    let Some(to_spec) = src.spec(app, record.to_generation)?.map(|s| s.spec) else {
-        return Ok(None);
-    };
-    let rolling: BTreeSet<String> = src.rollouts()?.into_iter().map(|(a, _)| a).collect();
-    let on_node = on_their_node(&placements, seen);
-    let nodes = source::with_cordons(src, nodes)?;
+) -> Option<(rollout::Step, AppRecord)> {
+    let record = d.rollouts.get(app)?;
+    let (app_record, from_spec) = d.apps.get(app)?;
+    let to_spec = d.spec(app, record.to_generation)?;
+    let rolling = d.rolling();
+    let on_node = on_their_node(&d.placements, seen);
+    let nodes = d.with_cordons(nodes);
     let observed = scheduler::Observed::default();
-    let d = scheduler::ClusterView {
-        apps: &apps,
-        placements: &placements,
+    let view = scheduler::ClusterView {
+        apps: &d.apps,
+        placements: &d.placements,
         nodes: &nodes,
         rolling: &rolling,
         observed: &observed,
@@ -298,16 +322,16 @@ fn rollout_step(
     let s = rollout::step(&rollout::View {
         app,
         record: app_record,
-        rollout: &record,
+        rollout: record,
         from_spec,
-        to_spec: &to_spec,
-        desired: &d,
+        to_spec,
+        desired: &view,
         seen: &on_node,
         draining_since: draining,
         step_timeout_ms,
         now,
     });
-    Ok((!s.is_noop(&record)).then(|| (s, app_record.clone())))
+    (!s.is_noop(record)).then(|| (s, app_record.clone()))
 }
 
 fn finish_step(

@@ -10,43 +10,100 @@ use skr8tr_proto::wire::{Endpoint, RegistrySnapshot, ReplicaState};
 use skr8tr_store::StoreError;
 use skr8tr_store::records::DesiredStatus;
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
-pub fn snapshot(c: &Conductor, now: u64) -> Result<RegistrySnapshot, StoreError> {
-    let placements = c.store.snapshot()?.placements()?;
-    let mut ready: HashMap<(String, String), (String, u16)> = HashMap::new();
-    for (name, node) in c.nodes().iter() {
+/// A computed registry, valid until the watch count moves (an endpoint
+/// changed) or `valid_until` (the first moment one of the nodes serving in
+/// it could be lost without a report saying so).
+pub struct Cached {
+    snapshot: Arc<RegistrySnapshot>,
+    stamp: u64,
+    valid_until: u64,
+}
+
+/// The registry as of `now`: the last one computed while no endpoint has
+/// changed since, or a new one.
+pub fn snapshot(c: &Conductor, now: u64) -> Result<Arc<RegistrySnapshot>, StoreError> {
+    let stamp = *c.registry_changed.borrow();
+    if let Some(cached) = c
+        .registry_cache
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .as_ref()
+        && cached.stamp == stamp
+        && now <= cached.valid_until
+    {
+        return Ok(cached.snapshot.clone());
+    }
+    let (snapshot, valid_until) = compute(c, now)?;
+    let snapshot = Arc::new(snapshot);
+    *c.registry_cache.lock().unwrap_or_else(|p| p.into_inner()) = Some(Cached {
+        snapshot: snapshot.clone(),
+        stamp,
+        valid_until,
+    });
+    Ok(snapshot)
+}
+
+/// Whether the last registry computed may be out of date by time alone
+/// (a node serving in it fell silent): the reconciler's tick then tells
+/// watchers to look again.
+pub fn expired(c: &Conductor, now: u64) -> bool {
+    c.registry_cache
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .as_ref()
+        .is_some_and(|cached| now > cached.valid_until)
+}
+
+fn compute(c: &Conductor, now: u64) -> Result<(RegistrySnapshot, u64), StoreError> {
+    let desired = c.index.desired(&c.store)?;
+    let lost_after = c.config.lost_after.as_millis() as u64;
+    let mut valid_until = u64::MAX;
+    let mut ready: HashMap<(&str, &str), (String, u16)> = HashMap::new();
+    let nodes = c.nodes();
+    for (name, node) in nodes.iter() {
         if !c.is_alive(node, now) {
             continue;
         }
+        let mut serves = false;
         for r in &node.report.replicas {
             if let (ReplicaState::Ready, Some(port)) = (r.state, r.port) {
+                serves = true;
                 ready.insert(
-                    (r.replica.clone(), name.clone()),
+                    (r.replica.as_str(), name.as_str()),
                     (node.report.address.clone(), port),
                 );
             }
         }
+        if serves {
+            valid_until = valid_until.min(node.last_ms.saturating_add(lost_after));
+        }
     }
     let mut apps: BTreeMap<String, Vec<Endpoint>> = BTreeMap::new();
-    for (id, p) in placements {
+    for (id, p) in &desired.placements {
         if p.desired != DesiredStatus::Run {
             continue;
         }
-        if let Some((address, port)) = ready.get(&(id.clone(), p.node.clone())) {
+        if let Some((address, port)) = ready.get(&(id.as_str(), p.node.as_str())) {
             apps.entry(p.app.clone()).or_default().push(Endpoint {
-                replica: id,
+                replica: id.clone(),
                 address: address.clone(),
                 port: *port,
             });
         }
     }
+    drop(nodes);
     let digest = Sha256::digest(skr8tr_proto::wire::encode(&apps));
     let mut index = [0u8; 8];
     index.copy_from_slice(&digest[..8]);
-    Ok(RegistrySnapshot {
-        index: u64::from_le_bytes(index).max(1),
-        apps,
-    })
+    Ok((
+        RegistrySnapshot {
+            index: u64::from_le_bytes(index).max(1),
+            apps,
+        },
+        valid_until,
+    ))
 }
 
 #[cfg(test)]

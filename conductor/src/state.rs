@@ -83,12 +83,15 @@ pub struct Conductor {
     keyring: Mutex<OperatorKeys>,
     /// Admitted nodes' keys, decoded once.
     node_keys: Mutex<HashMap<String, PublicKey>>,
-    /// Bumped after every commit that may change some node's assignments.
-    pub changed: watch::Sender<u64>,
+    /// Desired state in memory, updated from what each commit wrote; it
+    /// also wakes the long-polls of the nodes a commit touched.
+    pub index: crate::index::Index,
+    /// The last registry computed, until an endpoint changes.
+    pub registry_cache: Mutex<Option<crate::registry::Cached>>,
     /// Wakes the reconciler early.
     pub wake: Notify,
-    /// Bumped whenever the registry may have changed (reports, commits,
-    /// reconciler ticks); registry watchers recompute and compare.
+    /// Bumped whenever the registry may have changed (a routable endpoint
+    /// in a report, a commit, a node falling silent); watchers compare.
     pub registry_changed: watch::Sender<u64>,
     /// Round-robin position for `lookup --one`.
     pub lookup_next: std::sync::atomic::AtomicUsize,
@@ -170,7 +173,8 @@ impl Conductor {
             nodes: Mutex::new(BTreeMap::new()),
             keyring: Mutex::new(keyring),
             node_keys: Mutex::new(node_keys),
-            changed: watch::channel(0).0,
+            index: crate::index::Index::default(),
+            registry_cache: Mutex::new(None),
             registry_changed: watch::channel(0).0,
             lookup_next: std::sync::atomic::AtomicUsize::new(0),
             registry_watchers: Mutex::new(HashMap::new()),
@@ -215,6 +219,8 @@ impl Conductor {
     pub fn forget_node(&self, node: &str) {
         lock(&self.node_keys).remove(node);
         lock(&self.nodes).remove(node);
+        self.index.forget(node);
+        self.registry_moved();
     }
 
     pub fn set_node_key(&self, node: &str, key: PublicKey) {
@@ -256,9 +262,13 @@ impl Conductor {
         lock(&self.unplaced)
     }
 
-    /// Tells long-polls and the reconciler that desired state changed.
+    /// After a commit: the index catches up (waking the long-polls of the
+    /// nodes it touched), registry watchers look again, the reconciler runs.
     pub fn bump(&self) {
-        self.changed.send_modify(|v| *v = v.wrapping_add(1));
+        if let Err(e) = self.index.sync(&self.store) {
+            // Each reader syncs again: the next one that can read catches up.
+            crate::throttle::INDEX.warn(&e);
+        }
         self.registry_moved();
         self.wake.notify_one();
     }

@@ -205,6 +205,8 @@ impl Harness {
                 last_ms: self.now(),
             },
         );
+        // As the report handler does (it tells only when endpoints moved).
+        self.c.registry_moved();
     }
 
     /// Every placement: replica id → node.

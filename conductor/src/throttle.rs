@@ -18,6 +18,8 @@ pub struct Throttled {
 pub static STORE_FULL: Throttled = Throttled::new("store write failed");
 /// Reconcile passes that failed.
 pub static RECONCILE: Throttled = Throttled::new("reconcile failed");
+/// The in-memory index could not read the store.
+pub static INDEX: Throttled = Throttled::new("index sync failed");
 /// Autoscale passes that failed.
 pub static AUTOSCALE: Throttled = Throttled::new("autoscale failed");
 

@@ -24,6 +24,7 @@
 pub mod audit;
 mod db;
 mod error;
+pub mod feed;
 mod read;
 pub mod records;
 mod tables;
@@ -146,6 +147,8 @@ pub struct UnverifiedEntry {
 
 pub struct Store {
     db: Arc<db::Db>,
+    /// What each commit wrote, for in-memory indexes ([`feed`]).
+    feed: Arc<feed::Feed>,
     sender: Option<Sender<Pending>>,
     writer: Option<JoinHandle<()>>,
     file: PathBuf,
@@ -247,13 +250,16 @@ impl Store {
         let db = Arc::new(db::Db::new(db, file.clone(), options.cache_bytes));
         let (sender, rx) = mpsc::channel();
         let writer_db = db.clone();
+        let feed = Arc::new(feed::Feed::default());
+        let writer_feed = feed.clone();
         let max_batch = options.max_batch.max(1);
         let writer = std::thread::Builder::new()
             .name("store-writer".into())
-            .spawn(move || writer::run(writer_db, rx, max_batch))
+            .spawn(move || writer::run(writer_db, writer_feed, rx, max_batch))
             .ok();
         Store {
             db,
+            feed,
             sender: writer.as_ref().map(|_| sender),
             writer,
             file,
@@ -269,6 +275,11 @@ impl Store {
     /// The database file.
     pub fn file(&self) -> &Path {
         &self.file
+    }
+
+    /// What commits changed, for readers that keep desired state in memory.
+    pub fn feed(&self) -> &feed::Feed {
+        &self.feed
     }
 
     /// A consistent read view of everything committed so far.
@@ -345,6 +356,7 @@ impl Store {
             kind,
             time_ms,
             effect,
+            touched: Vec::new(),
             reply: Box::new(move |result| {
                 let _ = tx.send(result);
             }),
@@ -523,6 +535,7 @@ fn initialise(
         txn,
         seq: genesis.seq,
         time_ms: now_ms,
+        touched: Vec::new(),
     };
     t.add_operator_key(key_name, key, None)
 }

@@ -16,6 +16,8 @@ pub struct Tx<'a> {
     pub(crate) txn: &'a WriteTransaction,
     pub(crate) seq: u64,
     pub(crate) time_ms: u64,
+    /// The desired-state keys written so far ([`crate::feed`]).
+    pub(crate) touched: Vec<crate::feed::Touched>,
 }
 
 read_api!(Tx<'a>);
@@ -77,6 +79,8 @@ impl Tx<'_> {
     }
 
     pub fn put_app(&mut self, name: &str, record: &AppRecord) -> Result<(), StoreError> {
+        self.touched
+            .push(crate::feed::Touched::App(name.to_string()));
         self.txn
             .open_table(APPS)?
             .insert(name, record.encode().as_slice())?;
@@ -84,6 +88,8 @@ impl Tx<'_> {
     }
 
     pub fn remove_app(&mut self, name: &str) -> Result<bool, StoreError> {
+        self.touched
+            .push(crate::feed::Touched::App(name.to_string()));
         Ok(self.txn.open_table(APPS)?.remove(name)?.is_some())
     }
 
@@ -93,6 +99,8 @@ impl Tx<'_> {
         generation: u64,
         record: &SpecRecord,
     ) -> Result<(), StoreError> {
+        self.touched
+            .push(crate::feed::Touched::Spec(app.to_string(), generation));
         self.txn
             .open_table(SPECS)?
             .insert((app, generation), record.encode().as_slice())?;
@@ -100,6 +108,8 @@ impl Tx<'_> {
     }
 
     pub fn remove_spec(&mut self, app: &str, generation: u64) -> Result<bool, StoreError> {
+        self.touched
+            .push(crate::feed::Touched::Spec(app.to_string(), generation));
         Ok(self
             .txn
             .open_table(SPECS)?
@@ -112,6 +122,8 @@ impl Tx<'_> {
         replica: &str,
         record: &PlacementRecord,
     ) -> Result<(), StoreError> {
+        self.touched
+            .push(crate::feed::Touched::Placement(replica.to_string()));
         self.txn
             .open_table(PLACEMENTS)?
             .insert(replica, record.encode().as_slice())?;
@@ -119,10 +131,14 @@ impl Tx<'_> {
     }
 
     pub fn remove_placement(&mut self, replica: &str) -> Result<bool, StoreError> {
+        self.touched
+            .push(crate::feed::Touched::Placement(replica.to_string()));
         Ok(self.txn.open_table(PLACEMENTS)?.remove(replica)?.is_some())
     }
 
     pub fn put_rollout(&mut self, app: &str, record: &RolloutRecord) -> Result<(), StoreError> {
+        self.touched
+            .push(crate::feed::Touched::Rollout(app.to_string()));
         self.txn
             .open_table(ROLLOUTS)?
             .insert(app, record.encode().as_slice())?;
@@ -130,6 +146,8 @@ impl Tx<'_> {
     }
 
     pub fn remove_rollout(&mut self, app: &str) -> Result<bool, StoreError> {
+        self.touched
+            .push(crate::feed::Touched::Rollout(app.to_string()));
         Ok(self.txn.open_table(ROLLOUTS)?.remove(app)?.is_some())
     }
 
@@ -189,6 +207,8 @@ impl Tx<'_> {
 
     /// Cordons `node`; false if it already was.
     pub fn cordon(&mut self, node: &str, by: Option<Fingerprint>) -> Result<bool, StoreError> {
+        self.touched
+            .push(crate::feed::Touched::Cordon(node.to_string()));
         let mut t = self.txn.open_table(CORDONED)?;
         if t.get(node)?.is_some() {
             return Ok(false);
@@ -203,6 +223,8 @@ impl Tx<'_> {
 
     /// Lifts a cordon; false if there was none.
     pub fn uncordon(&mut self, node: &str) -> Result<bool, StoreError> {
+        self.touched
+            .push(crate::feed::Touched::Cordon(node.to_string()));
         Ok(self.txn.open_table(CORDONED)?.remove(node)?.is_some())
     }
 

@@ -25,6 +25,7 @@ use std::sync::mpsc::Receiver;
 use crate::audit::{AuditEvent, AuditOutcome, next_entry};
 use crate::db::Db;
 use crate::error::StoreError;
+use crate::feed::{Feed, Touched};
 use crate::tx::{self, EffectError, Refusal, Tx};
 
 pub(crate) type AnyValue = Box<dyn Any + Send>;
@@ -81,6 +82,8 @@ pub(crate) struct Pending {
     pub time_ms: u64,
     pub effect: Option<Effect>,
     pub reply: Reply,
+    /// The keys its effect wrote in the transaction being built.
+    pub touched: Vec<Touched>,
 }
 
 enum Abort {
@@ -107,7 +110,7 @@ impl From<redb::TransactionError> for Abort {
     }
 }
 
-pub(crate) fn run(db: Arc<Db>, rx: Receiver<Pending>, max_batch: usize) {
+pub(crate) fn run(db: Arc<Db>, feed: Arc<Feed>, rx: Receiver<Pending>, max_batch: usize) {
     loop {
         // A reopen that gave up is tried again each second, writes or not,
         // so reads come back by themselves.
@@ -133,11 +136,11 @@ pub(crate) fn run(db: Arc<Db>, rx: Receiver<Pending>, max_batch: usize) {
                 Err(_) => break,
             }
         }
-        commit_batch(&db, batch);
+        commit_batch(&db, &feed, batch);
     }
 }
 
-fn commit_batch(db: &Db, mut batch: Vec<Pending>) {
+fn commit_batch(db: &Db, feed: &Feed, mut batch: Vec<Pending>) {
     // A reopen that failed is tried again before anything is written.
     if db.is_closed()
         && let Err(e) = db.reopen()
@@ -154,7 +157,7 @@ fn commit_batch(db: &Db, mut batch: Vec<Pending>) {
     // every request's problem: they all get it.
     if batch.len() > 1 {
         match try_together(&handle, &mut batch) {
-            Ok(outcomes) => return reply_all(batch, outcomes),
+            Ok(outcomes) => return reply_all(feed, batch, outcomes),
             Err(Abort::Store(e)) if e.is_io() => {
                 drop(handle);
                 let _ = db.reopen();
@@ -167,7 +170,7 @@ fn commit_batch(db: &Db, mut batch: Vec<Pending>) {
             }) => {
                 drop(handle);
                 if recovered_through(db, seq) {
-                    return reply_all(batch, outcomes);
+                    return reply_all(feed, batch, outcomes);
                 }
                 return fail_all(db, batch, &error);
             }
@@ -176,11 +179,18 @@ fn commit_batch(db: &Db, mut batch: Vec<Pending>) {
     }
     drop(handle);
     for p in batch {
-        commit_alone(db, p);
+        commit_alone(db, feed, p);
     }
 }
 
-fn reply_all(batch: Vec<Pending>, outcomes: Vec<Outcome<AnyValue>>) {
+/// After the commit: what it wrote goes to the feed, then each caller hears.
+fn reply_all(feed: &Feed, mut batch: Vec<Pending>, outcomes: Vec<Outcome<AnyValue>>) {
+    feed.publish(
+        batch
+            .iter_mut()
+            .flat_map(|p| std::mem::take(&mut p.touched))
+            .collect(),
+    );
     for (p, outcome) in batch.into_iter().zip(outcomes) {
         (p.reply)(Ok(outcome));
     }
@@ -249,7 +259,7 @@ fn commit(
     }
 }
 
-fn commit_alone(db: &Db, mut p: Pending) {
+fn commit_alone(db: &Db, feed: &Feed, mut p: Pending) {
     let result = (|| {
         let handle = db.get()?;
         let txn = handle.begin_write()?;
@@ -294,6 +304,9 @@ fn commit_alone(db: &Db, mut p: Pending) {
         }
         other => other,
     };
+    if result.is_ok() {
+        feed.publish(std::mem::take(&mut p.touched));
+    }
     (p.reply)(result);
 }
 
@@ -351,6 +364,8 @@ fn apply(
     p: &mut Pending,
 ) -> Result<Outcome<AnyValue>, Abort> {
     let seq = head.0 + 1;
+    // What an earlier try of this request wrote is not in this transaction.
+    p.touched.clear();
     let (event, outcome, value) = match &p.kind {
         Kind::Command {
             envelope,
@@ -365,6 +380,7 @@ fn apply(
                 txn,
                 seq,
                 time_ms: p.time_ms,
+                touched: Vec::new(),
             };
             if tx.nonce_seen(nonce)? {
                 let refusal = Refusal::new(
@@ -378,6 +394,7 @@ fn apply(
                 (event, rejected(&refusal), Err(refusal))
             } else {
                 let value = run_effect(&mut p.effect, &mut tx)?;
+                p.touched = tx.touched;
                 tx::remember_nonce(txn, nonce, *nonce_expires_ms)?;
                 let event = AuditEvent::Command {
                     envelope: envelope.clone(),
@@ -395,8 +412,10 @@ fn apply(
                 txn,
                 seq,
                 time_ms: p.time_ms,
+                touched: Vec::new(),
             };
             let value = run_effect(&mut p.effect, &mut tx)?;
+            p.touched = tx.touched;
             (
                 AuditEvent::System {
                     summary: summary.clone(),
@@ -446,6 +465,7 @@ impl Tx<'_> {
             txn,
             seq: 0,
             time_ms: 0,
+            touched: Vec::new(),
         }
         .audit_head()
     }

@@ -23,6 +23,8 @@ use std::time::{Duration, Instant};
 
 const WAIT: Duration = Duration::from_secs(300);
 const IDLE_WINDOW: Duration = Duration::from_secs(10);
+/// The most replicas one app may have.
+const APP_MAX: usize = 1000;
 
 /// The simulator's latest status line, and every p50/p99 it printed.
 #[derive(Default, Clone)]
@@ -197,11 +199,15 @@ fn main() {
     );
     let mut pid = pin_conductor(&c);
     let mut sim = Sim::start(&c);
-    let manifest = |n: usize| {
-        c.manifest(
-            "bench.skr8tr",
-            &format!("app bench\n  exec /bin/sleep\n  args infinity\n  replicas {n}\n"),
-        )
+    // An app holds at most 1000 replicas: `n` replicas are apps
+    // `bench-FROM..` of 1000 each.
+    let manifest = |from: usize, n: usize| {
+        let text: String = (from..from + n.div_ceil(APP_MAX))
+            .map(|i| {
+                format!("app bench-{i}\n  exec /bin/sleep\n  args infinity\n  replicas {APP_MAX}\n")
+            })
+            .collect();
+        c.manifest(&format!("bench-{from}.skr8tr"), &text)
     };
     println!("conductor on core 0, skr8tr-sim on core 1; {per_node} replicas per node");
     println!();
@@ -222,25 +228,22 @@ fn main() {
         sim.send(&format!("add {}", n - last));
         last = n;
         sim.until(|l| l.live == n).expect("the nodes start");
-        let want = n * per_node;
+        let want = (n * per_node).div_ceil(APP_MAX) * APP_MAX;
         if i + 1 == sizes.len() {
             // The last size: `up` of every replica at once, timed.
-            if placed > 0 {
-                c.ok(&["down", "bench"]);
-                sim.until(|l| l.ready == 0 && l.live == n)
-                    .expect("down drains");
+            for app in 0..placed.div_ceil(APP_MAX) {
+                c.ok(&["down", &format!("bench-{app}")]);
             }
-            let m = manifest(want);
+            sim.until(|l| l.ready == 0 && l.live == n)
+                .expect("down drains");
+            let m = manifest(0, want);
             let start = Instant::now();
             c.ok(&["up", m.to_str().unwrap()]);
             let t = sim.until(|l| l.ready >= want).map(|_| start.elapsed());
             results.push((want, t));
         } else {
-            if placed == 0 {
-                c.ok(&["up", manifest(want).to_str().unwrap()]);
-            } else {
-                c.ok(&["scale", "bench", &want.to_string()]);
-            }
+            let m = manifest(placed / APP_MAX, want - placed);
+            c.ok(&["up", m.to_str().unwrap()]);
             sim.until(|l| l.ready >= want).expect("every replica ready");
         }
         placed = want;
@@ -264,7 +267,7 @@ fn main() {
     println!("  Nomad, published: C1M 3,750 placements/s; C2M 1,499 placements/s");
 
     // 50 nodes lost at once: detected (lost-after 5 s) and replaced.
-    let total = *sizes.last().unwrap() * per_node;
+    let total = (*sizes.last().unwrap() * per_node).div_ceil(APP_MAX) * APP_MAX;
     let start = Instant::now();
     sim.send("stop 50");
     sim.until(|l| l.live == sizes.last().unwrap() - 50)
@@ -284,10 +287,12 @@ fn main() {
     let back = {
         let mut t = None;
         while start.elapsed() < WAIT {
-            if apps(&c)
+            let ready: usize = apps(&c)
                 .iter()
-                .any(|a| a.name == "bench" && a.ready as usize >= total)
-            {
+                .filter(|a| a.name.starts_with("bench-"))
+                .map(|a| a.ready as usize)
+                .sum();
+            if ready >= total {
                 t = Some(start.elapsed());
                 break;
             }

@@ -4,7 +4,6 @@
 
 use super::session::SessionExt;
 use super::{ApiError, body};
-use crate::assignments;
 use crate::state::{Conductor, NodeSeen};
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -56,18 +55,26 @@ pub async fn assignments(
         return Err(ApiError::new(Code::BadRequest, "expected a poll"));
     };
     let since = Some(version);
-    let mut changes = c.changed.subscribe();
+    // Woken only by commits that touch this node's set.
+    let mut changes = c.index.watch(&name);
     let deadline = tokio::time::Instant::now() + c.config.long_poll;
     loop {
         changes.borrow_and_update();
-        let snap = c.store.snapshot().map_err(ApiError::internal)?;
-        let current = assignments::of_node(&snap, c.cluster, &name).map_err(ApiError::internal)?;
-        drop(snap);
+        let current = c
+            .index
+            .assignments(&c.store, c.cluster, &name)
+            .map_err(ApiError::internal)?;
         if since != Some(current.version) || tokio::time::Instant::now() >= deadline {
             // Each answer echoes its poll's nonce: a recorded one cannot
             // be replayed to a later poll. Secret values are opened for
             // the node here, and only here; the set goes inside TLS.
-            let answer = opened(&c, wire::Assignments { nonce, ..current })?;
+            let answer = opened(
+                &c,
+                wire::Assignments {
+                    nonce,
+                    ..(*current).clone()
+                },
+            )?;
             return Ok(body(StatusCode::OK, &answer));
         }
         tokio::select! {
@@ -110,7 +117,7 @@ pub async fn report(
     }
     let now = c.now_ms();
     let leaving = report.leaving;
-    let first = {
+    let (first, moved) = {
         let mut nodes = c.nodes();
         let previous = nodes.insert(
             name.clone(),
@@ -119,9 +126,13 @@ pub async fn report(
                 last_ms: now,
             },
         );
+        let new = &nodes[&name].report;
         match previous {
-            None => true,
-            Some(p) => !c.is_alive(&p, now) || p.report.boot_id != nodes[&name].report.boot_id,
+            None => (true, Moved::all()),
+            Some(p) if !c.is_alive(&p, now) || p.report.boot_id != new.boot_id => {
+                (true, Moved::all())
+            }
+            Some(p) => (false, Moved::between(&p.report, new)),
         }
     };
     if first {
@@ -140,13 +151,18 @@ pub async fn report(
             );
         }
     }
-    // A new node is schedulable at once; any report may change readiness.
-    c.wake.notify_one();
-    c.registry_moved();
-    let current = {
-        let snap = c.store.snapshot().map_err(ApiError::store)?;
-        assignments::of_node(&snap, c.cluster, &name).map_err(ApiError::internal)?
-    };
+    // A report that changes nothing the scheduler or the routers read
+    // (most of them: a heartbeat) costs a lookup and a comparison.
+    if moved.scheduling {
+        c.wake.notify_one();
+    }
+    if moved.endpoints {
+        c.registry_moved();
+    }
+    let current = c
+        .index
+        .assignments(&c.store, c.cluster, &name)
+        .map_err(ApiError::store)?;
     let left = leaving && crate::leaving::left(&c, &name, now).map_err(ApiError::store)?;
     Ok(body(
         StatusCode::OK,
@@ -156,4 +172,57 @@ pub async fn report(
             lost_after_ms: c.config.lost_after.as_millis() as u64,
         },
     ))
+}
+
+/// What a report changed of what others read.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Moved {
+    /// What the scheduler and the rollout engine read: replicas and their
+    /// states and restarts, what the node offers, labels, leaving.
+    pub scheduling: bool,
+    /// What the registry is made of: ready replicas, their ports, the address.
+    pub endpoints: bool,
+}
+
+impl Moved {
+    fn all() -> Moved {
+        Moved {
+            scheduling: true,
+            endpoints: true,
+        }
+    }
+
+    pub fn between(old: &wire::NodeReport, new: &wire::NodeReport) -> Moved {
+        let same = |a: &wire::ReplicaReport, b: &wire::ReplicaReport| {
+            a.replica == b.replica
+                && a.generation == b.generation
+                && a.state == b.state
+                && a.port == b.port
+                && a.restarts == b.restarts
+        };
+        let same_replicas = old.replicas.len() == new.replicas.len()
+            && old
+                .replicas
+                .iter()
+                .zip(&new.replicas)
+                .all(|(a, b)| same(a, b));
+        fn serving(r: &wire::NodeReport) -> impl Iterator<Item = (&String, Option<u16>)> {
+            r.replicas
+                .iter()
+                .filter(|x| x.state == wire::ReplicaState::Ready)
+                .map(|x| (&x.replica, x.port))
+        }
+        let endpoints = old.address != new.address || !serving(old).eq(serving(new));
+        let scheduling = !same_replicas
+            || endpoints
+            || old.resources.cpu_millis != new.resources.cpu_millis
+            || old.resources.ram_bytes != new.resources.ram_bytes
+            || old.labels != new.labels
+            || old.wasm != new.wasm
+            || old.leaving != new.leaving;
+        Moved {
+            scheduling,
+            endpoints,
+        }
+    }
 }

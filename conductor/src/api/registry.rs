@@ -42,7 +42,7 @@ pub async fn registry(
         }
         let snapshot = crate::registry::snapshot(&c, c.now_ms()).map_err(ApiError::internal)?;
         if w.index != Some(snapshot.index) || tokio::time::Instant::now() >= deadline {
-            return Ok(body(StatusCode::OK, &snapshot));
+            return Ok(body(StatusCode::OK, &*snapshot));
         }
         tokio::select! {
             _ = changes.changed() => {}
