@@ -79,8 +79,9 @@ pub struct Conductor {
     started_ms: std::sync::atomic::AtomicU64,
     /// Observed: each node's last report and when it arrived.
     nodes: Mutex<BTreeMap<String, NodeSeen>>,
-    /// Operator keys, decoded once (reloaded after key commands).
-    keyring: Mutex<OperatorKeys>,
+    /// Operator keys, decoded once (replaced whole after key commands, so
+    /// a verification on the blocking pool holds its own copy).
+    keyring: Mutex<Arc<OperatorKeys>>,
     /// Admitted nodes' keys, decoded once.
     node_keys: Mutex<HashMap<String, PublicKey>>,
     /// Desired state in memory, updated from what each commit wrote; it
@@ -171,7 +172,7 @@ impl Conductor {
             clock: Clock::System,
             started_ms: std::sync::atomic::AtomicU64::new(started_ms),
             nodes: Mutex::new(BTreeMap::new()),
-            keyring: Mutex::new(keyring),
+            keyring: Mutex::new(Arc::new(keyring)),
             node_keys: Mutex::new(node_keys),
             index: crate::index::Index::default(),
             registry_cache: Mutex::new(None),
@@ -207,8 +208,8 @@ impl Conductor {
         lock(&self.nodes)
     }
 
-    pub fn keyring(&self) -> MutexGuard<'_, OperatorKeys> {
-        lock(&self.keyring)
+    pub fn keyring(&self) -> Arc<OperatorKeys> {
+        lock(&self.keyring).clone()
     }
 
     pub fn node_key(&self, node: &str) -> Option<PublicKey> {
@@ -229,7 +230,7 @@ impl Conductor {
 
     pub fn reload_keys(&self) -> Result<(), StoreError> {
         let fresh = OperatorKeys::load(&self.store)?;
-        *lock(&self.keyring) = fresh;
+        *lock(&self.keyring) = Arc::new(fresh);
         Ok(())
     }
 

@@ -12,6 +12,8 @@
 //!   `X-Real-IP`, trusted proxies.
 //! - [`limits`]: [`Limits`] — client connection bounds, body size, backend
 //!   timeout, with their defaults.
+//! - `serve`: one client connection in HTTP/1.1 or HTTP/2 (ALPN `h2`,
+//!   or cleartext with `--h2c`).
 //! - `pool`: keep-alive HTTP/1 connections per backend.
 //! - `state`: the shared snapshot, round robin, ejections, the backend pool.
 //! - [`tls`]: the rustls server configuration from PEM files.
@@ -27,16 +29,19 @@ pub mod limits;
 mod pool;
 mod proxy;
 pub mod routes;
+mod serve;
 mod state;
 pub mod tls;
 
+#[cfg(test)]
+mod h2_tests;
 #[cfg(test)]
 mod tests;
 
 pub use limits::Limits;
 pub use routes::Route;
 
-use hyper_util::rt::TokioIo;
+use serve::{Protocol, serve};
 use skr8tr_net::Client;
 use skr8tr_net::server;
 use skr8tr_proto::wire::{self, RegistrySnapshot};
@@ -57,8 +62,12 @@ pub struct Config {
     pub trusted_proxies: Vec<headers::Cidr>,
     /// One `tracing` line per request (method, path, status, backend, ms).
     pub access_log: bool,
-    /// Terminate TLS with this configuration (see [`tls::server_config`]).
+    /// Terminate TLS with this configuration (see [`tls::server_config`]):
+    /// HTTP/2 or HTTP/1.1 by ALPN.
     pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// Serve cleartext HTTP/2 (prior knowledge) beside HTTP/1.1 on a
+    /// plain listener (`--h2c`).
+    pub h2c: bool,
 }
 
 impl Config {
@@ -70,6 +79,7 @@ impl Config {
             trusted_proxies: Vec::new(),
             access_log: true,
             tls: None,
+            h2c: false,
         }
     }
 }
@@ -102,12 +112,25 @@ async fn accept_loop(
         let shared = shared.clone();
         async move {
             match shared.config.tls.clone() {
-                None => serve(shared, client, io, false).await,
+                None => {
+                    let protocol = if shared.config.h2c {
+                        Protocol::Either
+                    } else {
+                        Protocol::Http1
+                    };
+                    serve(shared, client, io, false, protocol).await
+                }
                 Some(config) => {
                     let acceptor = tokio_rustls::TlsAcceptor::from(config);
                     let within = shared.config.limits.clients.header_timeout;
                     match tokio::time::timeout(within, acceptor.accept(io)).await {
-                        Ok(Ok(tls)) => serve(shared, client, tls, true).await,
+                        Ok(Ok(tls)) => {
+                            let protocol = match tls.get_ref().1.alpn_protocol() {
+                                Some(b"h2") => Protocol::Http2,
+                                _ => Protocol::Http1,
+                            };
+                            serve(shared, client, tls, true, protocol).await
+                        }
                         Ok(Err(e)) => tracing::debug!("TLS handshake with {client}: {e}"),
                         Err(_) => tracing::debug!("TLS handshake with {client} timed out"),
                     }
@@ -116,24 +139,6 @@ async fn accept_loop(
         }
     })
     .await;
-}
-
-/// Serves HTTP/1 on one client connection (plain or TLS).
-async fn serve<S>(shared: Arc<Shared>, client: std::net::SocketAddr, stream: S, tls: bool)
-where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-{
-    let http = shared.config.limits.clients.http1();
-    let service = hyper::service::service_fn(move |req| {
-        let shared = shared.clone();
-        async move { Ok::<_, std::convert::Infallible>(proxy::handle(shared, client, tls, req).await) }
-    });
-    let conn = http
-        .serve_connection(TokioIo::new(stream), service)
-        .with_upgrades();
-    if let Err(e) = conn.await {
-        tracing::debug!("connection from {client}: {e}");
-    }
 }
 
 /// Largest registry snapshot read (about 100,000 endpoints).

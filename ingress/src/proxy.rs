@@ -172,6 +172,14 @@ async fn forward(
         Err(response) => return (response, None),
     };
     headers::strip_hop_by_hop(&mut parts.headers);
+    // HTTP/2 carries the host in `:authority`; the HTTP/1.1 backend needs
+    // it as `Host`.
+    if !parts.headers.contains_key(hyper::header::HOST)
+        && let Some(authority) = parts.uri.authority()
+        && let Ok(host) = hyper::header::HeaderValue::from_str(authority.as_str())
+    {
+        parts.headers.insert(hyper::header::HOST, host);
+    }
     headers::add_forwarded(
         &mut parts.headers,
         client.ip(),

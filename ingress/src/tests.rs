@@ -19,13 +19,13 @@ use tokio::net::TcpListener;
 
 /// A backend that answers every request with its name, the request's
 /// method, path and selected headers, and counts connections and requests.
-struct Backend {
-    addr: SocketAddr,
-    connections: Arc<AtomicUsize>,
-    requests: Arc<AtomicUsize>,
+pub(crate) struct Backend {
+    pub(crate) addr: SocketAddr,
+    pub(crate) connections: Arc<AtomicUsize>,
+    pub(crate) requests: Arc<AtomicUsize>,
 }
 
-async fn backend(name: &'static str) -> Backend {
+pub(crate) async fn backend(name: &'static str) -> Backend {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let connections = Arc::new(AtomicUsize::new(0));
@@ -86,7 +86,7 @@ fn closed_port() -> SocketAddr {
     l.local_addr().unwrap()
 }
 
-fn endpoint(replica: &str, addr: SocketAddr) -> Endpoint {
+pub(crate) fn endpoint(replica: &str, addr: SocketAddr) -> Endpoint {
     Endpoint {
         replica: replica.into(),
         address: addr.ip().to_string(),
@@ -95,7 +95,7 @@ fn endpoint(replica: &str, addr: SocketAddr) -> Endpoint {
 }
 
 /// An ingress serving `routes` on 127.0.0.1 with `apps` as its registry.
-async fn ingress(
+pub(crate) async fn ingress(
     routes: &[&str],
     apps: &[(&str, Vec<Endpoint>)],
     tune: impl FnOnce(&mut Config),
@@ -126,7 +126,7 @@ async fn ingress(
 }
 
 /// One request on a fresh client connection: status and body text.
-async fn send(addr: SocketAddr, request: Request<Full<Bytes>>) -> (StatusCode, String) {
+pub(crate) async fn send(addr: SocketAddr, request: Request<Full<Bytes>>) -> (StatusCode, String) {
     let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await

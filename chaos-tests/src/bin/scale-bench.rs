@@ -15,7 +15,7 @@
 
 use skr8tr_chaos_tests::harness::{Cluster, Options, skr8tr_bin};
 use skr8tr_chaos_tests::procs::{block_on, cpu_ms, rss_kib};
-use skr8tr_proto::wire::{self, AppView};
+use skr8tr_proto::wire::{self, AppView, StatusReply};
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -148,11 +148,15 @@ fn idle(conductor: u32, sim: &Sim) -> (f64, f64, u64, u64) {
     )
 }
 
+/// The apps of `status`; none while the conductor does not answer.
 fn apps(c: &Cluster) -> Vec<AppView> {
-    block_on(c.client().get("/v1/status", Duration::from_secs(30)))
-        .ok()
-        .and_then(|(_, body)| wire::decode(&body).ok())
-        .unwrap_or_default()
+    match block_on(c.client().get("/v1/status", Duration::from_secs(30))) {
+        Ok((status, body)) if status.is_success() => {
+            let reply: StatusReply = wire::decode(&body).expect("a status reply");
+            reply.apps
+        }
+        _ => Vec::new(),
+    }
 }
 
 fn secs(d: Option<Duration>) -> String {

@@ -43,6 +43,11 @@ pub struct Args {
     /// Terminate TLS with this certificate chain (PEM)
     #[arg(long, value_name = "FILE", requires = "tls_key")]
     tls_cert: Option<std::path::PathBuf>,
+    /// Also serve cleartext HTTP/2 (prior knowledge, as `h2load` and
+    /// `curl --http2-prior-knowledge` send it) on a plain listener; with
+    /// TLS, HTTP/2 is chosen by ALPN without this flag
+    #[arg(long, conflicts_with = "tls_cert")]
+    h2c: bool,
     /// The certificate's private key (PEM: PKCS#8, SEC1 or PKCS#1)
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     tls_key: Option<std::path::PathBuf>,
@@ -109,6 +114,7 @@ pub fn run(ctx: &crate::api::Ctx, args: Args) -> anyhow::Result<ExitCode> {
     config.limits.clients.unlimited_sources = args.trust_proxy.clone();
     config.trusted_proxies = args.trust_proxy;
     config.access_log = args.access_log;
+    config.h2c = args.h2c;
     if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
         config.tls = Some(skr8tr_ingress::tls::server_config(cert, key)?);
     }

@@ -91,10 +91,12 @@ async fn admit(
     from: IpAddr,
     now: u64,
 ) -> Result<(), ApiError> {
-    let verified = {
-        let ring = c.keyring();
-        envelope::verify(&ticket, &*ring, &c.cluster, now)
-    };
+    // On the blocking pool, as every ML-DSA operation of the conductor.
+    let (ring, cluster, signed) = (c.keyring(), c.cluster, ticket.clone());
+    let verified =
+        tokio::task::spawn_blocking(move || envelope::verify(&signed, &*ring, &cluster, now))
+            .await
+            .map_err(|e| ApiError::internal(format!("verification failed: {e}")))?;
     let verified = match verified {
         Ok(v) => v,
         Err(e) => {

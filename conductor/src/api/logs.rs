@@ -127,7 +127,7 @@ fn targets(
 }
 
 /// Asks the replica's node for its lines; failures become the entry's error.
-async fn fetch(c: &Conductor, t: &Target, limit: u32, after_seq: Option<u64>) -> ReplicaLog {
+async fn fetch(c: &Arc<Conductor>, t: &Target, limit: u32, after_seq: Option<u64>) -> ReplicaLog {
     let failed = |e: String| ReplicaLog {
         replica: t.replica.clone(),
         node: t.node.clone(),
@@ -145,10 +145,17 @@ async fn fetch(c: &Conductor, t: &Target, limit: u32, after_seq: Option<u64>) ->
         issued_at_ms: c.now_ms(),
         nonce: random_nonce(),
     };
-    let signed = match SignedLogRequest::sign(&c.key, &request) {
-        Ok(s) => s,
-        Err(e) => return failed(e.to_string()),
-    };
+    // An ML-DSA signature (about 1.5 ms, one per replica every 500 ms
+    // while someone follows) goes to the blocking pool.
+    let signer = c.clone();
+    let signed =
+        match tokio::task::spawn_blocking(move || SignedLogRequest::sign(&signer.key, &request))
+            .await
+        {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => return failed(e.to_string()),
+            Err(e) => return failed(e.to_string()),
+        };
     match tokio::time::timeout(
         Duration::from_secs(5),
         post(address, *port, *pin, wire::encode(&signed)),
