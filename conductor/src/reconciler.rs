@@ -25,14 +25,20 @@ const SWEEP_MS: u64 = 5_000;
 pub async fn run(c: Arc<Conductor>) {
     let mut alive_before: BTreeSet<String> = BTreeSet::new();
     let mut swept = 0u64;
+    let mut feed_before = c.store.feed().position();
     loop {
         let woken = tokio::select! {
             _ = c.wake.notified() => true,
             _ = tokio::time::sleep(TICK) => false,
         };
         let now = c.now_ms();
+        // A commit whose maker did not live to tell (a dropped handler, a
+        // failed step after its commit) is found here, within a tick.
+        let feed = c.store.feed().position();
+        let committed = feed != feed_before;
+        feed_before = feed;
         // Nodes fall silent without a report saying so.
-        if crate::registry::expired(&c, now) {
+        if committed || crate::registry::expired(&c, now) {
             c.registry_moved();
         }
         if c.resyncing() {
@@ -54,6 +60,7 @@ pub async fn run(c: Arc<Conductor>) {
                 .collect()
         };
         let due = woken
+            || committed
             || alive != alive_before
             || waits_on_time(&c, &alive)
             || now.saturating_sub(swept) >= SWEEP_MS;

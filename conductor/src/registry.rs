@@ -18,6 +18,9 @@ use std::sync::Arc;
 pub struct Cached {
     snapshot: Arc<RegistrySnapshot>,
     stamp: u64,
+    /// The store's feed position it was computed at: any commit since,
+    /// whoever made it and whether or not they told, recomputes it.
+    feed: u64,
     valid_until: u64,
 }
 
@@ -25,12 +28,14 @@ pub struct Cached {
 /// changed since, or a new one.
 pub fn snapshot(c: &Conductor, now: u64) -> Result<Arc<RegistrySnapshot>, StoreError> {
     let stamp = *c.registry_changed.borrow();
+    let feed = c.store.feed().position();
     if let Some(cached) = c
         .registry_cache
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .as_ref()
         && cached.stamp == stamp
+        && cached.feed == feed
         && now <= cached.valid_until
     {
         return Ok(cached.snapshot.clone());
@@ -40,6 +45,7 @@ pub fn snapshot(c: &Conductor, now: u64) -> Result<Arc<RegistrySnapshot>, StoreE
     *c.registry_cache.lock().unwrap_or_else(|p| p.into_inner()) = Some(Cached {
         snapshot: snapshot.clone(),
         stamp,
+        feed,
         valid_until,
     });
     Ok(snapshot)

@@ -43,7 +43,7 @@ async fn tls_clients_that_offer_h2_get_http2_and_backends_get_http1_with_a_host(
     let (_, addr) = ingress(
         &["/:web"],
         &[("web", vec![endpoint("web/1/0", b.addr)])],
-        |c| c.tls = Some(tls),
+        |c| c.tls = Some(crate::tls::with_http2(&tls)),
     )
     .await;
     let mut client = (*skr8tr_net::tls::client_config(id.pin()).unwrap()).clone();
@@ -82,6 +82,24 @@ async fn tls_clients_that_offer_h2_get_http2_and_backends_get_http1_with_a_host(
         b.connections.load(Ordering::Relaxed) <= 8,
         "pooled HTTP/1.1 to the backend"
     );
+    // Without `--http2`, a TLS client offering h2 gets HTTP/1.1.
+    let (_, plain_tls) = ingress(
+        &["/:web"],
+        &[("web", vec![endpoint("web/1/0", b.addr)])],
+        |c| c.tls = Some(tls),
+    )
+    .await;
+    let mut client = (*skr8tr_net::tls::client_config(id.pin()).unwrap()).clone();
+    client.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    let stream = tokio::net::TcpStream::connect(plain_tls).await.unwrap();
+    let tls_stream = tokio_rustls::TlsConnector::from(std::sync::Arc::new(client))
+        .connect(
+            rustls::pki_types::ServerName::try_from("localhost").unwrap(),
+            stream,
+        )
+        .await
+        .unwrap();
+    assert_ne!(tls_stream.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -95,6 +113,13 @@ async fn cleartext_http2_is_served_only_with_h2c_beside_http1() {
     let (status, text) = get(&mut sender, "http://api.test/x").await;
     assert_eq!(status, StatusCode::OK);
     assert!(text.starts_with("b1 GET /x host=api.test "), "{text}");
+    // A Host that is not the :authority is refused (RFC 9113 8.3.1).
+    let request = Request::get("http://api.test/x")
+        .header("host", "other.test")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let response = sender.send_request(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
     // HTTP/1.1 still works on the same listener.
     let (status, text) = crate::tests::send(
         with,

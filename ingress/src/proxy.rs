@@ -72,6 +72,15 @@ fn malformed(req: &Request<Incoming>) -> Option<&'static str> {
     {
         return Some("an HTTP/1.1 request needs a Host header");
     }
+    if req.version() == hyper::Version::HTTP_2
+        && let (Some(host), Some(authority)) = (
+            req.headers().get(hyper::header::HOST),
+            req.uri().authority(),
+        )
+        && host.as_bytes() != authority.as_str().as_bytes()
+    {
+        return Some("the Host header and :authority differ (RFC 9113 8.3.1); send one host");
+    }
     if has_dot_segments(req.uri().path()) {
         return Some(
             "the path has `.` or `..` segments, or an encoded slash; send it without them",

@@ -4,8 +4,10 @@
 //! HTTP/1.1 otherwise. Backends are always reached over pooled HTTP/1.1.
 //!
 //! HTTP/2's bounds: at most [`MAX_STREAMS`] requests at once per
-//! connection, the same header-size bound as HTTP/1.1, and hyper's h2
-//! defences (resets without a request, pending-accept limits) as they come.
+//! connection, header lists of at most [`MAX_H2_HEADER_LIST`] decoded
+//! bytes, and hyper's h2 defences (resets without a request,
+//! pending-accept limits) as they come. HTTP/2 is opt-in (`--http2`,
+//! `--h2c`): ARCHITECTURE lists what it does not bound yet.
 
 use crate::proxy;
 use crate::state::Shared;
@@ -13,7 +15,11 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use std::sync::Arc;
 
 /// Requests one HTTP/2 connection may have in flight.
-pub const MAX_STREAMS: u32 = 128;
+pub const MAX_STREAMS: u32 = 32;
+/// The largest HTTP/2 header list (decoded), whatever `--max-header` says:
+/// HPACK lets a few bytes stand for a long header, so this stays at h2's
+/// own default.
+pub const MAX_H2_HEADER_LIST: u32 = 16 * 1024;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Protocol {
@@ -49,7 +55,7 @@ pub async fn serve<S>(
             let mut b = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
             b.timer(TokioTimer::new())
                 .max_concurrent_streams(MAX_STREAMS)
-                .max_header_list_size(limits.max_header_bytes as u32);
+                .max_header_list_size((limits.max_header_bytes as u32).min(MAX_H2_HEADER_LIST));
             b.serve_connection(io, service)
                 .await
                 .map_err(|e| e.to_string())
@@ -63,7 +69,7 @@ pub async fn serve<S>(
             b.http2()
                 .timer(TokioTimer::new())
                 .max_concurrent_streams(MAX_STREAMS)
-                .max_header_list_size(limits.max_header_bytes as u32);
+                .max_header_list_size((limits.max_header_bytes as u32).min(MAX_H2_HEADER_LIST));
             b.serve_connection_with_upgrades(io, service)
                 .await
                 .map_err(|e| e.to_string())

@@ -40,15 +40,21 @@ pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, TlsEr
         path: key.display().to_string(),
         reason: e.to_string(),
     })?;
-    let mut config = ServerConfig::builder_with_provider(skr8tr_net::tls::provider())
+    let config = ServerConfig::builder_with_provider(skr8tr_net::tls::provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| TlsError::Config(e.to_string()))?
         .with_no_client_auth()
         .with_single_cert(certs, key)
         .map_err(|e| TlsError::Config(e.to_string()))?;
-    // HTTP/2 for clients that offer it, HTTP/1.1 for the rest.
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(config))
+}
+
+/// `config` offering HTTP/2 by ALPN (`--http2`), HTTP/1.1 to clients that
+/// do not ask for it.
+pub fn with_http2(config: &ServerConfig) -> Arc<ServerConfig> {
+    let mut config = config.clone();
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Arc::new(config)
 }
 
 #[cfg(test)]

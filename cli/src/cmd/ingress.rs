@@ -43,9 +43,12 @@ pub struct Args {
     /// Terminate TLS with this certificate chain (PEM)
     #[arg(long, value_name = "FILE", requires = "tls_key")]
     tls_cert: Option<std::path::PathBuf>,
+    /// With --tls-cert: offer HTTP/2 by ALPN to clients that ask for it
+    /// (opt-in: see ARCHITECTURE's known limits for HTTP/2)
+    #[arg(long, requires = "tls_cert")]
+    http2: bool,
     /// Also serve cleartext HTTP/2 (prior knowledge, as `h2load` and
-    /// `curl --http2-prior-knowledge` send it) on a plain listener; with
-    /// TLS, HTTP/2 is chosen by ALPN without this flag
+    /// `curl --http2-prior-knowledge` send it) beside HTTP/1.1 on a plain listener
     #[arg(long, conflicts_with = "tls_cert")]
     h2c: bool,
     /// The certificate's private key (PEM: PKCS#8, SEC1 or PKCS#1)
@@ -116,7 +119,12 @@ pub fn run(ctx: &crate::api::Ctx, args: Args) -> anyhow::Result<ExitCode> {
     config.access_log = args.access_log;
     config.h2c = args.h2c;
     if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
-        config.tls = Some(skr8tr_ingress::tls::server_config(cert, key)?);
+        let tls = skr8tr_ingress::tls::server_config(cert, key)?;
+        config.tls = Some(if args.http2 {
+            skr8tr_ingress::tls::with_http2(&tls)
+        } else {
+            tls
+        });
     }
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
