@@ -55,6 +55,19 @@ impl Recorded {
     }
 }
 
+/// The conductor's own state after an accepted command: keys reloaded,
+/// a revoked node forgotten (its next request finds no key, the scheduler
+/// no longer counts it), long-polls, watchers and the reconciler told.
+fn after_commit(c: &Conductor, command: &Command, is_key_change: bool) {
+    if is_key_change && let Err(e) = c.reload_keys() {
+        tracing::error!("reloading operator keys: {e}");
+    }
+    if let Command::RevokeNode { name } = command {
+        c.forget_node(name);
+    }
+    c.bump();
+}
+
 /// Verifies a command request from `from`, records it (accepted or not)
 /// and applies it.
 pub(super) async fn record(c: &Arc<Conductor>, from: IpAddr, bytes: Bytes) -> Recorded {
@@ -109,25 +122,24 @@ pub(super) async fn record(c: &Arc<Conductor>, from: IpAddr, bytes: Bytes) -> Re
     );
     let effect = commands::prepare(&command, verified.signer, &request.secrets, &c.sealing);
     let entry = CommandEntry::new(request.envelope, &verified, now).from(from.to_string());
-    let store = c.store.clone();
-    let outcome = tokio::task::spawn_blocking(move || match effect {
-        Ok(effect) => store.command(entry, effect),
-        Err(refusal) => store.command(entry, move |_| Err(refusal.clone().into())),
+    // What follows a commit runs on the blocking task with it, so a client
+    // that hangs up mid-commit cannot leave a revoked key accepted.
+    let (after, applied) = (c.clone(), command.clone());
+    let outcome = tokio::task::spawn_blocking(move || {
+        let outcome = match effect {
+            Ok(effect) => after.store.command(entry, effect),
+            Err(refusal) => after
+                .store
+                .command(entry, move |_| Err(refusal.clone().into())),
+        };
+        if let Ok(Outcome::Accepted { .. }) = &outcome {
+            after_commit(&after, &applied, is_key_change);
+        }
+        outcome
     })
     .await;
     match outcome {
         Ok(Ok(Outcome::Accepted { seq, value })) => {
-            if is_key_change && let Err(e) = c.reload_keys() {
-                tracing::error!("reloading operator keys: {e}");
-            }
-            if let Command::RevokeNode { name } = &command {
-                // At once: its next request finds no key, and the
-                // scheduler no longer counts it.
-                c.forget_node(name);
-                c.wake.notify_one();
-                c.registry_moved();
-            }
-            c.bump();
             tracing::info!(seq, signer = %verified.signer, "{}", command.summary());
             Recorded {
                 reply: CommandReply {
