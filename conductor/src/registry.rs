@@ -183,4 +183,40 @@ mod tests {
             .collect();
         assert_eq!(routed, ["web/2/0"]);
     }
+
+    #[test]
+    fn the_cached_registry_follows_a_commit_nobody_announced_and_a_node_falling_silent() {
+        let h = Harness::new("registry-cache");
+        h.up("app web\n  exec /bin/web\n  replicas 2\n");
+        h.report("n1", &[]);
+        crate::reconciler::step(&h.c, h.now()).unwrap();
+        h.report(
+            "n1",
+            &[
+                ("web/1/0", ReplicaState::Ready, Some(20000)),
+                ("web/1/1", ReplicaState::Ready, Some(20001)),
+            ],
+        );
+        let two = snapshot(&h.c, h.now()).unwrap();
+        assert_eq!(two.apps["web"].len(), 2);
+        assert!(
+            Arc::ptr_eq(&two, &snapshot(&h.c, h.now()).unwrap()),
+            "cached"
+        );
+        // Scaled down and removed by commits that neither bump nor tell
+        // the registry: the store's feed moved, so the cache is over.
+        h.ok(Command::Scale {
+            app: "web".into(),
+            replicas: 1,
+        });
+        crate::reconciler::step(&h.c, h.now()).unwrap();
+        let one = snapshot(&h.c, h.now()).unwrap();
+        assert_eq!(one.apps["web"].len(), 1, "{:?}", one.apps);
+        // The only serving node falls silent with no report: past the
+        // lost-node timeout the cache ends by time alone.
+        assert!(!expired(&h.c, h.now()));
+        h.advance(Duration::from_secs(6));
+        assert!(expired(&h.c, h.now()));
+        assert!(snapshot(&h.c, h.now()).unwrap().apps.is_empty());
+    }
 }

@@ -20,6 +20,24 @@ where
     Ok(sender)
 }
 
+/// A TLS connection to the ingress at `addr` whose client offers `h2`
+/// then `http/1.1` by ALPN.
+async fn offering_h2(
+    addr: std::net::SocketAddr,
+    pin: skr8tr_net::Pin,
+) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    let mut client = (*skr8tr_net::tls::client_config(pin).unwrap()).clone();
+    client.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    tokio_rustls::TlsConnector::from(std::sync::Arc::new(client))
+        .connect(
+            rustls::pki_types::ServerName::try_from("localhost").unwrap(),
+            stream,
+        )
+        .await
+        .unwrap()
+}
+
 async fn get(sender: &mut H2, uri: &str) -> (StatusCode, String) {
     let request = Request::get(uri).body(Full::new(Bytes::new())).unwrap();
     let response = sender.send_request(request).await.unwrap();
@@ -46,16 +64,7 @@ async fn tls_clients_that_offer_h2_get_http2_and_backends_get_http1_with_a_host(
         |c| c.tls = Some(crate::tls::with_http2(&tls)),
     )
     .await;
-    let mut client = (*skr8tr_net::tls::client_config(id.pin()).unwrap()).clone();
-    client.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let tls_stream = tokio_rustls::TlsConnector::from(std::sync::Arc::new(client))
-        .connect(
-            rustls::pki_types::ServerName::try_from("localhost").unwrap(),
-            stream,
-        )
-        .await
-        .unwrap();
+    let tls_stream = offering_h2(addr, id.pin()).await;
     assert_eq!(tls_stream.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
     let mut sender = h2_over(tls_stream).await.unwrap();
     // Several streams at once on the one connection.
@@ -89,16 +98,7 @@ async fn tls_clients_that_offer_h2_get_http2_and_backends_get_http1_with_a_host(
         |c| c.tls = Some(tls),
     )
     .await;
-    let mut client = (*skr8tr_net::tls::client_config(id.pin()).unwrap()).clone();
-    client.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    let stream = tokio::net::TcpStream::connect(plain_tls).await.unwrap();
-    let tls_stream = tokio_rustls::TlsConnector::from(std::sync::Arc::new(client))
-        .connect(
-            rustls::pki_types::ServerName::try_from("localhost").unwrap(),
-            stream,
-        )
-        .await
-        .unwrap();
+    let tls_stream = offering_h2(plain_tls, id.pin()).await;
     assert_ne!(tls_stream.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
     let _ = std::fs::remove_dir_all(&dir);
 }

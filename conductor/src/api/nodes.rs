@@ -226,3 +226,82 @@ impl Moved {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Moved;
+    use crate::testing::replica;
+    use skr8tr_proto::wire::{NodeReport, ReplicaState, Resources};
+
+    fn report(replicas: Vec<skr8tr_proto::wire::ReplicaReport>) -> NodeReport {
+        NodeReport {
+            node: "n1".into(),
+            address: "10.0.0.1".into(),
+            boot_id: 1,
+            assignments_version: 1,
+            resources: Resources {
+                cpu_millis: 2000,
+                ram_bytes: 1 << 30,
+                ..Resources::default()
+            },
+            replicas,
+            logs_port: None,
+            limits: None,
+            labels: Vec::new(),
+            wasm: false,
+            leaving: false,
+            logs_pin: None,
+            clock_ms: 1,
+        }
+    }
+
+    #[test]
+    fn a_heartbeat_moves_nothing_and_each_change_moves_what_reads_it() {
+        let old = report(vec![replica(
+            "web/1/0",
+            ReplicaState::Starting,
+            Some(20000),
+        )]);
+        let quiet = |m: Moved| !m.scheduling && !m.endpoints;
+        // Only usage and clocks differ: nobody is woken.
+        let mut beat = old.clone();
+        beat.clock_ms = 99;
+        beat.resources.cpu_used_millis = 700;
+        beat.replicas[0].rss_bytes = 1 << 20;
+        beat.replicas[0].cpu_millis = 40;
+        assert!(quiet(Moved::between(&old, &beat)));
+        // Ready: the scheduler and the routers both read it.
+        let ready = report(vec![replica("web/1/0", ReplicaState::Ready, Some(20000))]);
+        let m = Moved::between(&old, &ready);
+        assert!(m.scheduling && m.endpoints);
+        // A restart count moves the scheduler only (the replica is not serving).
+        let mut restarted = old.clone();
+        restarted.replicas[0].restarts = 1;
+        assert_eq!(
+            Moved::between(&old, &restarted),
+            Moved {
+                scheduling: true,
+                endpoints: false
+            }
+        );
+        // What the node offers, its labels, leaving: the scheduler.
+        let changes: [fn(&mut NodeReport); 4] = [
+            |r: &mut NodeReport| r.resources.ram_bytes *= 2,
+            |r: &mut NodeReport| r.labels = vec![("zone".into(), "a".into())],
+            |r: &mut NodeReport| r.leaving = true,
+            |r: &mut NodeReport| r.replicas.clear(),
+        ];
+        for change in changes {
+            let mut new = old.clone();
+            change(&mut new);
+            assert!(Moved::between(&old, &new).scheduling, "{new:?}");
+        }
+        // A serving replica's new address or port: the routers.
+        let mut moved = ready.clone();
+        moved.address = "10.0.0.2".into();
+        assert!(Moved::between(&ready, &moved).endpoints);
+        let mut port = ready.clone();
+        port.replicas[0].port = Some(20001);
+        assert!(Moved::between(&ready, &port).endpoints);
+    }
+}
