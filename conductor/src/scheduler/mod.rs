@@ -182,19 +182,14 @@ pub fn replica_id(app: &str, generation: u64, index: u32) -> String {
 pub fn plan(d: &ClusterView<'_>) -> Plan {
     let mut plan = Plan::default();
     // Reservations as they will be once the plan is applied.
-    let mut load: BTreeMap<&str, Load> = d
-        .nodes
-        .keys()
-        .map(|n| (n.as_str(), Load::default()))
-        .collect();
+    let mut load = Loads::new(d.nodes);
     // The wanted placements of each (app, index): the original, and its
     // successors while one moves off a cordoned node.
     let mut by_index: BTreeMap<(&str, u32), Vec<(&String, &PlacementRecord)>> = BTreeMap::new();
     for (id, p) in d.placements {
         if d.rolling.contains(&p.app) {
-            if let (Some(l), Some((_, spec))) = (load.get_mut(p.node.as_str()), d.apps.get(&p.app))
-            {
-                l.add(spec, &p.app);
+            if let Some((_, spec)) = d.apps.get(&p.app) {
+                load.add(&p.node, spec, &p.app);
             }
             continue;
         }
@@ -214,8 +209,8 @@ pub fn plan(d: &ClusterView<'_>) -> Plan {
             .entry((p.app.as_str(), p.index))
             .or_default()
             .push((id, p));
-        if let (Some(l), Some((_, spec))) = (load.get_mut(p.node.as_str()), d.apps.get(&p.app)) {
-            l.add(spec, &p.app);
+        if let Some((_, spec)) = d.apps.get(&p.app) {
+            load.add(&p.node, spec, &p.app);
         }
     }
     for (name, (app, spec)) in d.apps {
@@ -225,22 +220,21 @@ pub fn plan(d: &ClusterView<'_>) -> Plan {
         // One move off a cordoned node at a time per app, as a rollout
         // surges one replica at a time: a successor not yet ready, or an
         // original still draining, holds the next one back.
-        let mut surging = by_index.iter().any(|((a, i), group)| {
-            *a == name.as_str() && *i < app.replicas && {
-                let run: Vec<_> = group
-                    .iter()
-                    .filter(|(_, p)| p.desired == DesiredStatus::Run)
-                    .collect();
-                let draining = group.iter().any(|(_, p)| p.desired == DesiredStatus::Stop);
-                draining
-                    || run.len() > 1
-                        && run
-                            .iter()
-                            .max_by_key(|(id, _)| {
-                                successor_number(&replica_id(name, app.generation, *i), id)
-                            })
-                            .is_some_and(|(id, _)| !d.observed.ready(id))
-            }
+        let this_app = (name.as_str(), 0)..(name.as_str(), app.replicas);
+        let mut surging = by_index.range(this_app).any(|((_, i), group)| {
+            let run: Vec<_> = group
+                .iter()
+                .filter(|(_, p)| p.desired == DesiredStatus::Run)
+                .collect();
+            let draining = group.iter().any(|(_, p)| p.desired == DesiredStatus::Stop);
+            draining
+                || run.len() > 1
+                    && run
+                        .iter()
+                        .max_by_key(|(id, _)| {
+                            successor_number(&replica_id(name, app.generation, *i), id)
+                        })
+                        .is_some_and(|(id, _)| !d.observed.ready(id))
         });
         for index in 0..app.replicas {
             let base = replica_id(name, app.generation, index);
@@ -275,7 +269,7 @@ impl<'a> Slot<'a> {
     fn plan(
         self,
         d: &'a ClusterView<'a>,
-        load: &mut BTreeMap<&'a str, Load>,
+        load: &mut Loads<'a>,
         plan: &mut Plan,
         surging: &mut bool,
     ) {
@@ -348,7 +342,7 @@ impl<'a> Slot<'a> {
     fn lost(
         &self,
         d: &'a ClusterView<'a>,
-        load: &mut BTreeMap<&'a str, Load>,
+        load: &mut Loads<'a>,
         plan: &mut Plan,
         id: &String,
         p: &PlacementRecord,
@@ -387,9 +381,7 @@ impl<'a> Slot<'a> {
         let Some(node) = self.choose_or_say(d, load, plan) else {
             return;
         };
-        if let Some(l) = load.get_mut(p.node.as_str()) {
-            l.remove(spec, name);
-        }
+        load.remove(&p.node, spec, name);
         plan.changes.push(Change::Move {
             replica: id.clone(),
             from: p.node.clone(),
@@ -405,7 +397,7 @@ impl<'a> Slot<'a> {
     fn off_cordoned(
         &self,
         d: &'a ClusterView<'a>,
-        load: &mut BTreeMap<&'a str, Load>,
+        load: &mut Loads<'a>,
         plan: &mut Plan,
         id: &String,
         p: &PlacementRecord,
@@ -464,17 +456,15 @@ impl<'a> Slot<'a> {
     fn choose_or_say(
         &self,
         d: &ClusterView<'_>,
-        load: &mut BTreeMap<&'a str, Load>,
+        load: &mut Loads<'a>,
         plan: &mut Plan,
     ) -> Option<String> {
-        let Some(node) = choose(d, load, self.name, self.spec) else {
+        let Some(node) = load.choose(d, self.name, self.spec) else {
             plan.unplaced
                 .insert(self.name.clone(), why_unplaced(d, load, self.spec));
             return None;
         };
-        if let Some(l) = load.get_mut(node.as_str()) {
-            l.add(self.spec, self.name);
-        }
+        load.add(&node, self.spec, self.name);
         Some(node)
     }
 
@@ -524,23 +514,19 @@ pub fn place_one(
     generation: u64,
     index: u32,
 ) -> Option<PlacementRecord> {
-    let mut load: BTreeMap<&str, Load> = d
-        .nodes
-        .keys()
-        .map(|n| (n.as_str(), Load::default()))
-        .collect();
+    let mut load = Loads::new(d.nodes);
     for p in d.placements.values() {
-        if let (Some(l), Some((_, s))) = (load.get_mut(p.node.as_str()), d.apps.get(&p.app)) {
+        if let Some((_, s)) = d.apps.get(&p.app) {
             // The new generation's static port is what matters for a surge.
             let s = if p.app == app && p.generation == generation {
                 spec
             } else {
                 s
             };
-            l.add(s, &p.app);
+            load.add(&p.node, s, &p.app);
         }
     }
-    let node = choose(d, &load, app, spec)?;
+    let node = load.choose(d, app, spec)?;
     Some(PlacementRecord {
         app: app.to_string(),
         generation,
@@ -560,4 +546,4 @@ mod fit;
 #[cfg(test)]
 mod tests;
 
-use fit::{Load, choose, why_unplaced};
+use fit::{Loads, why_unplaced};
