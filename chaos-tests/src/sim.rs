@@ -29,6 +29,9 @@ pub struct Fleet {
     pub cluster: ClusterId,
     pub heartbeat: Duration,
     pub ready_after: Duration,
+    /// Send every report whole, as a node of the release before delta
+    /// reports does (to measure what deltas save).
+    pub full_reports: bool,
     pub stats: Stats,
 }
 
@@ -77,6 +80,8 @@ pub struct VirtualNode {
     changed: Notify,
     repoll: Notify,
     stopped: AtomicBool,
+    /// Reports are sent one at a time (`run` alone sends them).
+    reporter: tokio::sync::Mutex<wire::Reporter>,
 }
 
 struct Replica {
@@ -84,6 +89,7 @@ struct Replica {
     generation: u64,
     port: u16,
     since: Instant,
+    started_ms: u64,
 }
 
 impl VirtualNode {
@@ -117,6 +123,7 @@ impl VirtualNode {
             changed: Notify::new(),
             repoll: Notify::new(),
             stopped: AtomicBool::new(false),
+            reporter: Default::default(),
         }))
     }
 
@@ -210,6 +217,7 @@ impl VirtualNode {
                         generation: a.generation,
                         port: *port,
                         since: Instant::now(),
+                        started_ms: skr8tr_proto::clock::now_ms(),
                     }
                 });
             }
@@ -243,7 +251,7 @@ impl VirtualNode {
                     pid: None,
                     port: Some(x.port),
                     restarts: 0,
-                    started_at_ms: now,
+                    started_at_ms: x.started_ms,
                     cpu_millis: 0,
                     rss_bytes: 0,
                     error: None,
@@ -271,9 +279,38 @@ impl VirtualNode {
             clock_ms: now,
         };
         let path = format!("/v1/nodes/{}/report", self.name);
-        let body = wire::encode(&NodeMessage::Report(report));
+        if self.fleet.full_reports {
+            let body = wire::encode(&NodeMessage::Report(report));
+            return self.send(&path, body).await.is_ok();
+        }
+        let mut reporter = self.reporter.lock().await;
+        let (message, pending) = reporter.message(report.clone());
+        match self.send(&path, wire::encode(&message)).await {
+            Ok(()) => {
+                reporter.sent(pending);
+                true
+            }
+            Err(resend) => {
+                reporter.failed();
+                if !resend {
+                    return false;
+                }
+                // The conductor does not hold the delta's base (it
+                // restarted): the full report, at once.
+                let (message, pending) = reporter.message(report);
+                let ok = self.send(&path, wire::encode(&message)).await.is_ok();
+                if ok {
+                    reporter.sent(pending);
+                }
+                ok
+            }
+        }
+    }
+
+    /// Posts one report; `Err(true)` when the conductor asks for a full one.
+    async fn send(&self, path: &str, body: Vec<u8>) -> Result<(), bool> {
         let sent = Instant::now();
-        let answer = self.client.post(&path, body, Duration::from_secs(10)).await;
+        let answer = self.client.post(path, body, Duration::from_secs(10)).await;
         self.fleet.stats.sample(sent.elapsed());
         match answer {
             Ok((status, body)) if status.is_success() => {
@@ -283,11 +320,19 @@ impl VirtualNode {
                 {
                     self.repoll.notify_one();
                 }
-                true
+                Ok(())
             }
-            _ => {
+            Ok((_, body)) => {
+                let resend = wire::decode::<wire::ErrorReply>(&body)
+                    .is_ok_and(|e| e.code == skr8tr_proto::code::Code::ReportResend.as_str());
+                if !resend {
+                    self.fleet.stats.errors.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(resend)
+            }
+            Err(_) => {
                 self.fleet.stats.errors.fetch_add(1, Ordering::Relaxed);
-                false
+                Err(false)
             }
         }
     }

@@ -15,12 +15,16 @@ use skr8tr_proto::wire::{Assignment, Assignments};
 use skr8tr_store::feed::{Changes, Touched};
 use skr8tr_store::{Snapshot, Store, StoreError};
 use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::watch;
 
-#[derive(Default)]
 pub struct Index {
     inner: Mutex<Inner>,
+    /// The feed position the copy reflects, readable without the lock
+    /// ([`UNBUILT`] until it is built): whether a reader would have to
+    /// catch up costs an atomic load.
+    at: AtomicU64,
     /// Per node: bumped when its assignment set changed. Made when the
     /// node first polls (an admitted node: names are checked by session).
     wakes: Mutex<HashMap<String, watch::Sender<u64>>>,
@@ -37,6 +41,19 @@ struct Inner {
     sets: HashMap<String, Arc<Assignments>>,
 }
 
+impl Default for Index {
+    fn default() -> Index {
+        Index {
+            inner: Mutex::default(),
+            at: AtomicU64::new(UNBUILT),
+            wakes: Mutex::default(),
+        }
+    }
+}
+
+/// [`Index::at`] before the first build (a feed position never reaches it).
+const UNBUILT: u64 = u64::MAX;
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -47,7 +64,10 @@ impl Index {
     pub fn sync(&self, store: &Store) -> Result<BTreeSet<String>, StoreError> {
         let touched = {
             let mut inner = lock(&self.inner);
-            inner.catch_up(store)?
+            let touched = inner.catch_up(store)?;
+            self.at
+                .store(inner.at.unwrap_or(UNBUILT), Ordering::Release);
+            touched
         };
         let wakes = lock(&self.wakes);
         for node in &touched {
@@ -56,6 +76,12 @@ impl Index {
             }
         }
         Ok(touched)
+    }
+
+    /// Whether a commit is not in the copy yet: the next reader catches up
+    /// (O(what it wrote)).
+    pub fn behind(&self, store: &Store) -> bool {
+        self.at.load(Ordering::Acquire) != store.feed().position()
     }
 
     /// Desired state as of now.

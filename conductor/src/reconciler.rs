@@ -31,6 +31,7 @@ pub async fn run(c: Arc<Conductor>) {
             _ = c.wake.notified() => true,
             _ = tokio::time::sleep(TICK) => false,
         };
+        c.index_synced().await;
         let now = c.now_ms();
         // A commit whose maker did not live to tell (a dropped handler, a
         // failed step after its commit) is found here, within a tick.
@@ -70,15 +71,41 @@ pub async fn run(c: Arc<Conductor>) {
         }
         swept = now;
         let c2 = c.clone();
-        let result = tokio::task::spawn_blocking(move || step(&c2, now)).await;
+        let began = std::time::Instant::now();
+        // What it committed is indexed (and the nodes it touched woken) on
+        // the same blocking task: O(what it wrote), off the async thread.
+        let result = tokio::task::spawn_blocking(move || {
+            let stepped = step(&c2, now);
+            if let Ok(true) = stepped {
+                let planned = began.elapsed();
+                c2.bump();
+                slow_pass(planned, began.elapsed());
+            }
+            stepped
+        })
+        .await;
         match result {
-            Ok(Ok(true)) => c.bump(),
+            Ok(Ok(true)) => {}
             Ok(Ok(false)) => {}
             Ok(Err(e)) => crate::throttle::RECONCILE.warn(&e),
             Err(e) => tracing::error!("reconcile task failed: {e}"),
         }
     }
 }
+
+/// A pass that committed and took long enough for an operator to wonder
+/// (a large `up`, a slow disk) says where its time went.
+fn slow_pass(stepped: Duration, total: Duration) {
+    if total >= SLOW_PASS {
+        tracing::info!(
+            "slow reconciler pass: {} ms to plan and commit, {} ms to index it and wake nodes",
+            stepped.as_millis(),
+            (total - stepped).as_millis()
+        );
+    }
+}
+
+const SLOW_PASS: Duration = Duration::from_millis(200);
 
 /// Whether a plan may be waiting on time alone: a rollout (step
 /// deadlines), a drain (removal after the registry drain), a placement on
@@ -189,7 +216,9 @@ pub(crate) fn step(c: &Conductor, now: u64) -> Result<bool, String> {
             wasm: false,
         });
     }
+    let began = std::time::Instant::now();
     let plan = schedule(&d, &nodes, &seen, &draining, now);
+    let planned = began.elapsed();
     let mut advanced = Vec::new();
     for app in d.rollouts.keys() {
         if let Some((s, _)) = rollout_step(&d, app, &nodes, &seen, &draining, step_timeout, now) {
@@ -200,6 +229,7 @@ pub(crate) fn step(c: &Conductor, now: u64) -> Result<bool, String> {
     *c.unplaced() = plan.unplaced.clone();
     let mut committed = false;
     if !plan.changes.is_empty() {
+        let (plan_len, nodes_len) = (plan.changes.len(), nodes.len());
         let (nodes, seen, draining) = (nodes.clone(), seen.clone(), draining.clone());
         let outcome = c
             .store
@@ -215,6 +245,15 @@ pub(crate) fn step(c: &Conductor, now: u64) -> Result<bool, String> {
             })
             .map_err(|e| e.to_string())?;
         committed |= accepted(outcome, "schedule");
+        if began.elapsed() >= SLOW_PASS {
+            tracing::info!(
+                "slow schedule: {} changes over {} nodes planned in {} ms, committed in {} ms",
+                plan_len,
+                nodes_len,
+                planned.as_millis(),
+                (began.elapsed() - planned).as_millis()
+            );
+        }
     }
     for (app, s) in advanced {
         let summary = rollout_summary(&app, &s);

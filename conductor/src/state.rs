@@ -56,6 +56,9 @@ impl Config {
 pub struct NodeSeen {
     pub report: NodeReport,
     pub last_ms: u64,
+    /// The number of the report held (`None`: a node of the release
+    /// before delta reports), which the next delta must name as its base.
+    pub seq: Option<u64>,
 }
 
 /// The conductor's shared state. Desired state lives only in `store`;
@@ -272,6 +275,21 @@ impl Conductor {
         }
         self.registry_moved();
         self.wake.notify_one();
+    }
+
+    /// Catches the index up with commits not in it yet, on the blocking
+    /// pool: applying a large commit (10,000 placements take ~0.2 s) must
+    /// not hold the async thread, which serves every connection. Readers
+    /// on the async thread call this first; after it their own catch-up
+    /// finds (nearly always) nothing left to do.
+    pub async fn index_synced(self: &Arc<Self>) {
+        if self.index.behind(&self.store) {
+            let c = self.clone();
+            let synced = tokio::task::spawn_blocking(move || c.index.sync(&c.store)).await;
+            if let Ok(Err(e)) = synced {
+                crate::throttle::INDEX.warn(&e);
+            }
+        }
     }
 
     /// Tells registry watchers to look again.

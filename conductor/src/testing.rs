@@ -203,6 +203,7 @@ impl Harness {
             NodeSeen {
                 report,
                 last_ms: self.now(),
+                seq: None,
             },
         );
         // As the report handler does (it tells only when endpoints moved).

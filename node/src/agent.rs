@@ -210,6 +210,7 @@ pub async fn run(
         gated: std::sync::atomic::AtomicBool::new(false),
         logs_port,
         logs_pin: Some(logs_identity.pin().0),
+        reporter: Default::default(),
     });
     tracing::info!(
         node = %config.name,

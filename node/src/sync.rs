@@ -45,6 +45,10 @@ pub struct NodeSync {
     pub logs_port: Option<u16>,
     /// [`wire::NodeReport::logs_pin`].
     pub logs_pin: Option<[u8; 32]>,
+    /// What the conductor holds of this node's reports, so the next one
+    /// carries only what changed; held across each report, so two never
+    /// name the same base.
+    pub reporter: tokio::sync::Mutex<wire::Reporter>,
 }
 
 const POLL_TIMEOUT: Duration = Duration::from_secs(35);
@@ -143,16 +147,24 @@ impl NodeSync {
     /// One report (the first one's session also presents the join ticket);
     /// the conductor's answer, if it took it.
     pub async fn report_once(&self) -> Option<ReportAck> {
-        {
+        let mut reporter = self.reporter.lock().await;
+        // A delta the conductor cannot apply (it restarted) is answered
+        // `report-resend`: the full report follows at once.
+        for _ in 0..2 {
             let path = format!("/v1/nodes/{}/report", self.name);
-            let body = wire::encode(&NodeMessage::Report(self.snapshot()));
+            let (message, pending) = reporter.message(self.snapshot());
+            let body = wire::encode(&message);
             // Contact counts from when the report left: the conductor
             // counts a node's silence from when its last report arrived,
             // which is no earlier.
             let sent = std::time::Instant::now();
             match self.client.post(&path, body, Duration::from_secs(5)).await {
                 Ok((status, body)) if status.is_success() => {
-                    let ack = wire::decode::<ReportAck>(&body).ok()?;
+                    let Ok(ack) = wire::decode::<ReportAck>(&body) else {
+                        reporter.failed();
+                        return None;
+                    };
+                    reporter.sent(pending);
                     self.supervisor.contact(sent);
                     self.lost_after_ms
                         .store(ack.lost_after_ms.max(1000), Ordering::Release);
@@ -164,18 +176,25 @@ impl NodeSync {
                     if ack.assignments_version != self.version.load(Ordering::Acquire) {
                         self.repoll.notify_one();
                     }
-                    Some(ack)
+                    return Some(ack);
                 }
                 Ok((status, body)) => {
+                    reporter.failed();
+                    if resend_asked(&body) {
+                        tracing::debug!("the conductor asks for a full report");
+                        continue;
+                    }
                     tracing::warn!("report refused: {}", refusal(status, &body));
-                    None
+                    return None;
                 }
                 Err(e) => {
+                    reporter.failed();
                     tracing::warn!("report: {e}");
-                    None
+                    return None;
                 }
             }
         }
+        None
     }
 
     fn snapshot(&self) -> NodeReport {
@@ -221,6 +240,12 @@ impl NodeSync {
 }
 
 /// The conductor's reason for refusing, or the status.
+/// Whether a refusal asks for a full report (a delta's base is not held).
+fn resend_asked(body: &[u8]) -> bool {
+    wire::decode::<wire::ErrorReply>(body)
+        .is_ok_and(|e| e.code == skr8tr_proto::code::Code::ReportResend.as_str())
+}
+
 fn refusal(status: hyper::StatusCode, body: &[u8]) -> String {
     wire::decode::<wire::ErrorReply>(body)
         .map_or_else(|_| format!("conductor answered {status}"), |e| e.message)

@@ -41,7 +41,12 @@ struct Seen {
     set: Option<Assignments>,
     /// The key it proves sessions with.
     proof_key: Option<Arc<SecretKey>>,
+    /// Every report as the conductor holds it (deltas applied).
     reports: Vec<NodeReport>,
+    /// The number of the last report taken.
+    seq: Option<u64>,
+    /// Deltas taken.
+    deltas: usize,
     /// Whether each session carried a join ticket, in order.
     joins: Vec<bool>,
     /// Sessions whose proof did not verify against the node's key.
@@ -137,7 +142,18 @@ async fn answer(
         let mut seen = lock(state);
         let version = seen.set.as_ref().map_or(0, |a| a.version);
         match (path.as_str(), message) {
-            ("/v1/nodes/n1/report", NodeMessage::Report(report)) => {
+            ("/v1/nodes/n1/report", m @ (NodeMessage::Full { .. } | NodeMessage::Delta(_))) => {
+                let (seq, report) = match m {
+                    NodeMessage::Full { seq, report } => (seq, report),
+                    NodeMessage::Delta(d) => {
+                        // As the conductor: a delta applies to what it holds.
+                        assert_eq!(Some(d.base), seen.seq, "a delta on the last report");
+                        seen.deltas += 1;
+                        (d.seq, d.apply(seen.reports.last().unwrap()))
+                    }
+                    _ => unreachable!(),
+                };
+                seen.seq = Some(seq);
                 seen.reports.push(report);
                 let ack = ReportAck {
                     assignments_version: version,
@@ -283,6 +299,7 @@ async fn a_node_runs_only_sets_the_pinned_conductor_sent_on_its_session_and_repo
         gated: Default::default(),
         logs_port: None,
         logs_pin: None,
+        reporter: Default::default(),
     });
     node.report_once().await;
     let reporter = tokio::spawn(node.clone().report());
@@ -342,6 +359,10 @@ async fn a_node_runs_only_sets_the_pinned_conductor_sent_on_its_session_and_repo
         [("sleeper/1/0".to_string(), ReplicaState::Ready)]
     );
     assert_eq!(lock(&state).reports.last().unwrap().assignments_version, 5);
+    assert!(
+        lock(&state).deltas > 0,
+        "heartbeats between full reports are deltas"
+    );
 
     // The real conductor's next set: the replica is stopped.
     lock(&state).set = Some(set("n1", 8, &[]));

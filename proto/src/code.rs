@@ -79,6 +79,8 @@ codes! {
     RolloutInProgress = "rollout-in-progress",
     // The conductor's own changes: a plan the state moved under.
     StalePlan = "stale-plan",
+    // A delta report whose base the conductor does not hold: send a full one.
+    ReportResend = "report-resend",
     // The conductor.
     Internal = "internal",
     Unavailable = "unavailable",
@@ -126,7 +128,8 @@ impl Code {
             | Code::LastKey
             | Code::AlreadyAdmitted
             | Code::RolloutInProgress
-            | Code::StalePlan => 409,
+            | Code::StalePlan
+            | Code::ReportResend => 409,
             Code::Internal => 500,
             Code::Unavailable => 503,
             Code::StoreFull => 507,
@@ -182,6 +185,7 @@ mod tests {
         ("last-key", 409),
         ("rollout-in-progress", 409),
         ("stale-plan", 409),
+        ("report-resend", 409),
         ("internal", 500),
         ("unavailable", 503),
         ("store-full", 507),

@@ -1,6 +1,7 @@
-//! `scale-bench [--nodes 100,500,1000] [--per-node 10]`: the conductor
-//! against `skr8tr-sim`'s virtual nodes. The conductor runs on core 0,
-//! the simulator on core 1. Prints, for each fleet size, the conductor's
+//! `scale-bench [--nodes 100,500,1000] [--per-node 10] [--full-reports]`:
+//! the conductor against `skr8tr-sim`'s virtual nodes (reporting deltas,
+//! or every report whole with `--full-reports`, as the release before
+//! them). The conductor runs on core 0, the simulator on core 1. Prints, for each fleet size, the conductor's
 //! CPU and RSS idle (and the simulator's own CPU, so the two are not
 //! confused), report round-trip p50/p99; then placements/s for `up` of
 //! nodes × per-node replicas, the time to detect and replace 50 nodes lost
@@ -15,7 +16,7 @@
 
 use skr8tr_chaos_tests::harness::{Cluster, Options, skr8tr_bin};
 use skr8tr_chaos_tests::procs::{block_on, cpu_ms, rss_kib};
-use skr8tr_proto::wire::{self, AppView, StatusReply};
+use skr8tr_proto::wire::{self, AppView, NodeView, StatusReply};
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -42,7 +43,7 @@ struct Sim {
 }
 
 impl Sim {
-    fn start(c: &Cluster) -> Sim {
+    fn start(c: &Cluster, full_reports: bool) -> Sim {
         let bin = skr8tr_bin().with_file_name("skr8tr-sim");
         let mut child = Command::new("taskset")
             .arg("-c")
@@ -55,6 +56,7 @@ impl Sim {
             .arg("--operator-key")
             .arg(c.home().join(".skr8tr/signing.sec"))
             .args(["--nodes", "0"])
+            .args(full_reports.then_some("--full-reports"))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -159,6 +161,25 @@ fn apps(c: &Cluster) -> Vec<AppView> {
     }
 }
 
+/// Nodes the conductor holds alive, polled until there are `n` (their
+/// admissions, two signatures each, done): nothing is timed while it is
+/// still admitting.
+fn until_joined(c: &Cluster, n: usize) {
+    let start = Instant::now();
+    while start.elapsed() < WAIT {
+        let alive = match block_on(c.client().get("/v1/nodes", Duration::from_secs(30))) {
+            Ok((status, body)) if status.is_success() => wire::decode::<Vec<NodeView>>(&body)
+                .map_or(0, |v| v.iter().filter(|n| n.alive).count()),
+            _ => 0,
+        };
+        if alive >= n {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    panic!("{n} nodes did not join within {WAIT:?}");
+}
+
 fn secs(d: Option<Duration>) -> String {
     d.map_or("did not converge".into(), |d| {
         format!("{:.2} s", d.as_secs_f64())
@@ -168,6 +189,7 @@ fn secs(d: Option<Duration>) -> String {
 fn main() {
     let mut sizes = vec![100usize, 500, 1000];
     let mut per_node = 10usize;
+    let mut full_reports = false;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -180,8 +202,11 @@ fn main() {
                     .collect()
             }
             "--per-node" => per_node = args.next().and_then(|n| n.parse().ok()).expect("N"),
+            "--full-reports" => full_reports = true,
             _ => {
-                eprintln!("usage: scale-bench [--nodes 100,500,1000] [--per-node 10]");
+                eprintln!(
+                    "usage: scale-bench [--nodes 100,500,1000] [--per-node 10] [--full-reports]"
+                );
                 std::process::exit(2);
             }
         }
@@ -202,7 +227,7 @@ fn main() {
         },
     );
     let mut pid = pin_conductor(&c);
-    let mut sim = Sim::start(&c);
+    let mut sim = Sim::start(&c, full_reports);
     // An app holds at most 1000 replicas: `n` replicas are apps
     // `bench-FROM..` of 1000 each.
     let manifest = |from: usize, n: usize| {
@@ -213,7 +238,10 @@ fn main() {
             .collect();
         c.manifest(&format!("bench-{from}.skr8tr"), &text)
     };
-    println!("conductor on core 0, skr8tr-sim on core 1; {per_node} replicas per node");
+    println!(
+        "conductor on core 0, skr8tr-sim on core 1; {per_node} replicas per node; {} reports",
+        if full_reports { "full" } else { "delta" }
+    );
     println!();
     println!(
         "{:>6} {:>9} {:>16} {:>14} {:>13} {:>15} {:>15}",
@@ -232,6 +260,7 @@ fn main() {
         sim.send(&format!("add {}", n - last));
         last = n;
         sim.until(|l| l.live == n).expect("the nodes start");
+        until_joined(&c, n);
         let want = (n * per_node).div_ceil(APP_MAX) * APP_MAX;
         if i + 1 == sizes.len() {
             // The last size: `up` of every replica at once, timed.
@@ -240,11 +269,51 @@ fn main() {
             }
             sim.until(|l| l.ready == 0 && l.live == n)
                 .expect("down drains");
+            // And the conductor holds no placement of them any more (a
+            // drained one is removed after the registry drain), so the
+            // `up` below places every replica anew.
+            let start = Instant::now();
+            while apps(&c).iter().any(|a| a.placed > 0) {
+                assert!(start.elapsed() < WAIT, "placements of the downed apps stay");
+                std::thread::sleep(Duration::from_millis(200));
+            }
             let m = manifest(0, want);
             let start = Instant::now();
             c.ok(&["up", m.to_str().unwrap()]);
-            let t = sim.until(|l| l.ready >= want).map(|_| start.elapsed());
-            results.push((want, t));
+            let answered = start.elapsed();
+            // Placed (committed by the scheduler, what Nomad's C1M/C2M
+            // count) and ready (every node's report says so), both as the
+            // conductor's status says, polled every 50 ms on one kept
+            // connection (a new one per poll would cost a session each).
+            let client = c.client();
+            let (placed_at, ready_at) = block_on(async {
+                let (mut placed_at, mut ready_at) = (None, None);
+                while start.elapsed() < WAIT && ready_at.is_none() {
+                    let apps = match client.get("/v1/status", Duration::from_secs(30)).await {
+                        Ok((status, body)) if status.is_success() => {
+                            wire::decode::<StatusReply>(&body)
+                                .expect("a status reply")
+                                .apps
+                        }
+                        _ => Vec::new(),
+                    };
+                    let sum = |f: fn(&AppView) -> u32| -> usize {
+                        apps.iter()
+                            .filter(|a| a.name.starts_with("bench-"))
+                            .map(|a| f(a) as usize)
+                            .sum()
+                    };
+                    if placed_at.is_none() && sum(|a| a.placed) >= want {
+                        placed_at = Some(start.elapsed());
+                    }
+                    if sum(|a| a.ready) >= want {
+                        ready_at = Some(start.elapsed());
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                (placed_at, ready_at)
+            });
+            results.push((want, answered, placed_at, ready_at));
         } else {
             let m = manifest(placed / APP_MAX, want - placed);
             c.ok(&["up", m.to_str().unwrap()]);
@@ -262,11 +331,20 @@ fn main() {
         );
     }
     println!();
-    for (want, t) in &results {
-        let rate = t.map_or("-".into(), |t| {
-            format!("{:.0} placements/s", *want as f64 / t.as_secs_f64())
-        });
-        println!("up of {want} replicas to all ready: {} ({rate})", secs(*t));
+    let rate = |want: usize, t: Option<Duration>, what: &str| {
+        t.map_or("-".into(), |t| {
+            format!("{:.0} {what}/s", want as f64 / t.as_secs_f64())
+        })
+    };
+    for (want, answered, placed, ready) in &results {
+        println!(
+            "up of {want} replicas (answered in {:.0} ms): all placed in {} ({}), all ready in {} ({})",
+            answered.as_secs_f64() * 1000.0,
+            secs(*placed),
+            rate(*want, *placed, "placements"),
+            secs(*ready),
+            rate(*want, *ready, "replicas ready")
+        );
     }
     println!("  Nomad, published: C1M 3,750 placements/s; C2M 1,499 placements/s");
 

@@ -22,7 +22,7 @@ use std::time::Duration;
 use tokio::io::AsyncBufReadExt;
 
 const USAGE: &str = "usage: skr8tr-sim --conductor URL --pin PIN --conductor-key PUB \
---operator-key SEC [--nodes N] [--prefix NAME] [--heartbeat 1s] [--ready-after 100ms]";
+--operator-key SEC [--nodes N] [--prefix NAME] [--heartbeat 1s] [--ready-after 100ms] [--full-reports]";
 
 struct Args {
     conductor: String,
@@ -33,6 +33,7 @@ struct Args {
     prefix: String,
     heartbeat: Duration,
     ready_after: Duration,
+    full_reports: bool,
 }
 
 fn args() -> Result<Args, String> {
@@ -45,6 +46,7 @@ fn args() -> Result<Args, String> {
         prefix: "sim".into(),
         heartbeat: Duration::from_secs(1),
         ready_after: Duration::from_millis(100),
+        full_reports: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -59,6 +61,7 @@ fn args() -> Result<Args, String> {
             "--prefix" => a.prefix = value()?,
             "--heartbeat" => a.heartbeat = duration(value()?)?,
             "--ready-after" => a.ready_after = duration(value()?)?,
+            "--full-reports" => a.full_reports = true,
             other => return Err(format!("unknown flag {other}")),
         }
     }
@@ -116,6 +119,7 @@ async fn run(args: Args) {
         cluster: ping.cluster,
         heartbeat: args.heartbeat,
         ready_after: args.ready_after,
+        full_reports: args.full_reports,
         stats: Stats::default(),
     });
     let mut nodes: Vec<Arc<VirtualNode>> = Vec::new();

@@ -60,6 +60,7 @@ pub async fn assignments(
     let deadline = tokio::time::Instant::now() + c.config.long_poll;
     loop {
         changes.borrow_and_update();
+        c.index_synced().await;
         let current = c
             .index
             .assignments(&c.store, c.cluster, &name)
@@ -106,34 +107,58 @@ pub async fn report(
     session: SessionExt,
     bytes: Bytes,
 ) -> Result<Response, ApiError> {
-    let NodeMessage::Report(report) = message(&c, &name, &bytes, &session)? else {
-        return Err(ApiError::new(Code::BadRequest, "expected a report"));
-    };
-    if report.node != name {
-        return Err(ApiError::new(
-            Code::BadRequest,
-            format!("report from `{}` posted for node `{name}`", report.node),
-        ));
-    }
+    let message = message(&c, &name, &bytes, &session)?;
     let now = c.now_ms();
-    let leaving = report.leaving;
-    let (first, moved) = {
+    let (first, moved, leaving) = {
         let mut nodes = c.nodes();
+        let (report, seq) = match message {
+            NodeMessage::Report(report) => (report, None),
+            NodeMessage::Full { seq, report } => (report, Some(seq)),
+            NodeMessage::Delta(d) => match nodes.get(&name) {
+                Some(held) if held.seq == Some(d.base) && held.report.boot_id == d.boot_id => {
+                    (d.apply(&held.report), Some(d.seq))
+                }
+                // Restarted since, or a report lost on the way: the node
+                // sends a full one at once.
+                _ => {
+                    return Err(ApiError::new(
+                        Code::ReportResend,
+                        format!(
+                            "a delta on report {} of node `{name}`, which this conductor \
+                             does not hold: send a full report",
+                            d.base
+                        ),
+                    ));
+                }
+            },
+            NodeMessage::Poll { .. } => {
+                return Err(ApiError::new(Code::BadRequest, "expected a report"));
+            }
+        };
+        if report.node != name {
+            return Err(ApiError::new(
+                Code::BadRequest,
+                format!("report from `{}` posted for node `{name}`", report.node),
+            ));
+        }
+        let leaving = report.leaving;
         let previous = nodes.insert(
             name.clone(),
             NodeSeen {
                 report,
                 last_ms: now,
+                seq,
             },
         );
         let new = &nodes[&name].report;
-        match previous {
+        let (first, moved) = match previous {
             None => (true, Moved::all()),
             Some(p) if !c.is_alive(&p, now) || p.report.boot_id != new.boot_id => {
                 (true, Moved::all())
             }
             Some(p) => (false, Moved::between(&p.report, new)),
-        }
+        };
+        (first, moved, leaving)
     };
     if first {
         tracing::info!(node = %name, "node joined");
@@ -159,6 +184,7 @@ pub async fn report(
     if moved.endpoints {
         c.registry_moved();
     }
+    c.index_synced().await;
     let current = c
         .index
         .assignments(&c.store, c.cluster, &name)

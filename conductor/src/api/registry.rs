@@ -40,6 +40,7 @@ pub async fn registry(
                 "the conductor is re-syncing after a start; keep the last registry snapshot",
             ));
         }
+        c.index_synced().await;
         let snapshot = crate::registry::snapshot(&c, c.now_ms()).map_err(ApiError::internal)?;
         if w.index != Some(snapshot.index) || tokio::time::Instant::now() >= deadline {
             return Ok(body(StatusCode::OK, &*snapshot));
@@ -65,6 +66,7 @@ pub async fn lookup(
     Query(q): Query<One>,
 ) -> Result<Response, ApiError> {
     super::session::registry_reader(&c, &session)?;
+    c.index_synced().await;
     let snapshot = crate::registry::snapshot(&c, c.now_ms()).map_err(ApiError::internal)?;
     let mut endpoints: Vec<Endpoint> = snapshot.apps.get(&app).cloned().unwrap_or_default();
     if endpoints.is_empty() {

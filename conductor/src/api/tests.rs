@@ -571,3 +571,5 @@ async fn ten_thousand_session_proofs_from_a_stranger_are_refused_within_the_audi
     let added = h.history().len() - before;
     assert!(added <= 32, "{added} audit entries for 10,000 refusals");
 }
+
+mod delta;

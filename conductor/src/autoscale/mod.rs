@@ -168,8 +168,15 @@ pub async fn run(c: Arc<Conductor>) {
             continue;
         }
         let c2 = c.clone();
-        match tokio::task::spawn_blocking(move || pass(&c2)).await {
-            Ok(Ok(true)) => c.bump(),
+        let passed = tokio::task::spawn_blocking(move || {
+            let passed = pass(&c2);
+            if let Ok(true) = passed {
+                c2.bump();
+            }
+            passed
+        });
+        match passed.await {
+            Ok(Ok(true)) => {}
             Ok(Ok(false)) => {}
             Ok(Err(e)) => crate::throttle::AUTOSCALE.warn(&e),
             Err(e) => tracing::error!("autoscale task failed: {e}"),

@@ -19,12 +19,14 @@
 //!   replicas, history, keys, the audit export, the registry.
 //! - `logs`: conductor-signed log requests and the lines they return.
 
+mod delta;
 mod logs;
 mod seal;
 mod session;
 mod sync;
 mod views;
 
+pub use delta::*;
 pub use logs::*;
 pub use session::*;
 pub use sync::*;

@@ -3,6 +3,7 @@
 //! proving their ML-DSA keys over the connection's TLS exporter (see
 //! `session`), so neither message carries a signature of its own.
 
+use super::ReportDelta;
 use crate::command::ClusterId;
 use crate::manifest::AppSpec;
 use serde::{Deserialize, Serialize};
@@ -184,11 +185,14 @@ pub struct ReportAck {
 pub enum NodeMessage {
     /// Long-poll for assignments newer than `version`. The answer echoes
     /// `nonce`, so an old answer replayed to a later poll is refused.
-    Poll {
-        version: u64,
-        nonce: [u8; 16],
-    },
+    Poll { version: u64, nonce: [u8; 16] },
+    /// A report from a node agent of the release before delta reports
+    /// (never followed by a delta).
     Report(NodeReport),
+    /// A full report, numbered: the base of the deltas that follow.
+    Full { seq: u64, report: NodeReport },
+    /// What changed since the report numbered `base` (see `delta`).
+    Delta(ReportDelta),
 }
 
 /// A node message as a node agent of the release before `leaving` sends
