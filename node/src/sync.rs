@@ -150,7 +150,7 @@ impl NodeSync {
         let mut reporter = self.reporter.lock().await;
         // A delta the conductor cannot apply (it restarted) is answered
         // `report-resend`: the full report follows at once.
-        for _ in 0..2 {
+        for _ in 0..3 {
             let path = format!("/v1/nodes/{}/report", self.name);
             let (message, pending) = reporter.message(self.snapshot());
             let body = wire::encode(&message);
@@ -182,6 +182,16 @@ impl NodeSync {
                     reporter.failed();
                     if resend_asked(&body) {
                         tracing::debug!("the conductor asks for a full report");
+                        continue;
+                    }
+                    if !reporter.legacy() && cannot_read_numbered(&body) {
+                        // A conductor of the release before delta reports
+                        // (rolled back): whole reports, as it reads them.
+                        tracing::warn!(
+                            "the conductor cannot read numbered reports (an older release): \
+                             sending every report whole"
+                        );
+                        reporter.downgrade();
                         continue;
                     }
                     tracing::warn!("report refused: {}", refusal(status, &body));
@@ -244,6 +254,15 @@ impl NodeSync {
 fn resend_asked(body: &[u8]) -> bool {
     wire::decode::<wire::ErrorReply>(body)
         .is_ok_and(|e| e.code == skr8tr_proto::code::Code::ReportResend.as_str())
+}
+
+/// Whether a refusal says the message could not be read at all, as a
+/// conductor of the release before `Full`/`Delta` answers them.
+fn cannot_read_numbered(body: &[u8]) -> bool {
+    wire::decode::<wire::ErrorReply>(body).is_ok_and(|e| {
+        e.code == skr8tr_proto::code::Code::BadRequest.as_str()
+            && e.message.starts_with("not a node message")
+    })
 }
 
 fn refusal(status: hyper::StatusCode, body: &[u8]) -> String {

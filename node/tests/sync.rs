@@ -47,6 +47,11 @@ struct Seen {
     seq: Option<u64>,
     /// Deltas taken.
     deltas: usize,
+    /// Answer as a conductor of the release before numbered reports: it
+    /// cannot read them, and takes whole ones.
+    legacy: bool,
+    /// Whole, unnumbered reports taken.
+    whole: usize,
     /// Whether each session carried a join ticket, in order.
     joins: Vec<bool>,
     /// Sessions whose proof did not verify against the node's key.
@@ -142,6 +147,27 @@ async fn answer(
         let mut seen = lock(state);
         let version = seen.set.as_ref().map_or(0, |a| a.version);
         match (path.as_str(), message) {
+            ("/v1/nodes/n1/report", NodeMessage::Full { .. } | NodeMessage::Delta(_))
+                if seen.legacy =>
+            {
+                // What the previous release's conductor answers.
+                let e = wire::ErrorReply {
+                    code: "bad-request".into(),
+                    message: "not a node message: Found an enum discriminant that was not expected"
+                        .into(),
+                };
+                return reply(StatusCode::BAD_REQUEST, wire::encode(&e));
+            }
+            ("/v1/nodes/n1/report", NodeMessage::Report(report)) if seen.legacy => {
+                seen.whole += 1;
+                seen.reports.push(report);
+                let ack = ReportAck {
+                    assignments_version: version,
+                    left: false,
+                    lost_after_ms: 5000,
+                };
+                return reply(StatusCode::OK, wire::encode(&ack));
+            }
             ("/v1/nodes/n1/report", m @ (NodeMessage::Full { .. } | NodeMessage::Delta(_))) => {
                 let (seq, report) = match m {
                     NodeMessage::Full { seq, report } => (seq, report),
@@ -392,6 +418,11 @@ async fn a_node_runs_only_sets_the_pinned_conductor_sent_on_its_session_and_repo
     .await;
     assert!(last_replicas(&state).is_empty(), "a replayed set was run");
     assert_eq!(lock(&state).reports.last().unwrap().assignments_version, 8);
+
+    // Rolled back to a conductor that cannot read numbered reports: the
+    // node reports whole, and keeps in contact.
+    lock(&state).legacy = true;
+    wait_until("three whole reports", || lock(&state).whole >= 3).await;
     poller.abort();
     reporter.abort();
     supervisor.shutdown().await;

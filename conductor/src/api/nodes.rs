@@ -111,11 +111,31 @@ pub async fn report(
     let now = c.now_ms();
     let (first, moved, leaving) = {
         let mut nodes = c.nodes();
+        // A numbered report older than the one held (a request that
+        // arrived late, after the node had moved on) must not replace it.
+        let stale = |boot_id: u64, seq: u64| {
+            nodes.get(&name).is_some_and(|held| {
+                held.report.boot_id == boot_id && held.seq.is_some_and(|s| s >= seq)
+            })
+        };
         let (report, seq) = match message {
             NodeMessage::Report(report) => (report, None),
-            NodeMessage::Full { seq, report } => (report, Some(seq)),
+            NodeMessage::Full { seq, report } if !stale(report.boot_id, seq) => (report, Some(seq)),
+            NodeMessage::Full { seq, .. } => {
+                return Err(ApiError::new(
+                    Code::ReportResend,
+                    format!(
+                        "report {seq} of node `{name}` is older than the one held: \
+                         send a full report"
+                    ),
+                ));
+            }
             NodeMessage::Delta(d) => match nodes.get(&name) {
-                Some(held) if held.seq == Some(d.base) && held.report.boot_id == d.boot_id => {
+                Some(held)
+                    if held.seq == Some(d.base)
+                        && held.report.boot_id == d.boot_id
+                        && d.seq > d.base =>
+                {
                     (d.apply(&held.report), Some(d.seq))
                 }
                 // Restarted since, or a report lost on the way: the node

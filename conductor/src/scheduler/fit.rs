@@ -26,7 +26,12 @@ pub(super) struct Loads<'a> {
     fits: Vec<&'a NodeFit>,
     at: HashMap<&'a str, usize>,
     each: Vec<Load>,
-    per_app: HashMap<String, Vec<u32>>,
+    /// Each app's replicas per node position (sparse: many small apps on
+    /// many nodes must not cost apps × nodes).
+    per_app: HashMap<String, HashMap<usize, u32>>,
+    /// The app the last choice was for, by scan: a second choice in a row
+    /// for it builds the ranked candidates (one replica is cheaper to scan).
+    scanned: Option<(String, &'a AppSpec)>,
     /// The last app's candidates in order, while it is placed replica
     /// after replica; and the nodes whose load changed since.
     ranked: Option<Ranked<'a>>,
@@ -55,6 +60,7 @@ impl<'a> Loads<'a> {
             each: names.iter().map(|_| Load::default()).collect(),
             names,
             per_app: HashMap::new(),
+            scanned: None,
             ranked: None,
             dirty: Vec::new(),
         }
@@ -78,12 +84,11 @@ impl<'a> Loads<'a> {
         if let Port::Fixed(p) = spec.port {
             l.ports.push(p);
         }
-        let n = self.names.len();
         let counts = match self.per_app.get_mut(app) {
             Some(c) => c,
-            None => self.per_app.entry(app.to_string()).or_insert(vec![0; n]),
+            None => self.per_app.entry(app.to_string()).or_default(),
         };
-        counts[i] += 1;
+        *counts.entry(i).or_default() += 1;
     }
 
     pub(super) fn remove(&mut self, node: &str, spec: &AppSpec, app: &str) {
@@ -95,14 +100,22 @@ impl<'a> Loads<'a> {
             .saturating_sub(u64::from(spec.cpu_millis.unwrap_or(0)));
         l.ram_bytes = l.ram_bytes.saturating_sub(spec.ram.unwrap_or(0));
         l.replicas = l.replicas.saturating_sub(1);
-        if let Some(n) = self.per_app.get_mut(app) {
-            n[i] = n[i].saturating_sub(1);
+        if let Some(n) = self.per_app.get_mut(app).and_then(|c| c.get_mut(&i)) {
+            *n = n.saturating_sub(1);
         }
         if let Port::Fixed(p) = spec.port
             && let Some(at) = l.ports.iter().position(|x| *x == p)
         {
             l.ports.remove(at);
         }
+    }
+
+    fn count(&self, app: &str, i: usize) -> u32 {
+        self.per_app
+            .get(app)
+            .and_then(|c| c.get(&i))
+            .copied()
+            .unwrap_or(0)
     }
 
     fn touched(&mut self, i: usize) {
@@ -125,9 +138,15 @@ impl<'a> Loads<'a> {
         if spec.spread.is_some() || !spec.volumes.is_empty() {
             return self.scan(d, app, spec);
         }
+        let same = |a: &str, s: &AppSpec| a == app && std::ptr::eq(s, spec);
         let mut r = match self.ranked.take() {
-            Some(r) if r.app == app && std::ptr::eq(r.spec, spec) => r,
-            _ => {
+            Some(r) if same(&r.app, r.spec) => r,
+            other => {
+                if !self.scanned.as_ref().is_some_and(|(a, s)| same(a, s)) {
+                    self.ranked = other;
+                    self.scanned = Some((app.to_string(), spec));
+                    return self.scan(d, app, spec);
+                }
                 self.dirty.clear();
                 let keys: Vec<_> = (0..self.names.len())
                     .map(|i| self.key(i, app, spec))
@@ -165,7 +184,7 @@ impl<'a> Loads<'a> {
     /// Node `i`'s place in the order for one more replica of `app`, if it
     /// has room.
     fn key(&self, i: usize, app: &str, spec: &AppSpec) -> Option<(u32, u32)> {
-        let count = self.per_app.get(app).map_or(0, |c| c[i]);
+        let count = self.count(app, i);
         has_room(self.fits[i], &self.each[i], spec).then_some((count, self.each[i].replicas))
     }
 
@@ -174,7 +193,7 @@ impl<'a> Loads<'a> {
     pub(super) fn scan(&self, d: &ClusterView<'_>, app: &str, spec: &AppSpec) -> Option<String> {
         let holders = volume_holders(d, app, spec);
         let of_app = self.per_app.get(app);
-        let count = |i: usize| of_app.map_or(0, |c| c[i]);
+        let count = |i: usize| of_app.and_then(|c| c.get(&i)).copied().unwrap_or(0);
         // This app's replicas per value of the spread label, counted once
         // per choice rather than once per candidate.
         let groups: HashMap<Option<&str>, u32> = match &spec.spread {

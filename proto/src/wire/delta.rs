@@ -6,11 +6,11 @@
 //! answered `report-resend`, and the node sends a full report at once.
 //!
 //! A delta carries the node's header that changes (resources, assignments
-//! version, leaving, clock) and the replicas whose state changed. A
-//! replica's CPU and RSS alone do not make it change: they move every
-//! second on a busy node, and a delta that carried them would carry every
-//! replica. They are refreshed by the full report every [`FULL_EVERY`]
-//! reports, and with any other change to that replica.
+//! version, leaving, clock) and the replicas whose state changed. Small
+//! moves of a replica's CPU and RSS do not count: they happen every second
+//! on a busy node, and a delta that carried them would carry every
+//! replica. A move by a tenth (and over 50 millicores or 4 MiB) does; the
+//! rest is refreshed by the full report every [`FULL_EVERY`] reports.
 
 use super::{NodeReport, ReplicaReport, Resources};
 use serde::{Deserialize, Serialize};
@@ -38,25 +38,56 @@ pub struct ReportDelta {
     pub clock_ms: u64,
 }
 
-/// Whether two reports of one replica differ beyond CPU and RSS.
-fn same_but_usage(a: &ReplicaReport, b: &ReplicaReport) -> bool {
-    a.replica == b.replica
-        && a.app == b.app
-        && a.generation == b.generation
-        && a.state == b.state
-        && a.pid == b.pid
-        && a.port == b.port
-        && a.restarts == b.restarts
-        && a.started_at_ms == b.started_at_ms
-        && a.error == b.error
+/// Whether a delta may leave out `now`, the node's report of a replica
+/// the conductor holds as `held`: nothing but usage moved, and usage by
+/// less than [`usage_moved`] counts (written field by field, so a field
+/// added to `ReplicaReport` cannot silently stay out of deltas).
+fn unchanged(held: &ReplicaReport, now: &ReplicaReport) -> bool {
+    let ReplicaReport {
+        replica,
+        app,
+        generation,
+        state,
+        pid,
+        port,
+        restarts,
+        started_at_ms,
+        cpu_millis,
+        rss_bytes,
+        error,
+    } = now;
+    held.replica == *replica
+        && held.app == *app
+        && held.generation == *generation
+        && held.state == *state
+        && held.pid == *pid
+        && held.port == *port
+        && held.restarts == *restarts
+        && held.started_at_ms == *started_at_ms
+        && held.error == *error
+        && !usage_moved(held.cpu_millis, *cpu_millis, 50)
+        && !usage_moved(held.rss_bytes, *rss_bytes, 4 << 20)
+}
+
+/// Whether usage moved enough to be sent at once: by a tenth and by more
+/// than `floor`. The autoscaler reads CPU from reports; a spike or a drop
+/// reaches it with the next report, steady jitter with the next full one.
+fn usage_moved(held: u64, now: u64, floor: u64) -> bool {
+    let d = held.abs_diff(now);
+    d > floor && d > held / 10
 }
 
 impl ReportDelta {
     /// What `now` changed of `base` (the report numbered `base_seq` as the
-    /// conductor holds it), numbered `base_seq + 1`; `None` when a field
-    /// only full reports carry changed (address, log endpoint, limits,
-    /// labels, wasm): then a full report is due.
-    pub fn between(base: &NodeReport, now: &NodeReport, base_seq: u64) -> Option<ReportDelta> {
+    /// conductor holds it), numbered `seq`; `None` when a field only full
+    /// reports carry changed (address, log endpoint, limits, labels,
+    /// wasm): then a full report is due.
+    pub fn between(
+        base: &NodeReport,
+        now: &NodeReport,
+        base_seq: u64,
+        seq: u64,
+    ) -> Option<ReportDelta> {
         let header_same = base.node == now.node
             && base.boot_id == now.boot_id
             && base.address == now.address
@@ -79,7 +110,7 @@ impl ReportDelta {
             still.insert(r.replica.as_str());
             if !before
                 .get(r.replica.as_str())
-                .is_some_and(|b| same_but_usage(b, r))
+                .is_some_and(|b| unchanged(b, r))
             {
                 changed.push(r.clone());
             }
@@ -93,7 +124,7 @@ impl ReportDelta {
             node: now.node.clone(),
             boot_id: now.boot_id,
             base: base_seq,
-            seq: base_seq.wrapping_add(1),
+            seq,
             assignments_version: now.assignments_version,
             resources: now.resources.clone(),
             changed,
@@ -160,6 +191,9 @@ pub struct Reporter {
     base: Option<(u64, NodeReport)>,
     since_full: u32,
     last_seq: u64,
+    /// The conductor is of the release before delta reports (it could
+    /// not read a numbered one): every report goes whole, unnumbered.
+    legacy: bool,
 }
 
 impl Reporter {
@@ -167,12 +201,23 @@ impl Reporter {
     /// is not due, else a full one. [`Reporter::sent`] or
     /// [`Reporter::failed`] must follow with the outcome.
     pub fn message(&mut self, now: NodeReport) -> (super::NodeMessage, Pending) {
-        if let Some((seq, base)) = &self.base
+        // Every message takes the next number, so no two ever share one,
+        // even when a request was abandoned without an outcome.
+        let seq = self.last_seq.wrapping_add(1);
+        self.last_seq = seq;
+        if self.legacy {
+            let pending = Pending {
+                seq,
+                report: now.clone(),
+                full: true,
+            };
+            return (super::NodeMessage::Report(now), pending);
+        }
+        if let Some((base_seq, base)) = &self.base
             && self.since_full + 1 < FULL_EVERY
-            && let Some(d) = ReportDelta::between(base, &now, *seq)
+            && let Some(d) = ReportDelta::between(base, &now, *base_seq, seq)
         {
             let report = d.apply(base);
-            self.last_seq = d.seq;
             let pending = Pending {
                 seq: d.seq,
                 report,
@@ -180,10 +225,6 @@ impl Reporter {
             };
             return (super::NodeMessage::Delta(d), pending);
         }
-        // Numbers only grow, so a conductor holding an older report never
-        // takes a delta meant for a newer one.
-        self.last_seq = self.last_seq.wrapping_add(1);
-        let seq = self.last_seq;
         let message = super::NodeMessage::Full {
             seq,
             report: now.clone(),
@@ -208,6 +249,18 @@ impl Reporter {
     /// is unknown, so the next one is full.
     pub fn failed(&mut self) {
         self.base = None;
+    }
+
+    /// The conductor could not read a numbered report (a conductor of the
+    /// release before them, as after a rollback): report whole from now on.
+    pub fn downgrade(&mut self) {
+        self.legacy = true;
+        self.base = None;
+    }
+
+    /// Whether reports go whole to a conductor of the previous release.
+    pub fn legacy(&self) -> bool {
+        self.legacy
     }
 }
 

@@ -51,7 +51,7 @@ async fn a_delta_applies_to_the_report_held_under_its_base_and_any_other_is_sent
     now.replicas[0].state = ReplicaState::Ready;
     now.replicas
         .push(replica("web/1/1", ReplicaState::Starting, Some(20001)));
-    let d = ReportDelta::between(&base, &now, 5).unwrap();
+    let d = ReportDelta::between(&base, &now, 5, 6).unwrap();
     assert_eq!(post(NodeMessage::Delta(d.clone())).await.0, StatusCode::OK);
     assert_eq!(
         held(&h),
@@ -73,7 +73,7 @@ async fn a_delta_applies_to_the_report_held_under_its_base_and_any_other_is_sent
         assert_eq!(e.code, "report-resend");
         assert!(e.message.contains("send a full report"), "{}", e.message);
     };
-    let mut gone = ReportDelta::between(&now, &base, 5).unwrap();
+    let mut gone = ReportDelta::between(&now, &base, 5, 9).unwrap();
     gone.removed = vec!["web/1/0".into(), "web/1/1".into()];
     resend(post(NodeMessage::Delta(gone.clone())).await);
     let reboot = ReportDelta {
@@ -88,4 +88,25 @@ async fn a_delta_applies_to_the_report_held_under_its_base_and_any_other_is_sent
     // The full report the node sends next is taken.
     assert_eq!(post(full(7, vec![])).await.0, StatusCode::OK);
     assert_eq!(held(&h), (Some(7), vec![]));
+    // A full report that arrives after a newer one (a request abandoned
+    // and delivered late) does not replace it.
+    resend(post(full(6, starting_again())).await);
+    assert_eq!(held(&h), (Some(7), vec![]));
+    // A delta speaking for another node is refused, as a report is.
+    let NodeMessage::Full { report: empty, .. } = full(7, vec![]) else {
+        unreachable!()
+    };
+    let other = ReportDelta {
+        node: "n2".into(),
+        ..ReportDelta::between(&empty, &empty, 7, 8).unwrap()
+    };
+    let (status, body) = post(NodeMessage::Delta(other)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let e: ErrorReply = wire::decode(&body).unwrap();
+    assert!(e.message.contains("posted for node `n1`"), "{}", e.message);
+    assert_eq!(held(&h), (Some(7), vec![]));
+}
+
+fn starting_again() -> Vec<wire::ReplicaReport> {
+    vec![replica("web/1/0", ReplicaState::Starting, Some(20000))]
 }

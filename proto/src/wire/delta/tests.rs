@@ -49,7 +49,7 @@ fn a_delta_carries_state_changes_additions_and_removals_and_applies_to_the_new_r
     ]);
     now.clock_ms = 2000;
     now.assignments_version = 4;
-    let d = ReportDelta::between(&base, &now, 41).unwrap();
+    let d = ReportDelta::between(&base, &now, 41, 42).unwrap();
     assert_eq!((d.base, d.seq), (41, 42));
     let ids: Vec<&str> = d.changed.iter().map(|r| r.replica.as_str()).collect();
     assert_eq!(ids, ["a/1/0", "a/1/3"], "a/1/2 did not change");
@@ -58,20 +58,25 @@ fn a_delta_carries_state_changes_additions_and_removals_and_applies_to_the_new_r
 }
 
 #[test]
-fn usage_alone_is_not_a_change_and_rides_with_the_next_full_report() {
-    let base = report(vec![replica("a/1/0", ReplicaState::Ready, 10)]);
-    let now = report(vec![replica("a/1/0", ReplicaState::Ready, 900)]);
-    let d = ReportDelta::between(&base, &now, 1).unwrap();
+fn small_usage_moves_are_not_a_change_and_ride_with_the_next_full_report() {
+    let base = report(vec![replica("a/1/0", ReplicaState::Ready, 500)]);
+    let now = report(vec![replica("a/1/0", ReplicaState::Ready, 530)]);
+    let d = ReportDelta::between(&base, &now, 1, 2).unwrap();
     assert!(d.changed.is_empty() && d.removed.is_empty());
     assert_eq!(
         d.apply(&base).replicas[0].cpu_millis,
-        10,
+        500,
         "the held usage stays"
     );
+    // A spike (as the autoscaler must see it) is a change at once.
+    let spike = report(vec![replica("a/1/0", ReplicaState::Ready, 1500)]);
+    let d = ReportDelta::between(&base, &spike, 1, 2).unwrap();
+    assert_eq!(d.changed[0].cpu_millis, 1500);
+    let now = report(vec![replica("a/1/0", ReplicaState::Ready, 900)]);
     // With a real change, the replica's current usage goes along.
     let mut moved = now.clone();
     moved.replicas[0].restarts = 1;
-    let d = ReportDelta::between(&base, &moved, 1).unwrap();
+    let d = ReportDelta::between(&base, &moved, 1, 2).unwrap();
     assert_eq!(d.changed[0].cpu_millis, 900);
 }
 
@@ -87,7 +92,7 @@ fn a_change_only_full_reports_carry_needs_a_full_report() {
     ] {
         let mut now = base.clone();
         change(&mut now);
-        assert!(ReportDelta::between(&base, &now, 1).is_none(), "{now:?}");
+        assert!(ReportDelta::between(&base, &now, 1, 2).is_none(), "{now:?}");
     }
 }
 
@@ -120,6 +125,10 @@ fn the_reporter_sends_full_then_deltas_a_full_one_every_tenth_and_after_any_fail
         "a failed delta: full next"
     );
     assert_eq!(kinds(&mut r, 2, true), ['F', 'd']);
+    // A conductor of the previous release: whole, unnumbered reports.
+    r.downgrade();
+    assert!(r.legacy());
+    assert_eq!(kinds(&mut r, 3, true), ['?', '?', '?']);
 }
 
 #[test]
@@ -160,7 +169,7 @@ fn full_and_delta_messages_decode_and_a_previous_release_report_still_does() {
         report: report(vec![replica("a/1/0", ReplicaState::Ready, 0)]),
     };
     assert_eq!(NodeMessage::decode(&encode(&full)).unwrap(), full);
-    let d = ReportDelta::between(&report(vec![]), &report(vec![]), 9).unwrap();
+    let d = ReportDelta::between(&report(vec![]), &report(vec![]), 9, 10).unwrap();
     let delta = NodeMessage::Delta(d);
     assert_eq!(NodeMessage::decode(&encode(&delta)).unwrap(), delta);
     let old = NodeMessage::Report(report(vec![]));
