@@ -161,12 +161,7 @@ async fn answer(
             ("/v1/nodes/n1/report", NodeMessage::Report(report)) if seen.legacy => {
                 seen.whole += 1;
                 seen.reports.push(report);
-                let ack = ReportAck {
-                    assignments_version: version,
-                    left: false,
-                    lost_after_ms: 5000,
-                };
-                return reply(StatusCode::OK, wire::encode(&ack));
+                return reply(StatusCode::OK, ack(version));
             }
             ("/v1/nodes/n1/report", m @ (NodeMessage::Full { .. } | NodeMessage::Delta(_))) => {
                 let (seq, report) = match m {
@@ -181,12 +176,7 @@ async fn answer(
                 };
                 seen.seq = Some(seq);
                 seen.reports.push(report);
-                let ack = ReportAck {
-                    assignments_version: version,
-                    left: false,
-                    lost_after_ms: 5000,
-                };
-                return reply(StatusCode::OK, wire::encode(&ack));
+                return reply(StatusCode::OK, ack(version));
             }
             (
                 "/v1/nodes/n1/assignments",
@@ -427,4 +417,13 @@ async fn a_node_runs_only_sets_the_pinned_conductor_sent_on_its_session_and_repo
     reporter.abort();
     supervisor.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The conductor's answer to a report taken.
+fn ack(version: u64) -> Vec<u8> {
+    wire::encode(&ReportAck {
+        assignments_version: version,
+        left: false,
+        lost_after_ms: 5000,
+    })
 }
