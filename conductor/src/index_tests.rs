@@ -150,3 +150,24 @@ fn a_commit_wakes_the_long_polls_of_the_nodes_it_touched_only() {
             .unwrap();
     assert!(Arc::ptr_eq(&set, &again));
 }
+
+#[tokio::test]
+async fn a_commit_not_in_the_index_is_caught_up_on_the_blocking_pool_and_wakes_its_nodes() {
+    let h = Harness::new("index-behind");
+    assert!(h.c.index.behind(&h.c.store), "not built yet: behind");
+    h.c.index_synced().await;
+    assert!(!h.c.index.behind(&h.c.store));
+    h.report("n1", &[]);
+    h.up("app web\n  exec /bin/web\n  replicas 1\n");
+    h.c.bump();
+    let mut n1 = h.c.index.watch("n1");
+    n1.borrow_and_update();
+    // A pass commits but nobody indexes it: the next async reader does.
+    assert!(crate::reconciler::step(&h.c, h.now()).unwrap());
+    assert!(h.c.index.behind(&h.c.store), "a commit the index lacks");
+    h.c.index_synced().await;
+    assert!(!h.c.index.behind(&h.c.store));
+    assert!(n1.has_changed().unwrap(), "n1's long-poll is woken");
+    let d = h.c.index.desired(&h.c.store).unwrap();
+    assert!(d.placements.values().any(|p| p.node == "n1"));
+}

@@ -105,6 +105,15 @@ async fn a_delta_applies_to_the_report_held_under_its_base_and_any_other_is_sent
     let e: ErrorReply = wire::decode(&body).unwrap();
     assert!(e.message.contains("posted for node `n1`"), "{}", e.message);
     assert_eq!(held(&h), (Some(7), vec![]));
+
+    // 10,000 deltas on a base not held (a node looping on a stale one):
+    // each refused, none taken, the held report as it was.
+    let stale = ReportDelta::between(&empty, &empty, 3, 4).unwrap();
+    for _ in 0..10_000 {
+        let (status, _) = post(NodeMessage::Delta(stale.clone())).await;
+        assert_eq!(status, StatusCode::CONFLICT);
+    }
+    assert_eq!(held(&h), (Some(7), vec![]));
 }
 
 fn starting_again() -> Vec<wire::ReplicaReport> {
