@@ -68,10 +68,14 @@ impl Pool {
 
     fn put(&self, addr: &str, sender: SendRequest<Full<Bytes>>) {
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        let list = idle.entry(addr.to_string()).or_default();
-        if list.len() < MAX_PER_BACKEND {
-            list.push(sender);
+        // The key is made once per backend, not on every request's return.
+        if let Some(list) = idle.get_mut(addr) {
+            if list.len() < MAX_PER_BACKEND {
+                list.push(sender);
+            }
+            return;
         }
+        idle.insert(addr.to_string(), vec![sender]);
     }
 }
 
