@@ -8,9 +8,9 @@ use hyper::{Request, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use std::sync::atomic::Ordering;
 
-type H2 = hyper::client::conn::http2::SendRequest<Full<Bytes>>;
+pub(crate) type H2 = hyper::client::conn::http2::SendRequest<Full<Bytes>>;
 
-async fn h2_over<S>(io: S) -> Result<H2, hyper::Error>
+pub(crate) async fn h2_over<S>(io: S) -> Result<H2, hyper::Error>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
@@ -22,7 +22,7 @@ where
 
 /// A TLS connection to the ingress at `addr` whose client offers `h2`
 /// then `http/1.1` by ALPN.
-async fn offering_h2(
+pub(crate) async fn offering_h2(
     addr: std::net::SocketAddr,
     pin: skr8tr_net::Pin,
 ) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
@@ -38,7 +38,7 @@ async fn offering_h2(
         .unwrap()
 }
 
-async fn get(sender: &mut H2, uri: &str) -> (StatusCode, String) {
+pub(crate) async fn get(sender: &mut H2, uri: &str) -> (StatusCode, String) {
     let request = Request::get(uri).body(Full::new(Bytes::new())).unwrap();
     let response = sender.send_request(request).await.unwrap();
     let status = response.status();

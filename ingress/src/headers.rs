@@ -54,17 +54,43 @@ fn trusted(proxies: &[Cidr], ip: IpAddr) -> bool {
     proxies.iter().any(|c| c.contains(ip))
 }
 
+/// An address or `Forwarded` element formatted on the stack: the common
+/// request (an untrusted client) allocates only its header values.
+struct Line {
+    buf: [u8; 96],
+    len: usize,
+}
+
+impl Line {
+    fn of(args: std::fmt::Arguments<'_>) -> Line {
+        use std::io::Write;
+        let mut buf = [0u8; 96];
+        let mut cursor = std::io::Cursor::new(&mut buf[..]);
+        // 96 bytes hold any IPv6 element (`for="[…45…]";proto=https`):
+        // a longer write is cut, never reached.
+        let _ = cursor.write_fmt(args);
+        let len = cursor.position() as usize;
+        Line { buf, len }
+    }
+
+    fn value(&self) -> Option<HeaderValue> {
+        HeaderValue::from_bytes(&self.buf[..self.len]).ok()
+    }
+}
+
 /// Sets `X-Forwarded-For`, `Forwarded`, `X-Real-IP` and
 /// `X-Forwarded-Proto` for a request from `client` (see the module doc).
 pub fn add_forwarded(headers: &mut HeaderMap, client: IpAddr, proto: &str, proxies: &[Cidr]) {
     let xff = HeaderName::from_static("x-forwarded-for");
-    let peer = client.to_string();
-    let node = match client {
-        IpAddr::V4(_) => peer.clone(),
-        IpAddr::V6(a) => format!("\"[{a}]\""),
+    let real_ip = HeaderName::from_static("x-real-ip");
+    let peer = Line::of(format_args!("{client}"));
+    let element = match client {
+        IpAddr::V4(a) => Line::of(format_args!("for={a};proto={proto}")),
+        IpAddr::V6(a) => Line::of(format_args!("for=\"[{a}]\";proto={proto}")),
     };
-    let element = format!("for={node};proto={proto}");
-    let (chain, forwarded, real) = if trusted(proxies, client) {
+    if trusted(proxies, client) {
+        let peer = String::from_utf8_lossy(&peer.buf[..peer.len]).into_owned();
+        let element = String::from_utf8_lossy(&element.buf[..element.len]).into_owned();
         let mut chain: Vec<String> = headers
             .get_all(&xff)
             .iter()
@@ -97,29 +123,45 @@ pub fn add_forwarded(headers: &mut HeaderMap, client: IpAddr, proto: &str, proxi
         }
         chain.push(peer);
         elements.push(element);
-        (chain.join(", "), elements.join(", "), real.to_string())
+        let values = [
+            (xff, HeaderValue::from_str(&chain.join(", ")).ok()),
+            (
+                header::FORWARDED,
+                HeaderValue::from_str(&elements.join(", ")).ok(),
+            ),
+            (real_ip, Line::of(format_args!("{real}")).value()),
+        ];
+        for (name, value) in values {
+            headers.remove(&name);
+            if let Some(v) = value {
+                headers.insert(name, v);
+            }
+        }
     } else {
         // `X-Forwarded-Host`, `-Port`, `-Prefix`…: only a trusted proxy's.
-        let spoofable: Vec<HeaderName> = headers
+        // Collected only if there is one (no allocation otherwise).
+        if headers
             .keys()
-            .filter(|n| n.as_str().starts_with("x-forwarded-"))
-            .cloned()
-            .collect();
-        for name in spoofable {
-            headers.remove(name);
+            .any(|n| n.as_str().starts_with("x-forwarded-"))
+        {
+            let spoofable: Vec<HeaderName> = headers
+                .keys()
+                .filter(|n| n.as_str().starts_with("x-forwarded-"))
+                .cloned()
+                .collect();
+            for name in spoofable {
+                headers.remove(name);
+            }
         }
-        (peer.clone(), element, peer)
-    };
-    headers.remove(&xff);
-    if let Ok(v) = HeaderValue::from_str(&chain) {
-        headers.insert(xff, v);
-    }
-    headers.remove(header::FORWARDED);
-    if let Ok(v) = HeaderValue::from_str(&forwarded) {
-        headers.insert(header::FORWARDED, v);
-    }
-    if let Ok(v) = HeaderValue::from_str(&real) {
-        headers.insert(HeaderName::from_static("x-real-ip"), v);
+        headers.remove(header::FORWARDED);
+        headers.remove(&real_ip);
+        if let Some(v) = peer.value() {
+            headers.insert(xff, v.clone());
+            headers.insert(real_ip, v);
+        }
+        if let Some(v) = element.value() {
+            headers.insert(header::FORWARDED, v);
+        }
     }
     headers.insert(
         HeaderName::from_static("x-forwarded-proto"),

@@ -24,6 +24,7 @@
 
 #![forbid(unsafe_code)]
 
+mod gate;
 pub mod headers;
 pub mod limits;
 mod pool;
@@ -33,6 +34,8 @@ mod serve;
 mod state;
 pub mod tls;
 
+#[cfg(test)]
+mod h2_bounds_tests;
 #[cfg(test)]
 mod h2_tests;
 #[cfg(test)]

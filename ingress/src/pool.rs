@@ -12,7 +12,7 @@ use hyper::client::conn::http1::SendRequest;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// Most idle connections kept per backend.
@@ -22,9 +22,11 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 const EMFILE: i32 = 24;
 const ENFILE: i32 = 23;
 
+type Sender = SendRequest<Full<Bytes>>;
+
 #[derive(Default)]
 pub struct Pool {
-    idle: Mutex<HashMap<String, Vec<SendRequest<Full<Bytes>>>>>,
+    idle: Mutex<HashMap<Arc<str>, Vec<Sender>>>,
 }
 
 pub enum SendError {
@@ -40,7 +42,7 @@ pub enum SendError {
 impl Pool {
     pub async fn send(
         &self,
-        addr: &str,
+        addr: &Arc<str>,
         request: Request<Full<Bytes>>,
     ) -> Result<Response<Incoming>, SendError> {
         let (mut sender, reused) = match self.take(addr) {
@@ -66,16 +68,16 @@ impl Pool {
         Some(list.swap_remove(i))
     }
 
-    fn put(&self, addr: &str, sender: SendRequest<Full<Bytes>>) {
+    fn put(&self, addr: &Arc<str>, sender: SendRequest<Full<Bytes>>) {
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        // The key is made once per backend, not on every request's return.
-        if let Some(list) = idle.get_mut(addr) {
+        // The key is shared with the registry's backend: no copy per return.
+        if let Some(list) = idle.get_mut(&**addr) {
             if list.len() < MAX_PER_BACKEND {
                 list.push(sender);
             }
             return;
         }
-        idle.insert(addr.to_string(), vec![sender]);
+        idle.insert(addr.clone(), vec![sender]);
     }
 }
 

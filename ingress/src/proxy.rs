@@ -24,7 +24,7 @@ use std::time::Instant;
 /// per response.
 pub type Body = Either<Incoming, Full<Bytes>>;
 
-fn local(status: StatusCode, text: String) -> Response<Body> {
+pub(crate) fn local(status: StatusCode, text: String) -> Response<Body> {
     let mut r = Response::new(Either::Right(Full::new(Bytes::from(text + "\n"))));
     *r.status_mut() = status;
     r.headers_mut().insert(
@@ -150,17 +150,20 @@ async fn read_body(
     }
 }
 
+/// Which backend answered, shared with the registry's table (not copied).
+type Answered = Option<Arc<str>>;
+
 async fn forward(
     shared: &Shared,
     client: SocketAddr,
     proto: &str,
     req: Request<Incoming>,
-) -> (Response<Body>, Option<String>) {
+) -> (Response<Body>, Answered) {
     if let Some(why) = malformed(&req) {
         return (local(StatusCode::BAD_REQUEST, why.to_string()), None);
     }
-    let path = req.uri().path().to_string();
-    let Some(route) = routes::route(&shared.config.routes, &path) else {
+    let path = req.uri().path();
+    let Some(route) = routes::route(&shared.config.routes, path) else {
         return (
             local(StatusCode::NOT_FOUND, format!("no route for {path}")),
             None,
@@ -195,43 +198,42 @@ async fn forward(
         proto,
         &shared.config.trusted_proxies,
     );
-    let path_and_query = parts
-        .uri
-        .path_and_query()
-        .cloned()
-        .unwrap_or_else(|| hyper::http::uri::PathAndQuery::from_static("/"));
+    // Origin form (`/path?query`) on a connection to the backend; the
+    // client's `Host` header travels unchanged. An HTTP/1.1 request is in
+    // that form already; HTTP/2's carries a scheme and authority.
+    let mut uri = if parts.uri.scheme().is_none() && parts.uri.authority().is_none() {
+        std::mem::take(&mut parts.uri)
+    } else {
+        Uri::from(
+            parts
+                .uri
+                .path_and_query()
+                .cloned()
+                .unwrap_or_else(|| hyper::http::uri::PathAndQuery::from_static("/")),
+        )
+    };
     let first = shared.next_index();
     let tries = endpoints.len().min(3);
     let mut last_error = String::new();
     for attempt in 0..tries {
-        let backend = &endpoints[(first + attempt) % endpoints.len()];
-        let addr = backend.addr.clone();
-        // Origin form (`/path?query`) on a connection to the backend; the
-        // client's `Host` header travels unchanged.
-        let Ok(uri) = Uri::builder()
-            .path_and_query(path_and_query.clone())
-            .build()
-        else {
-            return (
-                local(StatusCode::BAD_REQUEST, "unusable request path".into()),
-                None,
-            );
-        };
+        let addr = &endpoints[(first + attempt) % endpoints.len()].addr;
         let mut out = Request::new(Full::new(body.clone()));
         *out.method_mut() = parts.method.clone();
-        *out.uri_mut() = uri;
-        // The last try takes the headers; earlier ones copy them for a retry.
-        *out.headers_mut() = if attempt + 1 == tries {
-            std::mem::take(&mut parts.headers)
+        // The last try takes the URI and headers; earlier ones copy them
+        // for a retry.
+        if attempt + 1 == tries {
+            *out.uri_mut() = std::mem::take(&mut uri);
+            *out.headers_mut() = std::mem::take(&mut parts.headers);
         } else {
-            parts.headers.clone()
-        };
+            *out.uri_mut() = uri.clone();
+            *out.headers_mut() = parts.headers.clone();
+        }
         let within = shared.config.limits.request_timeout;
-        let sent = tokio::time::timeout(within, shared.pool.send(&addr, out)).await;
+        let sent = tokio::time::timeout(within, shared.pool.send(addr, out)).await;
         match sent {
             Ok(Ok(mut response)) => {
                 headers::strip_hop_by_hop(response.headers_mut());
-                return (response.map(Either::Left), Some(addr));
+                return (response.map(Either::Left), Some(addr.clone()));
             }
             Ok(Err(crate::pool::SendError::Local(e))) => {
                 tracing::warn!("cannot reach backends: {e}");
@@ -245,7 +247,7 @@ async fn forward(
             }
             Ok(Err(crate::pool::SendError::NotSent(e))) => {
                 last_error = format!("{addr}: {e}");
-                shared.eject(&addr);
+                shared.eject(addr);
                 continue;
             }
             Ok(Err(crate::pool::SendError::Failed(e))) => {
@@ -261,7 +263,7 @@ async fn forward(
                         StatusCode::GATEWAY_TIMEOUT,
                         format!("{addr} did not answer within {secs} s"),
                     ),
-                    Some(addr),
+                    Some(addr.clone()),
                 );
             }
         }
@@ -286,7 +288,7 @@ async fn upgrade(
     proto: &str,
     mut req: Request<Incoming>,
     backend: crate::state::Backend,
-) -> (Response<Body>, Option<String>) {
+) -> (Response<Body>, Answered) {
     use hyper::header::{CONNECTION, HeaderValue, UPGRADE};
     let client_side = hyper::upgrade::on(&mut req);
     let (mut parts, body) = req.into_parts();
@@ -308,7 +310,7 @@ async fn upgrade(
         proto,
         &shared.config.trusted_proxies,
     );
-    let addr = backend.addr.clone();
+    let addr = backend.addr;
     let failed =
         |status: StatusCode, e: String| (local(status, format!("{addr}: {e}")), Some(addr.clone()));
     let path = parts
@@ -321,7 +323,7 @@ async fn upgrade(
     *out.uri_mut() = path.parse().unwrap_or_else(|_| Uri::from_static("/"));
     *out.headers_mut() = parts.headers;
     let exchange = async {
-        let stream = tokio::net::TcpStream::connect(&addr)
+        let stream = tokio::net::TcpStream::connect(&*addr)
             .await
             .map_err(|e| e.to_string())?;
         let (mut sender, conn) =

@@ -5,14 +5,22 @@
 //!
 //! HTTP/2's bounds: at most [`MAX_STREAMS`] requests at once per
 //! connection, header lists of at most [`MAX_H2_HEADER_LIST`] decoded
-//! bytes, and hyper's h2 defences (resets without a request,
+//! bytes, requests in flight capped over all connections and per source
+//! address ([`crate::gate`]), a connection with no request in flight for
+//! the head timeout sent a GOAWAY and, a head timeout later, dropped
+//! ([`quiet_close`]), and hyper's h2 defences (resets without a request,
 //! pending-accept limits) as they come. HTTP/2 is opt-in (`--http2`,
-//! `--h2c`): ARCHITECTURE lists what it does not bound yet.
+//! `--h2c`).
 
+use crate::gate::{self, Held};
 use crate::proxy;
 use crate::state::Shared;
+use hyper::Response;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Requests one HTTP/2 connection may have in flight.
 pub const MAX_STREAMS: u32 = 32;
@@ -39,11 +47,30 @@ pub async fn serve<S>(
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let limits = shared.config.limits.clients.clone();
+    let conn = gate::Conn::new();
+    let per_source = protocol != Protocol::Http1;
+    let watched = conn.clone();
     let service = hyper::service::service_fn(move |req| {
         let shared = shared.clone();
-        async move { Ok::<_, std::convert::Infallible>(proxy::handle(shared, client, tls, req).await) }
+        let entry = shared.gate.enter(client.ip(), per_source, &conn);
+        async move {
+            let response = match entry {
+                Ok(entry) => proxy::handle(shared, client, tls, req)
+                    .await
+                    .map(|body| Held::new(body, Some(entry))),
+                Err(refused) => {
+                    let status = match refused {
+                        gate::Refused::Total(_) => hyper::StatusCode::SERVICE_UNAVAILABLE,
+                        gate::Refused::Source(..) => hyper::StatusCode::TOO_MANY_REQUESTS,
+                    };
+                    proxy::local(status, refused.to_string()).map(|body| Held::new(body, None))
+                }
+            };
+            Ok::<Response<Held<proxy::Body>>, std::convert::Infallible>(response)
+        }
     });
     let io = TokioIo::new(stream);
+    let quiet = limits.header_timeout;
     let result = match protocol {
         Protocol::Http1 => limits
             .http1()
@@ -56,9 +83,14 @@ pub async fn serve<S>(
             b.timer(TokioTimer::new())
                 .max_concurrent_streams(MAX_STREAMS)
                 .max_header_list_size((limits.max_header_bytes as u32).min(MAX_H2_HEADER_LIST));
-            b.serve_connection(io, service)
-                .await
-                .map_err(|e| e.to_string())
+            let mut connection = std::pin::pin!(b.serve_connection(io, service));
+            quiet_close(
+                connection.as_mut(),
+                |c| c.graceful_shutdown(),
+                &watched,
+                quiet,
+            )
+            .await
         }
         Protocol::Either => {
             let mut b = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
@@ -70,12 +102,53 @@ pub async fn serve<S>(
                 .timer(TokioTimer::new())
                 .max_concurrent_streams(MAX_STREAMS)
                 .max_header_list_size((limits.max_header_bytes as u32).min(MAX_H2_HEADER_LIST));
-            b.serve_connection_with_upgrades(io, service)
-                .await
-                .map_err(|e| e.to_string())
+            let mut connection = std::pin::pin!(b.serve_connection_with_upgrades(io, service));
+            quiet_close(
+                connection.as_mut(),
+                |c| c.graceful_shutdown(),
+                &watched,
+                quiet,
+            )
+            .await
         }
     };
     if let Err(e) = result {
         tracing::debug!("connection from {client}: {e}");
+    }
+}
+
+/// Serves `connection` until it ends; once it has had no request in
+/// flight for `quiet`, asks it to close (`shutdown`: a GOAWAY, then the
+/// streams it has finish), and drops it if it is still open `quiet` later
+/// with nothing in flight (a peer that never finished its preface, or
+/// never reads the GOAWAY).
+async fn quiet_close<C, E>(
+    mut connection: Pin<&mut C>,
+    shutdown: impl Fn(Pin<&mut C>),
+    conn: &gate::Conn,
+    quiet: Duration,
+) -> Result<(), String>
+where
+    C: Future<Output = Result<(), E>>,
+    E: std::fmt::Display,
+{
+    let mut asked = false;
+    loop {
+        let wait = match conn.quiet_for() {
+            None => quiet,
+            Some(q) if q >= quiet && !asked => {
+                shutdown(connection.as_mut());
+                asked = true;
+                quiet
+            }
+            Some(q) if q >= quiet => {
+                return Err("still open with nothing in flight after a GOAWAY; dropped".into());
+            }
+            Some(q) => quiet - q,
+        };
+        tokio::select! {
+            result = connection.as_mut() => return result.map_err(|e| e.to_string()),
+            _ = tokio::time::sleep(wait) => {}
+        }
     }
 }

@@ -14,10 +14,10 @@ use std::time::{Duration, Instant};
 const EJECT_FOR: Duration = Duration::from_secs(5);
 
 /// A backend, its `host:port` formatted once per registry change rather
-/// than once per request.
+/// than once per request (and shared, not copied, by each request).
 #[derive(Clone, Debug)]
 pub struct Backend {
-    pub addr: String,
+    pub addr: Arc<str>,
 }
 
 /// Per app, its backends.
@@ -29,6 +29,8 @@ pub struct Shared {
     pub pool: crate::pool::Pool,
     /// Room for request bodies held at once.
     pub bodies: skr8tr_net::server::BodyBudget,
+    /// Requests in flight.
+    pub gate: Arc<crate::gate::Gate>,
     backends: RwLock<Arc<Table>>,
     any_ejected: std::sync::atomic::AtomicBool,
     next: AtomicUsize,
@@ -41,6 +43,13 @@ impl Shared {
     pub fn new(config: Config) -> Shared {
         Shared {
             bodies: skr8tr_net::server::BodyBudget::new(config.limits.max_buffered_bytes),
+            gate: crate::gate::Gate::new(
+                skr8tr_net::server::effective_max_connections(
+                    config.limits.clients.max_connections,
+                    skr8tr_net::server::file_limit(),
+                ),
+                config.limits.clients.max_per_ip,
+            ),
             config,
             pool: crate::pool::Pool::default(),
             backends: RwLock::new(Arc::new(Table::new())),
@@ -59,7 +68,7 @@ impl Shared {
                 let backends = endpoints
                     .iter()
                     .map(|e| Backend {
-                        addr: format!("{}:{}", e.address, e.port),
+                        addr: format!("{}:{}", e.address, e.port).into(),
                     })
                     .collect();
                 (app.clone(), Arc::new(backends))
@@ -91,7 +100,7 @@ impl Shared {
         }
         let healthy: Vec<Backend> = all
             .iter()
-            .filter(|b| !ejected.contains_key(&b.addr))
+            .filter(|b| !ejected.contains_key(&*b.addr))
             .cloned()
             .collect();
         if healthy.is_empty() {

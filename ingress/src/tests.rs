@@ -245,7 +245,7 @@ async fn a_dead_endpoint_is_retried_elsewhere_and_ejected_for_a_while() {
     }
     let endpoints = shared.endpoints("web");
     assert_eq!(endpoints.len(), 1, "the dead one is ejected");
-    assert_eq!(endpoints[0].addr, live.addr.to_string());
+    assert_eq!(&*endpoints[0].addr, live.addr.to_string());
 }
 
 #[tokio::test]
@@ -291,7 +291,7 @@ async fn a_kept_connection_the_backend_closed_is_not_sent_on() {
     use crate::pool::{Pool, SendError};
     // A backend that answers one request per connection, then closes it.
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
+    let addr: Arc<str> = listener.local_addr().unwrap().to_string().into();
     tokio::spawn(async move {
         loop {
             let (stream, _) = listener.accept().await.unwrap();
@@ -349,7 +349,7 @@ fn state_rotates_over_endpoints_and_ejections_expire() {
     shared.eject("127.0.0.1:1001");
     let left = shared.endpoints("web");
     assert_eq!(left.len(), 1);
-    assert_eq!(left[0].addr, "127.0.0.1:1002");
+    assert_eq!(&*left[0].addr, "127.0.0.1:1002");
     // Every endpoint ejected: all are tried rather than none.
     shared.eject("127.0.0.1:1002");
     assert_eq!(shared.endpoints("web").len(), 2);
