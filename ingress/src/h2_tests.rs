@@ -91,7 +91,7 @@ async fn tls_clients_that_offer_h2_get_http2_and_backends_get_http1_with_a_host(
         b.connections.load(Ordering::Relaxed) <= 8,
         "pooled HTTP/1.1 to the backend"
     );
-    // Without `--http2`, a TLS client offering h2 gets HTTP/1.1.
+    // With `--http2 false`, a TLS client offering h2 gets HTTP/1.1.
     let (_, plain_tls) = ingress(
         &["/:web"],
         &[("web", vec![endpoint("web/1/0", b.addr)])],

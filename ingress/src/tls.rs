@@ -49,7 +49,7 @@ pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, TlsEr
     Ok(Arc::new(config))
 }
 
-/// `config` offering HTTP/2 by ALPN (`--http2`), HTTP/1.1 to clients that
+/// `config` offering HTTP/2 by ALPN (unless `--http2 false`), HTTP/1.1 to clients that
 /// do not ask for it.
 pub fn with_http2(config: &ServerConfig) -> Arc<ServerConfig> {
     let mut config = config.clone();

@@ -44,8 +44,9 @@ pub struct Args {
     #[arg(long, value_name = "FILE", requires = "tls_key")]
     tls_cert: Option<std::path::PathBuf>,
     /// With --tls-cert: offer HTTP/2 by ALPN to clients that ask for it
-    /// (opt-in: see ARCHITECTURE's known limits for HTTP/2)
-    #[arg(long, requires = "tls_cert")]
+    /// (`--http2 false`: HTTP/1.1 only)
+    #[arg(long, value_name = "BOOL", default_value_t = true, num_args = 0..=1,
+          default_missing_value = "true", action = clap::ArgAction::Set)]
     http2: bool,
     /// Also serve cleartext HTTP/2 (prior knowledge, as `h2load` and
     /// `curl --http2-prior-knowledge` send it) beside HTTP/1.1 on a plain listener
