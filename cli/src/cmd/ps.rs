@@ -23,7 +23,7 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitCode> {
     }
     let mut rows = vec![
         [
-            "REPLICA", "NODE", "ENDPOINT", "STATE", "PID", "RESTARTS", "ERROR",
+            "REPLICA", "NODE", "ENDPOINT", "STATE", "PID", "RESTARTS", "NOTE",
         ]
         .map(String::from),
     ];

@@ -73,14 +73,15 @@ pub async fn status(
             .iter()
             .filter(|(_, p)| p.desired == skr8tr_store::records::DesiredStatus::Run)
             .collect();
-        let states: Vec<ReplicaState> = current
+        let reports: Vec<&ReplicaReport> = current
             .iter()
             .filter_map(|(id, p)| {
                 seen.get(id)
                     .filter(|(n, _, _)| *n == p.node)
-                    .map(|(_, _, r)| r.state)
+                    .map(|(_, _, r)| r)
             })
             .collect();
+        let states: Vec<ReplicaState> = reports.iter().map(|r| r.state).collect();
         apps.push(AppView {
             name: name.clone(),
             kind,
@@ -105,7 +106,10 @@ pub async fn status(
                 })
                 .count() as u32,
             ready: states.iter().filter(|s| **s == ReplicaState::Ready).count() as u32,
-            unplaced: unplaced.get(&name).cloned(),
+            unplaced: unplaced
+                .get(&name)
+                .cloned()
+                .or_else(|| crash_loop(&reports)),
             rollout: snap.rollout(&name).map_err(ApiError::internal)?.map(|r| {
                 let phase = format!("{:?}", r.phase).to_lowercase();
                 let why = r.reason.map(|w| format!(": {w}")).unwrap_or_default();
@@ -248,4 +252,28 @@ pub async fn keys(
         })
         .collect();
     Ok(body(StatusCode::OK, &views))
+}
+
+/// A replica of the app down after a failed start or an exit, and why
+/// (`crash loop: exit 127, cannot start /nonexistent/bin: …`), for
+/// `status`'s note.
+fn crash_loop(reports: &[&ReplicaReport]) -> Option<String> {
+    reports
+        .iter()
+        .filter(|r| {
+            matches!(
+                r.state,
+                ReplicaState::Backoff
+                    | ReplicaState::StartFailed
+                    | ReplicaState::BuildFailed
+                    | ReplicaState::OomKilled
+            )
+        })
+        .find_map(|r| r.error.as_deref())
+        .map(|why| {
+            let why = why
+                .strip_prefix(skr8tr_proto::wire::LAST_RUN)
+                .unwrap_or(why);
+            format!("crash loop: {why}")
+        })
 }

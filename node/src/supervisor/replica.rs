@@ -143,7 +143,8 @@ impl Replica {
                     Err((message, code, state)) => {
                         tracing::warn!(replica = %self.id, "{message}");
                         self.log.push(Stream::Stderr, &format!("skr8tr: {message}"));
-                        self.set(|e| e.error = Some(message.clone()));
+                        // `status` shows it as the crash loop's reason.
+                        self.set(|e| e.error = Some(format!("exit {code}, {message}")));
                         failed = Some(state);
                         Ended::Exited {
                             code: Some(code),
@@ -192,6 +193,11 @@ impl Replica {
                 &format!("skr8tr: {what}; restarting in {delay:?}"),
             );
             self.set(|e| {
+                // Why it is down (a start failure already said): `ps`
+                // shows it, and `status` calls a run of them a crash loop.
+                if failed.is_none() {
+                    e.error = Some(what.clone());
+                }
                 e.state = match (failed, oom) {
                     (Some(state), _) => state,
                     (None, true) => ReplicaState::OomKilled,
@@ -319,7 +325,14 @@ impl Replica {
             e.port = Some(port);
             e.started_at_ms = hello.started_at_ms;
             e.sampler = Sampler::default();
-            e.error = None;
+            // Running again: the last exit stays visible in `ps`.
+            e.error =
+                e.error
+                    .take()
+                    .map(|why| match why.strip_prefix(skr8tr_proto::wire::LAST_RUN) {
+                        Some(_) => why,
+                        None => format!("{}{why}", skr8tr_proto::wire::LAST_RUN),
+                    });
         });
         let watched = self.watch(&mut control, &mut exited, port, ready).await;
         let ended = match watched {

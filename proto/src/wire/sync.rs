@@ -119,9 +119,15 @@ pub struct ReplicaReport {
     pub started_at_ms: u64,
     pub cpu_millis: u64,
     pub rss_bytes: u64,
-    /// Why its last start failed, if it did: shown by `ps`.
+    /// Why it is not running (its start failed: `exit 127, cannot start
+    /// …`; it exited: `exited with code 1`), or, once it runs again, how
+    /// its last run ended ([`LAST_RUN`] first): shown by `ps`, and by
+    /// `status` as a crash loop's reason.
     pub error: Option<String>,
 }
+
+/// Marks a [`ReplicaReport::error`] that tells how the previous run ended.
+pub const LAST_RUN: &str = "last run: ";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ReplicaState {
