@@ -1,7 +1,8 @@
 //! Issue 15's operator-facing behaviour with real processes on 127.0.0.1,
 //! driven through the `skr8tr` CLI as an operator would.
 
-use skr8tr_chaos_tests::harness::{Cluster, wait_for};
+use skr8tr_chaos_tests::harness::{Cluster, skr8tr_bin, wait_for};
+use std::process::Command;
 use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -36,4 +37,93 @@ fn a_crash_looping_app_says_why_in_status_and_ps_shows_the_last_exit() {
         ps.contains("exited with code 3").then_some(ps)
     });
     assert!(ps.lines().next().unwrap().contains("NOTE"), "{ps}");
+}
+
+#[test]
+fn daemons_log_json_lines_with_log_format_json() {
+    let mut c = Cluster::start("jsonlog");
+    c.start_node_with("n1", &["--log-format", "json"]);
+    let log = c.dir.join("node-n1.log");
+    let lines = wait_for("the node's first log lines", WAIT, || {
+        let text = std::fs::read_to_string(&log).ok()?;
+        let lines: Vec<String> = text.lines().map(str::to_string).collect();
+        (lines.len() >= 2).then_some(lines)
+    });
+    for line in &lines {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not a JSON line ({e}): {line}"));
+        assert!(v["timestamp"].is_string(), "{line}");
+        assert!(v["level"].is_string(), "{line}");
+        assert!(v["fields"]["message"].is_string(), "{line}");
+    }
+}
+
+#[test]
+fn completions_parse_in_bash_and_man_pages_render() {
+    let dir = std::env::temp_dir().join(format!("skr8tr-man-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let bin = skr8tr_bin();
+    let run = |args: &[&str]| {
+        let out = Command::new(&bin).args(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let script = run(&["completions", "bash"]);
+    for sub in ["up", "rollout", "ingress", "completions"] {
+        assert!(script.contains(sub), "bash completion lacks {sub}");
+    }
+    let file = dir.join("skr8tr.bash");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(&file, &script).unwrap();
+    // Sourced by a real bash, the function is defined and registered.
+    let check = Command::new("bash")
+        .arg("-c")
+        .arg(format!("source {} && complete -p skr8tr", file.display()))
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success() && String::from_utf8_lossy(&check.stdout).contains("_skr8tr"),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    for shell in ["zsh", "fish", "elvish", "powershell"] {
+        assert!(run(&["completions", shell]).contains("skr8tr"), "{shell}");
+    }
+    let said = run(&["man", "--out", dir.join("man").to_str().unwrap()]);
+    let page = dir.join("man/skr8tr-up.1");
+    assert!(page.exists(), "{said}");
+    assert!(dir.join("man/skr8tr.1").exists());
+    // The printed command works as printed when man is installed.
+    if Command::new("man").arg("--version").output().is_ok() {
+        let out = Command::new("man")
+            .arg("-l")
+            .arg(&page)
+            .env("MANPAGER", "cat")
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            text.contains("Deploy (or update) the apps of a manifest"),
+            "{text}"
+        );
+    }
+    // A closed pipe is not a failure (`skr8tr completions bash | head`).
+    let piped = Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "set -o pipefail; {} completions bash | head -1",
+            bin.display()
+        ))
+        .output()
+        .unwrap();
+    assert!(
+        piped.status.success(),
+        "{}",
+        String::from_utf8_lossy(&piped.stderr)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -41,6 +41,10 @@ struct Cli {
     /// Print JSON instead of tables
     #[arg(long, global = true)]
     json: bool,
+    /// How the daemons (conductor, node, ingress, dev) write their log
+    /// to stderr: `text` lines, or `json` objects one per line
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "SKR8TR_LOG_FORMAT")]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -97,7 +101,20 @@ enum Command {
     /// without the value, rolled out).
     #[command(subcommand)]
     Secret(cmd::secret::Args),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions(cmd::completions::CompletionsArgs),
+    /// Write man pages for skr8tr and every subcommand.
+    Man(cmd::completions::ManArgs),
 }
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Set once in `main`, before any daemon starts logging.
+static LOG_FORMAT: std::sync::OnceLock<LogFormat> = std::sync::OnceLock::new();
 
 /// Exit code when the command ran but found problems (invalid manifest,
 /// refused key, …). Usage errors exit with 2, from clap.
@@ -113,6 +130,7 @@ fn main() -> ExitCode {
         return ExitCode::from(skr8tr_node::shim::main(&dir).clamp(0, 255) as u8);
     }
     let cli = Cli::parse();
+    let _ = LOG_FORMAT.set(cli.log_format);
     let ctx = api::Ctx {
         conductor: cli.conductor,
         pin: cli.pin,
@@ -143,6 +161,8 @@ fn main() -> ExitCode {
         Command::Ticket(args) => cmd::ticket::run(&ctx, args),
         Command::Secret(args) => cmd::secret::run(&ctx, args),
         Command::Key(args) => cmd::key::run(&ctx, args),
+        Command::Completions(args) => cmd::completions::completions(args),
+        Command::Man(args) => cmd::completions::man(args),
     };
     match result {
         Ok(code) => code,
@@ -172,14 +192,19 @@ pub fn home_dir() -> anyhow::Result<PathBuf> {
     }
 }
 
-/// Daemons log to stderr, `info` and up.
+/// Daemons log to stderr, `info` and up: text lines, or one JSON object
+/// per line with `--log-format json` (for journald, Loki and the like).
 pub fn init_tracing() {
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_max_level(tracing::Level::INFO)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_target(false)
-        .try_init();
+        .with_target(false);
+    let _ = match LOG_FORMAT.get().copied().unwrap_or(LogFormat::Text) {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .try_init(),
+    };
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+pub mod completions;
 pub mod conductor;
 pub mod dev;
 pub mod fingerprint;
