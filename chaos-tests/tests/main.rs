@@ -14,8 +14,8 @@
 //! - `disk`: the conductor's disk fills up under load, then is freed.
 //! - `ingress`: requests through `skr8tr ingress` under kills and rollouts.
 //! - `maintenance`: `node drain` and a node stopped with its replicas, under load.
-//! - `operator`: what an operator reads: crash-loop notes in `status`
-//!   and `ps`.
+//! - `operator`: the operator's tooling: crash-loop notes in `status` and
+//!   `ps`, JSON logs, completions and man pages, systemd units verified.
 //! - `node_restart`: agents stopped, killed and started again under load;
 //!   the grace of a dead agent's replicas.
 //! - `partition`: a node cut off from the conductor on a namespaced fleet.

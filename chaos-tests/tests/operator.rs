@@ -127,3 +127,145 @@ fn completions_parse_in_bash_and_man_pages_render() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn install_writes_units_that_systemd_analyze_verifies() {
+    let dir = std::env::temp_dir().join(format!("skr8tr-units-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let bin = skr8tr_bin();
+    // Their man pages, where `Documentation=man:` finds them.
+    let man = Command::new(&bin)
+        .args(["man", "--out", dir.join("man/man1").to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(man.status.success());
+    let units = dir.join("units");
+    let install = |role: &str, flags: &[&str]| {
+        let out = Command::new(&bin)
+            .args(["install", role, "--unit-dir", units.to_str().unwrap(), "--"])
+            .args(flags)
+            .output()
+            .unwrap();
+        let said = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "{role}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            said.contains("systemctl daemon-reload && systemctl enable --now skr8tr-"),
+            "{said}"
+        );
+    };
+    install(
+        "conductor",
+        &[
+            "--listen",
+            "0.0.0.0:7771",
+            "--init-key",
+            "/etc/skr8tr/signing.pub",
+        ],
+    );
+    install(
+        "node",
+        &[
+            "--conductor-key",
+            "/etc/skr8tr/conductor.pub",
+            "--name",
+            "n 1%",
+        ],
+    );
+    install(
+        "ingress",
+        &[
+            "--listen",
+            "0.0.0.0:80",
+            "--route",
+            "/:web",
+            "--name",
+            "edge",
+        ],
+    );
+    let files: Vec<_> = std::fs::read_dir(&units)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(files.len(), 4, "{files:?}");
+    let verify = Command::new("systemd-analyze")
+        .arg("verify")
+        .args(&files)
+        .env("MANPATH", dir.join("man"))
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&verify.stderr);
+    assert!(
+        verify.status.success() && !said.contains("skr8tr"),
+        "{said}"
+    );
+    let read = |f: &str| std::fs::read_to_string(units.join(f)).unwrap();
+    let node = read("skr8tr-node.service");
+    for line in ["KillMode=process", "Delegate=yes", "--name \"n 1%%\""] {
+        assert!(node.contains(line), "{node}");
+    }
+    // Replicas inherit the node's sandbox: it has none.
+    for absent in ["ProtectSystem", "NoNewPrivileges", "DynamicUser"] {
+        assert!(!node.contains(absent), "{node}");
+    }
+    assert!(read("skr8tr-node-leave.service").contains("node leave --data /var/lib/skr8tr/node"));
+    for f in ["skr8tr-conductor.service", "skr8tr-ingress.service"] {
+        let unit = read(f);
+        for line in [
+            "NoNewPrivileges=yes",
+            "ProtectSystem=strict",
+            "DynamicUser=yes",
+        ] {
+            assert!(unit.contains(line), "{f}: {unit}");
+        }
+    }
+    // A typo is refused, and nothing is written.
+    let typo = Command::new(&bin)
+        .args([
+            "install",
+            "node",
+            "--unit-dir",
+            dir.join("typo").to_str().unwrap(),
+        ])
+        .args([
+            "--",
+            "--conductor-key",
+            "k",
+            "--name",
+            "n",
+            "--prot-range",
+            "1-2",
+        ])
+        .output()
+        .unwrap();
+    assert!(!typo.status.success());
+    assert!(String::from_utf8_lossy(&typo.stderr).contains("--prot-range"));
+    assert!(!dir.join("typo").exists());
+    // deploy/systemd holds what `install` writes (deploy/systemd/regenerate).
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let fresh = dir.join("fresh");
+    let regen = Command::new(root.join("deploy/systemd/regenerate"))
+        .arg(&fresh)
+        .arg(&bin)
+        .output()
+        .unwrap();
+    assert!(
+        regen.status.success(),
+        "{}",
+        String::from_utf8_lossy(&regen.stderr)
+    );
+    for f in std::fs::read_dir(&fresh).unwrap() {
+        let f = f.unwrap().path();
+        let name = f.file_name().unwrap();
+        let kept = std::fs::read_to_string(root.join("deploy/systemd").join(name)).unwrap();
+        assert_eq!(
+            kept,
+            std::fs::read_to_string(&f).unwrap(),
+            "deploy/systemd/{name:?} is stale: run deploy/systemd/regenerate"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -101,6 +101,8 @@ enum Command {
     /// without the value, rolled out).
     #[command(subcommand)]
     Secret(cmd::secret::Args),
+    /// Write the systemd unit that runs a daemon with the flags given.
+    Install(cmd::install::Args),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions(cmd::completions::CompletionsArgs),
     /// Write man pages for skr8tr and every subcommand.
@@ -161,6 +163,7 @@ fn main() -> ExitCode {
         Command::Ticket(args) => cmd::ticket::run(&ctx, args),
         Command::Secret(args) => cmd::secret::run(&ctx, args),
         Command::Key(args) => cmd::key::run(&ctx, args),
+        Command::Install(args) => cmd::install::run(args),
         Command::Completions(args) => cmd::completions::completions(args),
         Command::Man(args) => cmd::completions::man(args),
     };

@@ -6,6 +6,7 @@ pub mod dev;
 pub mod fingerprint;
 pub mod history;
 pub mod ingress;
+pub mod install;
 pub mod key;
 pub mod keygen;
 pub mod listen;
