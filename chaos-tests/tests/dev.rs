@@ -61,38 +61,53 @@ fn skr8tr_dev_serves_the_example_through_the_ingress() {
     assert_eq!(status, 200);
     assert!(body.contains("Hello from Skr8tr"), "{body}");
 
-    // The CLI works against it as printed: with the `export` lines it
-    // printed for the moved address, and nothing else.
-    let mut exports = Vec::new();
+    // The CLI works against it as printed: the lines after "then, in
+    // another terminal:", pasted into a shell whose PATH lacks skr8tr
+    // (as after `cargo run`), with the `export` lines it printed for the
+    // moved address and the binary's directory, and nothing else.
+    let mut block = Vec::new();
+    let mut after = false;
     loop {
         let line = rx
             .recv_timeout(Duration::from_secs(30))
             .expect("dev printed what to try");
-        if let Some(kv) = line.trim().strip_prefix("export ") {
-            let (k, v) = kv.split_once('=').unwrap();
-            exports.push((k.to_string(), v.to_string()));
-        }
         if line.starts_with("Ctrl-C stops everything") {
             break;
         }
+        if after && !line.trim().is_empty() {
+            block.push(line.trim().to_string());
+        }
+        after |= line == "then, in another terminal:";
     }
+    let exports: Vec<&str> = block
+        .iter()
+        .filter_map(|l| l.strip_prefix("export "))
+        .map(|kv| kv.split_once('=').unwrap().0)
+        .collect();
     assert_eq!(
         exports,
-        [(
-            "SKR8TR_CONDUCTOR".to_string(),
-            format!("https://127.0.0.1:{api}")
-        )],
-        "the address moved, the pin is found by default"
+        ["PATH", "SKR8TR_CONDUCTOR"],
+        "the binary is not on PATH, the address moved, the pin is found by default: {block:?}"
     );
-    let ps = Command::new(skr8tr_bin())
-        .args(["ps", "--json"])
+    let script = format!("set -e\n{}\nskr8tr ps --json\n", block.join("\n"));
+    let ran = Command::new("bash")
+        .arg("-c")
+        .arg(&script)
         .env("HOME", &home)
+        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
         .env_remove("SKR8TR_PIN")
-        .envs(exports)
+        .env_remove("SKR8TR_CONDUCTOR")
         .output()
         .unwrap();
-    let replicas: Vec<skr8tr_proto::wire::ReplicaView> =
-        serde_json::from_slice(&ps.stdout).unwrap();
+    let out = String::from_utf8_lossy(&ran.stdout);
+    assert!(
+        ran.status.success(),
+        "{script}\n{out}\n{}",
+        String::from_utf8_lossy(&ran.stderr)
+    );
+    assert!(out.contains("hello"), "{out}");
+    let json = &out[out.rfind("\n[").map_or(0, |i| i + 1)..];
+    let replicas: Vec<skr8tr_proto::wire::ReplicaView> = serde_json::from_str(json).unwrap();
     assert_eq!(replicas.len(), 2);
     let pids: Vec<u32> = replicas.iter().filter_map(|r| r.pid).collect();
 

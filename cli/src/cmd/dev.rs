@@ -199,6 +199,10 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitCode> {
             println!("open http://{ingress_addr}/");
             println!();
             println!("then, in another terminal:");
+            // After `cargo run`, `skr8tr` is not on the PATH: say where it is.
+            if let Some(dir) = not_on_path() {
+                println!("  export PATH=\"{}:$PATH\"", dir.display());
+            }
             // The CLI's defaults reach the dev cluster at its default
             // address and data directory; say so when either moved (or a
             // pinned cluster of the operator's own would come first).
@@ -209,13 +213,14 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitCode> {
             if args.api.to_string() != "127.0.0.1:7771" {
                 println!("  export SKR8TR_CONDUCTOR={url}");
             }
-            println!("  skr8tr status          apps, desired and ready replicas");
-            println!("  skr8tr ps              where each replica runs");
+            // Every line runs as printed, pasted into a shell.
+            println!("  skr8tr status          # apps, desired and ready replicas");
+            println!("  skr8tr ps              # where each replica runs");
             if let Some(app) = apps.first() {
-                println!("  skr8tr logs {app}      its output, signed and audited");
+                println!("  skr8tr logs {app}      # its output, signed and audited");
             }
-            println!("  skr8tr history         who did what, when");
-            println!("  skr8tr rollout FILE    a zero-downtime update");
+            println!("  skr8tr history         # who did what, when");
+            println!("  # edit {name}, then: skr8tr rollout {name}   (a zero-downtime update)");
             println!();
             println!("Ctrl-C stops everything (the replicas with it).");
             crate::shutdown_signal().await;
@@ -236,4 +241,19 @@ async fn wait(what: &str, mut done: impl FnMut() -> bool) -> anyhow::Result<()> 
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     Ok(())
+}
+
+/// This binary's directory, when `skr8tr` on the PATH is not this binary
+/// (as after `cargo run`).
+fn not_on_path() -> Option<std::path::PathBuf> {
+    let me = std::env::current_exe().ok()?.canonicalize().ok()?;
+    let found = std::env::var_os("PATH").and_then(|path| {
+        std::env::split_paths(&path)
+            .map(|d| d.join("skr8tr"))
+            .find(|p| p.is_file())
+    });
+    match found.and_then(|p| p.canonicalize().ok()) {
+        Some(p) if p == me => None,
+        _ => me.parent().map(|d| d.to_path_buf()),
+    }
 }
