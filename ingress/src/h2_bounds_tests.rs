@@ -2,7 +2,7 @@
 //! by PINGs alone, a preface sent one byte at a time, streams whose
 //! responses are never read, and 10,000 requests on one connection.
 
-use crate::h2_tests::{H2, get, h2_over, offering_h2};
+use crate::h2_tests::{H2, get, h2_over, offering_h2, tls_identity};
 use crate::tests::{backend, endpoint, ingress};
 use bytes::Bytes;
 use http_body_util::Full;
@@ -49,15 +49,7 @@ async fn stalling_backend() -> (std::net::SocketAddr, Arc<AtomicUsize>) {
 
 #[tokio::test]
 async fn a_connection_kept_open_by_pings_alone_is_closed_after_the_head_timeout() {
-    let dir = std::env::temp_dir().join(format!("skr8tr-ingress-h2q-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let id = skr8tr_net::tls::Identity::create(&dir).unwrap();
-    let tls = crate::tls::server_config(
-        &dir.join(skr8tr_net::tls::CERT_FILE),
-        &dir.join(skr8tr_net::tls::KEY_FILE),
-    )
-    .unwrap();
+    let (dir, id, tls) = tls_identity("h2q");
     let b = backend("b1").await;
     let (_, addr) = ingress(&["/:web"], &[("web", vec![endpoint("w", b.addr)])], |c| {
         c.tls = Some(crate::tls::with_http2(&tls));

@@ -46,9 +46,16 @@ pub(crate) async fn get(sender: &mut H2, uri: &str) -> (StatusCode, String) {
     (status, String::from_utf8_lossy(&body).into_owned())
 }
 
-#[tokio::test]
-async fn tls_clients_that_offer_h2_get_http2_and_backends_get_http1_with_a_host() {
-    let dir = std::env::temp_dir().join(format!("skr8tr-ingress-h2-{}", std::process::id()));
+/// A fresh TLS identity in a directory of its own (`name`), and the
+/// ingress's server configuration for it.
+pub(crate) fn tls_identity(
+    name: &str,
+) -> (
+    std::path::PathBuf,
+    skr8tr_net::tls::Identity,
+    std::sync::Arc<rustls::ServerConfig>,
+) {
+    let dir = std::env::temp_dir().join(format!("skr8tr-ingress-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let id = skr8tr_net::tls::Identity::create(&dir).unwrap();
@@ -57,6 +64,12 @@ async fn tls_clients_that_offer_h2_get_http2_and_backends_get_http1_with_a_host(
         &dir.join(skr8tr_net::tls::KEY_FILE),
     )
     .unwrap();
+    (dir, id, tls)
+}
+
+#[tokio::test]
+async fn tls_clients_that_offer_h2_get_http2_and_backends_get_http1_with_a_host() {
+    let (dir, id, tls) = tls_identity("h2");
     let b = backend("b1").await;
     let (_, addr) = ingress(
         &["/:web"],
