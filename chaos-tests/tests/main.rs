@@ -14,6 +14,7 @@
 //! - `disk`: the conductor's disk fills up under load, then is freed.
 //! - `ingress`: requests through `skr8tr ingress` under kills and rollouts.
 //! - `maintenance`: `node drain` and a node stopped with its replicas, under load.
+//! - `metrics`: each daemon's `/metrics`, checked by promtool, moving.
 //! - `operator`: the operator's tooling: crash-loop notes in `status` and
 //!   `ps`, JSON logs, completions and man pages, systemd units verified.
 //! - `node_restart`: agents stopped, killed and started again under load;
@@ -44,6 +45,7 @@ mod disconnect;
 mod disk;
 mod ingress;
 mod maintenance;
+mod metrics;
 mod node_restart;
 mod operator;
 mod partition;

@@ -19,6 +19,7 @@
 //! - `refusals`: the audit budget for refusals from senders who proved no key.
 //! - `source`: desired state read alike from a snapshot or a transaction.
 //! - `assignments`: one node's assignment set and its version.
+//! - `metrics`: what `/metrics` shows (`--metrics-listen`).
 //!
 //! Paths: command: CLI → `POST /v1/commands` → verify → `Store::command`
 //! (effect + audit, fsync) → reply. Sync: node long-polls
@@ -34,6 +35,7 @@ pub mod commands;
 pub mod index;
 pub mod leaving;
 pub mod limits;
+pub mod metrics;
 pub mod reconciler;
 pub mod refusals;
 pub mod registry;

@@ -85,8 +85,7 @@ pub async fn run(c: Arc<Conductor>) {
         })
         .await;
         match result {
-            Ok(Ok(true)) => {}
-            Ok(Ok(false)) => {}
+            Ok(Ok(committed)) => c.metrics.pass(committed),
             Ok(Err(e)) => crate::throttle::RECONCILE.warn(&e),
             Err(e) => tracing::error!("reconcile task failed: {e}"),
         }

@@ -118,6 +118,8 @@ pub struct Conductor {
     pub refusals: crate::refusals::Limiter,
     /// Turns for reading pages of the audit log (bounded memory).
     pub pages: tokio::sync::Semaphore,
+    /// Counters for `/metrics`.
+    pub metrics: crate::metrics::Metrics,
 }
 
 /// Where the conductor reads the time. Handlers and the reconciler ask
@@ -189,6 +191,7 @@ impl Conductor {
             draining: Mutex::new(HashMap::new()),
             refusals: crate::refusals::Limiter::with_window(window_ms),
             pages: tokio::sync::Semaphore::new(crate::api::CONCURRENT_PAGES),
+            metrics: crate::metrics::Metrics::default(),
         })
     }
 

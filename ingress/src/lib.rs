@@ -14,6 +14,7 @@
 //!   timeout, with their defaults.
 //! - `serve`: one client connection in HTTP/1.1 or HTTP/2 (ALPN `h2`,
 //!   or cleartext with `--h2c`).
+//! - [`metrics`]: what `/metrics` shows (`--metrics-listen`).
 //! - `pool`: keep-alive HTTP/1 connections per backend.
 //! - `state`: the shared snapshot, round robin, ejections, the backend pool.
 //! - [`tls`]: the rustls server configuration from PEM files.
@@ -27,6 +28,7 @@
 mod gate;
 pub mod headers;
 pub mod limits;
+pub mod metrics;
 mod pool;
 mod proxy;
 pub mod routes;
@@ -71,6 +73,8 @@ pub struct Config {
     /// Serve cleartext HTTP/2 (prior knowledge) beside HTTP/1.1 on a
     /// plain listener (`--h2c`).
     pub h2c: bool,
+    /// `--metrics-listen ADDR`: serve `GET /metrics` there.
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 impl Config {
@@ -83,6 +87,7 @@ impl Config {
             access_log: true,
             tls: None,
             h2c: false,
+            metrics_listen: None,
         }
     }
 }
@@ -96,7 +101,12 @@ pub async fn run(
     // The registry watcher's client: a snapshot names every endpoint of
     // every app, so it may be larger than a command reply.
     let conductor = config.conductor.clone().with_max_body(REGISTRY_MAX_BYTES);
+    let metrics_listen = config.metrics_listen;
     let shared = Arc::new(Shared::new(config));
+    if let Some(addr) = metrics_listen {
+        let page = skr8tr_net::metrics::Exposition::new(shared.metrics.registry());
+        skr8tr_net::metrics::start(addr, page).await?;
+    }
     let watcher = tokio::spawn(watch(shared.clone(), conductor));
     accept_loop(shared, listener, shutdown).await;
     watcher.abort();

@@ -49,12 +49,15 @@ pub async fn handle(
 ) -> Response<Body> {
     let proto = if tls { "https" } else { "http" };
     if !shared.config.access_log {
-        return forward(&shared, client, proto, req).await.0;
+        let (response, _, route) = forward(&shared, client, proto, req).await;
+        shared.metrics.request(route, response.status().as_u16());
+        return response;
     }
     let started = Instant::now();
     let method = req.method().clone();
     let path = req.uri().path().to_string();
-    let (response, backend) = forward(&shared, client, proto, req).await;
+    let (response, backend, route) = forward(&shared, client, proto, req).await;
+    shared.metrics.request(route, response.status().as_u16());
     tracing::info!(
         %method,
         path = %path,
@@ -153,22 +156,36 @@ async fn read_body(
 /// Which backend answered, shared with the registry's table (not copied).
 type Answered = Option<Arc<str>>;
 
+/// Forwards `req`; says which backend answered and which route took it.
 async fn forward(
     shared: &Shared,
     client: SocketAddr,
     proto: &str,
     req: Request<Incoming>,
-) -> (Response<Body>, Answered) {
+) -> (Response<Body>, Answered, Option<usize>) {
     if let Some(why) = malformed(&req) {
-        return (local(StatusCode::BAD_REQUEST, why.to_string()), None);
+        return (local(StatusCode::BAD_REQUEST, why.to_string()), None, None);
     }
     let path = req.uri().path();
-    let Some(route) = routes::route(&shared.config.routes, path) else {
+    let Some(index) = routes::route_index(&shared.config.routes, path) else {
         return (
             local(StatusCode::NOT_FOUND, format!("no route for {path}")),
             None,
+            None,
         );
     };
+    let (response, answered) = forward_to(shared, client, proto, req, index).await;
+    (response, answered, Some(index))
+}
+
+async fn forward_to(
+    shared: &Shared,
+    client: SocketAddr,
+    proto: &str,
+    req: Request<Incoming>,
+    index: usize,
+) -> (Response<Body>, Answered) {
+    let route = &shared.config.routes[index];
     let endpoints = shared.endpoints(&route.app);
     if endpoints.is_empty() {
         let msg = format!("app `{}` has no ready replica", route.app);
@@ -228,10 +245,15 @@ async fn forward(
             *out.uri_mut() = uri.clone();
             *out.headers_mut() = parts.headers.clone();
         }
+        if attempt > 0 {
+            shared.metrics.retry();
+        }
         let within = shared.config.limits.request_timeout;
+        let began = Instant::now();
         let sent = tokio::time::timeout(within, shared.pool.send(addr, out)).await;
         match sent {
             Ok(Ok(mut response)) => {
+                shared.metrics.upstream(began.elapsed());
                 headers::strip_hop_by_hop(response.headers_mut());
                 return (response.map(Either::Left), Some(addr.clone()));
             }

@@ -41,10 +41,17 @@ impl Route {
 
 /// The app of the longest route matching `path`.
 pub fn route<'a>(routes: &'a [Route], path: &str) -> Option<&'a Route> {
+    route_index(routes, path).map(|i| &routes[i])
+}
+
+/// The index of the longest route matching `path`.
+pub fn route_index(routes: &[Route], path: &str) -> Option<usize> {
     routes
         .iter()
-        .filter(|r| r.matches(path))
-        .max_by_key(|r| r.prefix.len())
+        .enumerate()
+        .filter(|(_, r)| r.matches(path))
+        .max_by_key(|(_, r)| r.prefix.len())
+        .map(|(i, _)| i)
 }
 
 #[cfg(test)]

@@ -47,6 +47,7 @@ pub async fn serve<S>(
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let limits = shared.config.limits.clients.clone();
+    let _open = shared.metrics.connection();
     let conn = gate::Conn::new();
     let per_source = protocol != Protocol::Http1;
     let watched = conn.clone();
@@ -63,6 +64,7 @@ pub async fn serve<S>(
                         gate::Refused::Total(_) => hyper::StatusCode::SERVICE_UNAVAILABLE,
                         gate::Refused::Source(..) => hyper::StatusCode::TOO_MANY_REQUESTS,
                     };
+                    shared.metrics.request(None, status.as_u16());
                     proxy::local(status, refused.to_string()).map(|body| Held::new(body, None))
                 }
             };

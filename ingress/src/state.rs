@@ -37,6 +37,8 @@ pub struct Shared {
     ejected: Mutex<HashMap<String, Instant>>,
     /// Set once the first snapshot arrived.
     pub loaded: std::sync::atomic::AtomicBool,
+    /// Counters for `/metrics`.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl Shared {
@@ -50,6 +52,7 @@ impl Shared {
                 ),
                 config.limits.clients.max_per_ip,
             ),
+            metrics: Arc::new(crate::metrics::Metrics::new(&config.routes)),
             config,
             pool: crate::pool::Pool::default(),
             backends: RwLock::new(Arc::new(Table::new())),
@@ -114,6 +117,7 @@ impl Shared {
         let mut ejected = self.ejected.lock().unwrap_or_else(|p| p.into_inner());
         ejected.insert(addr.to_string(), Instant::now() + EJECT_FOR);
         self.any_ejected.store(true, Ordering::Relaxed);
+        self.metrics.ejection();
     }
 
     pub fn next_index(&self) -> usize {

@@ -11,12 +11,15 @@
 //! - [`tls`]: [`Identity`](tls::Identity), [`Pin`], the rustls
 //!   configurations (aws-lc-rs, TLS 1.3, X25519MLKEM768 first), the
 //!   exporter, [`tls::accept`] (which answers plain HTTP with a refusal).
+//! - [`metrics`]: [`metrics::serve`] — `GET /metrics` (prometheus-client's
+//!   text; the classic format for clients that do not ask for OpenMetrics).
 //! - [`server`]: [`server::serve`] — connection caps (in all and per
 //!   address), header, idle and body timeouts, accept errors backed off.
 
 #![forbid(unsafe_code)]
 
 pub mod client;
+pub mod metrics;
 pub mod server;
 pub mod session;
 pub mod tls;

@@ -61,6 +61,8 @@ pub struct NodeConfig {
     /// `--wasm-runtime CMD`: what runs `type wasm` modules; `None` looks
     /// for `wasmtime` on the PATH (`wasmtime run`).
     pub wasm_runtime: Option<String>,
+    /// `--metrics-listen ADDR`: serve `GET /metrics` there.
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 /// How the agent ends, as its `shutdown` future says.
@@ -162,6 +164,14 @@ pub async fn run(
         },
         changed.clone(),
     ));
+    if let Some(addr) = config.metrics_listen {
+        skr8tr_net::metrics::start(addr, supervisor.exposition())
+            .await
+            .map_err(|source| NodeError::DataDir {
+                dir: format!("the metrics endpoint on {addr}"),
+                source,
+            })?;
+    }
     let adopted = supervisor.adopt().await;
     if adopted > 0 {
         tracing::info!(

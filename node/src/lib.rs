@@ -28,6 +28,7 @@
 //! - [`logs`]: per-replica ring of the last N stdout/stderr lines, 16 KiB
 //!   per line at most.
 //! - [`logs_server`]: serves log lines to conductor-signed requests only.
+//! - [`metrics`]: what `/metrics` shows (`--metrics-listen`).
 //! - [`limits`]: [`Limits`] — the log endpoint's bounds, with defaults.
 
 #![deny(unsafe_code)]
@@ -43,6 +44,7 @@ pub mod leave;
 pub mod limits;
 pub mod logs;
 pub mod logs_server;
+pub mod metrics;
 pub mod process;
 #[allow(unsafe_code)]
 pub mod shim;

@@ -120,6 +120,25 @@ impl Command {
         }
     }
 
+    /// The command's kind, as a metric label: `up`, `scale`, `key-add`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Command::Up { .. } => "up",
+            Command::Down { .. } => "down",
+            Command::Scale { .. } => "scale",
+            Command::Logs { .. } => "logs",
+            Command::AddOperatorKey { .. } => "key-add",
+            Command::RevokeOperatorKey { .. } => "key-revoke",
+            Command::AdmitNode { .. } => "admit-node",
+            Command::Rollout { .. } => "rollout",
+            Command::Rollback { .. } => "rollback",
+            Command::RevokeNode { .. } => "node-revoke",
+            Command::SetSecret { .. } => "secret-set",
+            Command::DrainNode { .. } => "node-drain",
+            Command::UncordonNode { .. } => "node-uncordon",
+        }
+    }
+
     /// A short label for history listings: `up web.skr8tr`, `scale api 5`.
     pub fn summary(&self) -> String {
         match self {

@@ -39,6 +39,10 @@ pub struct Args {
     /// documented budget is per minute)
     #[arg(long, hide = true, value_parser = crate::duration)]
     refusal_window: Option<Duration>,
+    /// Serve Prometheus metrics (plain HTTP, GET /metrics) on this
+    /// address, apart from the API: bind a loopback or private address
+    #[arg(long, value_name = "ADDR")]
+    metrics_listen: Option<SocketAddr>,
     /// Autoscaling: scale out once CPU stayed above `cpu-above` this long
     #[arg(long, default_value = "10s", value_parser = crate::duration)]
     scale_out_after: Duration,
@@ -78,6 +82,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
             .with_context(|| format!("cannot listen on {}", args.listen))?;
+        if let Some(addr) = args.metrics_listen {
+            let page = skr8tr_conductor::metrics::Metrics::exposition(&conductor);
+            skr8tr_net::metrics::start(addr, page).await?;
+        }
         tracing::info!(
             listen = %listener.local_addr()?,
             cluster = %conductor.cluster,

@@ -121,6 +121,7 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitCode> {
                 labels: Vec::new(),
                 allow_root: false,
                 wasm_runtime: None,
+                metrics_listen: None,
             };
             let stop = Arc::new(tokio::sync::Notify::new());
             let node_stop = stop.clone();

@@ -52,6 +52,10 @@ pub struct Args {
     /// `curl --http2-prior-knowledge` send it) beside HTTP/1.1 on a plain listener
     #[arg(long, conflicts_with = "tls_cert")]
     h2c: bool,
+    /// Serve Prometheus metrics (plain HTTP, GET /metrics) on this
+    /// address: bind a loopback or private address
+    #[arg(long, value_name = "ADDR")]
+    metrics_listen: Option<std::net::SocketAddr>,
     /// The certificate's private key (PEM: PKCS#8, SEC1 or PKCS#1)
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     tls_key: Option<std::path::PathBuf>,
@@ -119,6 +123,7 @@ pub fn run(ctx: &crate::api::Ctx, args: Args) -> anyhow::Result<ExitCode> {
     config.trusted_proxies = args.trust_proxy;
     config.access_log = args.access_log;
     config.h2c = args.h2c;
+    config.metrics_listen = args.metrics_listen;
     if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
         let tls = skr8tr_ingress::tls::server_config(cert, key)?;
         config.tls = Some(if args.http2 {

@@ -64,6 +64,10 @@ pub struct Args {
     /// run` when wasmtime is on PATH]
     #[arg(long, value_name = "CMD")]
     wasm_runtime: Option<String>,
+    /// Serve Prometheus metrics (plain HTTP, GET /metrics) on this
+    /// address: bind a loopback or private address
+    #[arg(long, value_name = "ADDR")]
+    metrics_listen: Option<std::net::SocketAddr>,
     /// The log endpoint's bounds (defaults: 32 connections, 16 per
     /// address, 5s header, 30s idle, 5s body timeouts)
     #[command(flatten)]
@@ -164,6 +168,7 @@ pub fn run(ctx: &crate::api::Ctx, args: Args) -> anyhow::Result<ExitCode> {
         labels: labels(args.labels)?,
         allow_root: args.allow_root,
         wasm_runtime: args.wasm_runtime,
+        metrics_listen: args.metrics_listen,
     };
     tokio::runtime::Builder::new_current_thread()
         .enable_all()

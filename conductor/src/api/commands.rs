@@ -38,6 +38,8 @@ pub(super) struct Recorded {
     pub status: StatusCode,
     /// The command, when it was accepted.
     pub command: Option<Command>,
+    /// The command's kind, once its signature verified.
+    pub kind: Option<&'static str>,
 }
 
 impl Recorded {
@@ -51,6 +53,7 @@ impl Recorded {
                 message: refusal.message,
             },
             command: None,
+            kind: None,
         }
     }
 }
@@ -69,8 +72,15 @@ fn after_commit(c: &Conductor, command: &Command, is_key_change: bool) {
 }
 
 /// Verifies a command request from `from`, records it (accepted or not)
-/// and applies it.
+/// and applies it; counts it for `/metrics`.
 pub(super) async fn record(c: &Arc<Conductor>, from: IpAddr, bytes: Bytes) -> Recorded {
+    let recorded = decide(c, from, bytes).await;
+    c.metrics
+        .command(recorded.kind, recorded.reply.code.as_deref());
+    recorded
+}
+
+async fn decide(c: &Arc<Conductor>, from: IpAddr, bytes: Bytes) -> Recorded {
     let now = c.now_ms();
     let request: CommandRequest = match skr8tr_proto::wire::decode(&bytes) {
         Ok(r) => r,
@@ -126,12 +136,14 @@ pub(super) async fn record(c: &Arc<Conductor>, from: IpAddr, bytes: Bytes) -> Re
     // that hangs up mid-commit cannot leave a revoked key accepted.
     let (after, applied) = (c.clone(), command.clone());
     let outcome = tokio::task::spawn_blocking(move || {
+        let began = std::time::Instant::now();
         let outcome = match effect {
             Ok(effect) => after.store.command(entry, effect),
             Err(refusal) => after
                 .store
                 .command(entry, move |_| Err(refusal.clone().into())),
         };
+        after.metrics.commit(began.elapsed());
         if let Ok(Outcome::Accepted { .. }) = &outcome {
             after_commit(&after, &applied, is_key_change);
         }
@@ -149,12 +161,16 @@ pub(super) async fn record(c: &Arc<Conductor>, from: IpAddr, bytes: Bytes) -> Re
                     message: value,
                 },
                 status: StatusCode::OK,
+                kind: Some(command.kind()),
                 command: Some(command),
             }
         }
         Ok(Ok(Outcome::Rejected { seq, refusal })) => {
             tracing::info!(code = %refusal.code, "refused: {}", refusal.message);
-            Recorded::refused(seq, refusal)
+            Recorded {
+                kind: Some(command.kind()),
+                ..Recorded::refused(seq, refusal)
+            }
         }
         Ok(Err(e)) => store_failed(e),
         Err(e) => unavailable(e),

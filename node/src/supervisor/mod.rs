@@ -108,6 +108,8 @@ struct Inner {
     synced: tokio::sync::watch::Sender<Option<Instant>>,
     /// A replica waits for a fresh set: the poller asks at once.
     want_sync: Notify,
+    /// Counters for `/metrics`.
+    metrics: crate::metrics::Metrics,
 }
 
 impl Inner {
@@ -168,6 +170,7 @@ impl Supervisor {
                 contact: tokio::sync::watch::channel(None).0,
                 synced: tokio::sync::watch::channel(None).0,
                 want_sync: Notify::new(),
+                metrics: crate::metrics::Metrics::default(),
                 config,
             }),
         }
@@ -253,6 +256,21 @@ impl Supervisor {
                 }
             })
             .collect()
+    }
+
+    /// The node's `/metrics` page: its counters, and gauges read from
+    /// [`Supervisor::reports`] at each scrape.
+    pub fn exposition(&self) -> skr8tr_net::metrics::Exposition {
+        let weak = Arc::downgrade(&self.inner);
+        skr8tr_net::metrics::Exposition::new(self.inner.metrics.registry()).refresh(move || {
+            if let Some(inner) = weak.upgrade() {
+                let reports = Supervisor {
+                    inner: inner.clone(),
+                }
+                .reports();
+                inner.metrics.refresh(&reports);
+            }
+        })
     }
 
     /// Last `limit` log lines of a replica, if it is known here.

@@ -106,6 +106,7 @@ impl Replica {
                 };
                 if !first {
                     self.set(|e| e.restarts += 1);
+                    self.inner.metrics.restart();
                 }
                 first = false;
                 // `disconnect { stop-after }`: not started again while the
@@ -156,6 +157,9 @@ impl Replica {
             let Ended::Exited { code, oom } = ended else {
                 break;
             };
+            if oom {
+                self.inner.metrics.oom_kill();
+            }
             // Stopped by its shim out of contact (`stop-after`): started
             // again once the node has the current set, whatever the
             // restart policy, as the conductor did not move it.
@@ -439,6 +443,7 @@ impl Replica {
             (None, false) => Some(started + settle),
         };
         let leased = self.stop_after().is_some();
+        let metrics = &self.inner.metrics;
         loop {
             let (at, check) = (wake, health.as_ref());
             let step = async move {
@@ -447,7 +452,12 @@ impl Replica {
                     None => std::future::pending().await,
                 }
                 match check {
-                    Some(h) => Some(health::probe(&h.check, addr, h.timeout).await),
+                    Some(h) => {
+                        let began = std::time::Instant::now();
+                        let verdict = health::probe(&h.check, addr, h.timeout).await;
+                        metrics.probe(began.elapsed(), verdict.is_ok());
+                        Some(verdict)
+                    }
                     None => None,
                 }
             };

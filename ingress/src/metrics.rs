@@ -1,0 +1,125 @@
+//! The ingress's Prometheus metrics (`--metrics-listen`): requests by
+//! route and status, backend latency, retries, ejections, open client
+//! connections.
+//!
+//! Kept cheap on the request path: a route's label values are shared
+//! strings made once per route (a request clones two reference counts, it
+//! copies no text), and no label comes from the request itself — an
+//! unrouted request counts under `route=""` whatever its path, so no
+//! client can grow the page.
+
+use crate::routes::Route;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use skr8tr_net::metrics::Registry;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    route: Arc<str>,
+    app: Arc<str>,
+    code: u16,
+}
+
+pub struct Metrics {
+    /// Per configured route, its label values.
+    routes: Vec<(Arc<str>, Arc<str>)>,
+    none: Arc<str>,
+    requests: Family<RequestLabels, Counter>,
+    upstream_seconds: Histogram,
+    retries: Counter,
+    ejections: Counter,
+    connections: Gauge,
+}
+
+impl Metrics {
+    pub fn new(routes: &[Route]) -> Metrics {
+        Metrics {
+            routes: routes
+                .iter()
+                .map(|r| (Arc::from(r.prefix.as_str()), Arc::from(r.app.as_str())))
+                .collect(),
+            none: Arc::from(""),
+            requests: Family::default(),
+            // 0.1 ms to ~3 s: a local backend up to a slow one.
+            upstream_seconds: Histogram::new(exponential_buckets(0.0001, 2.0, 15)),
+            retries: Counter::default(),
+            ejections: Counter::default(),
+            connections: Gauge::default(),
+        }
+    }
+
+    /// A request answered with `code`; `route` is its index among the
+    /// configured routes, if it was routed.
+    pub fn request(&self, route: Option<usize>, code: u16) {
+        let (route, app) = match route.and_then(|i| self.routes.get(i)) {
+            Some((r, a)) => (r.clone(), a.clone()),
+            None => (self.none.clone(), self.none.clone()),
+        };
+        self.requests
+            .get_or_create(&RequestLabels { route, app, code })
+            .inc();
+    }
+
+    /// A backend answered (its response head) after `took`.
+    pub fn upstream(&self, took: Duration) {
+        self.upstream_seconds.observe(took.as_secs_f64());
+    }
+
+    pub fn retry(&self) {
+        self.retries.inc();
+    }
+
+    pub fn ejection(&self) {
+        self.ejections.inc();
+    }
+
+    /// Counts a client connection open until the guard drops.
+    pub fn connection(self: &Arc<Self>) -> Open {
+        self.connections.inc();
+        Open(self.clone())
+    }
+
+    pub fn registry(&self) -> Registry {
+        let mut r = Registry::with_prefix("skr8tr_ingress");
+        r.register(
+            "requests",
+            "Requests answered, by route (its prefix, empty when unrouted), app and status code",
+            self.requests.clone(),
+        );
+        r.register(
+            "upstream_duration_seconds",
+            "Time from sending a request to a backend to its response head",
+            self.upstream_seconds.clone(),
+        );
+        r.register(
+            "retries",
+            "Requests sent again to another backend after one failed",
+            self.retries.clone(),
+        );
+        r.register(
+            "ejections",
+            "Backends set aside for a while after a connection to them failed",
+            self.ejections.clone(),
+        );
+        r.register(
+            "open_connections",
+            "Client connections open",
+            self.connections.clone(),
+        );
+        r
+    }
+}
+
+/// One open client connection, counted.
+pub struct Open(Arc<Metrics>);
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.connections.dec();
+    }
+}
