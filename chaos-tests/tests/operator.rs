@@ -269,3 +269,52 @@ fn install_writes_units_that_systemd_analyze_verifies() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn up_wait_follows_replicas_to_ready_and_rollout_draws_bars_on_a_terminal() {
+    let mut c = Cluster::start("progress");
+    c.start_node("n1");
+    let web = |version: &str| {
+        format!(
+            "app web\n  exec {{workload}}\n  args --version {version}\n  replicas 2\n  health {{ check GET /healthz 200; interval 1s }}\n"
+        )
+    };
+    let m = c.manifest("web.skr8tr", &web("v1"));
+    // Piped (as here): a plain line per change, no cursor movement.
+    let out = c.ok(&["up", m.to_str().unwrap(), "--wait"]);
+    assert!(out.contains("web: 2/2 ready"), "{out}");
+    assert!(out.contains("all ready in"), "{out}");
+    assert!(!out.contains('\x1b') && !out.contains('\r'), "{out:?}");
+    assert_eq!(c.replicas("web").len(), 2);
+    // A wait that cannot end says what it waited for.
+    let stuck = c.manifest("stuck.skr8tr", "app stuck\n  exec /nonexistent/bin\n");
+    let out = c.skr8tr(&[
+        "up",
+        stuck.to_str().unwrap(),
+        "--wait",
+        "--wait-timeout",
+        "3s",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("stuck 0/1"), "{err}");
+    // On a terminal (`script` gives the command a pty): bars drawn.
+    let m = c.manifest("web.skr8tr", &web("v2"));
+    let cmd = format!("{} rollout {}", skr8tr_bin().display(), m.display());
+    let out = Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .env("HOME", c.home())
+        .env("SKR8TR_CONDUCTOR", &c.url)
+        .env("SKR8TR_PIN", c.pin_file())
+        .env("TERM", "xterm")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("done in"), "{text}");
+    assert!(text.contains("step"), "{text}");
+    assert!(
+        text.contains('\x1b'),
+        "no bar drawn on a terminal: {text:?}"
+    );
+}

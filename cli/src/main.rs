@@ -8,6 +8,7 @@
 
 mod api;
 mod cmd;
+mod progress;
 mod show;
 mod table;
 

@@ -9,7 +9,7 @@
 //! client can grow the page.
 
 use crate::routes::Route;
-use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -22,7 +22,33 @@ use std::time::Duration;
 struct RequestLabels {
     route: Arc<str>,
     app: Arc<str>,
-    code: u16,
+    code: Status,
+}
+
+/// A status code as a label: a registered one as its number, anything
+/// else a backend made up (hyper passes 100–999) as `other`, so a backend
+/// cannot grow the page either.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+struct Status(u16);
+
+impl Status {
+    fn of(code: u16) -> Status {
+        let known = hyper::StatusCode::from_u16(code)
+            .ok()
+            .and_then(|s| s.canonical_reason())
+            .is_some();
+        Status(if known { code } else { 0 })
+    }
+}
+
+impl EncodeLabelValue for Status {
+    fn encode(&self, e: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+        use std::fmt::Write;
+        match self.0 {
+            0 => e.write_str("other"),
+            n => write!(e, "{n}"),
+        }
+    }
 }
 
 pub struct Metrics {
@@ -61,7 +87,11 @@ impl Metrics {
             None => (self.none.clone(), self.none.clone()),
         };
         self.requests
-            .get_or_create(&RequestLabels { route, app, code })
+            .get_or_create(&RequestLabels {
+                route,
+                app,
+                code: Status::of(code),
+            })
             .inc();
     }
 
@@ -78,7 +108,9 @@ impl Metrics {
         self.ejections.inc();
     }
 
-    /// Counts a client connection open until the guard drops.
+    /// Counts a client connection open until the guard drops (an
+    /// upgraded tunnel takes one of its own, as it outlives its HTTP
+    /// connection).
     pub fn connection(self: &Arc<Self>) -> Open {
         self.connections.inc();
         Open(self.clone())

@@ -366,7 +366,9 @@ async fn upgrade(
     };
     if response.status() == StatusCode::SWITCHING_PROTOCOLS {
         let backend_side = hyper::upgrade::on(&mut response);
+        let open = shared.metrics.connection();
         tokio::spawn(async move {
+            let _open = open;
             if let (Ok(a), Ok(b)) = (client_side.await, backend_side.await) {
                 let (mut a, mut b) = (
                     hyper_util::rt::TokioIo::new(a),

@@ -51,6 +51,16 @@ impl Exposition {
         }
     }
 
+    /// The last page, if it is fresh and no page is being made (this runs
+    /// on the async thread, which must not wait for a render).
+    pub fn fresh(&self, openmetrics: bool) -> Option<Bytes> {
+        let last = self.last.try_lock().ok()?;
+        last[usize::from(openmetrics)]
+            .as_ref()
+            .filter(|(at, _)| at.elapsed() < FRESH_FOR)
+            .map(|(_, page)| page.clone())
+    }
+
     /// The page, made at most once per [`FRESH_FOR`] per format (one
     /// scrape makes it while the others wait for it).
     pub fn page(&self, openmetrics: bool) -> Bytes {
@@ -133,8 +143,8 @@ pub fn classic(openmetrics: &str) -> String {
 /// upload.
 pub fn limits() -> Limits {
     Limits {
-        max_connections: 32,
-        max_per_ip: 8,
+        max_connections: 16,
+        max_per_ip: 4,
         header_timeout: Duration::from_secs(5),
         idle_timeout: Duration::from_secs(30),
         body_timeout: Duration::from_secs(5),
@@ -203,7 +213,10 @@ async fn answer<B>(exposition: Arc<Exposition>, req: &Request<B>) -> Response<Fu
         return plain(StatusCode::NOT_FOUND, "only /metrics is served here\n");
     }
     if req.method() != Method::GET && req.method() != Method::HEAD {
-        return plain(StatusCode::METHOD_NOT_ALLOWED, "GET /metrics\n");
+        let mut r = plain(StatusCode::METHOD_NOT_ALLOWED, "GET /metrics\n");
+        r.headers_mut()
+            .insert(header::ALLOW, header::HeaderValue::from_static("GET, HEAD"));
+        return r;
     }
     let openmetrics = req
         .headers()
@@ -212,7 +225,12 @@ async fn answer<B>(exposition: Arc<Exposition>, req: &Request<B>) -> Response<Fu
         .filter_map(|v| v.to_str().ok())
         .any(|v| v.contains("application/openmetrics-text"));
     let head = req.method() == Method::HEAD;
-    let text = tokio::task::spawn_blocking(move || exposition.page(openmetrics)).await;
+    // A fresh page is answered here; only making one goes to the blocking
+    // pool (a refresh may read the store or /proc).
+    let text = match exposition.fresh(openmetrics) {
+        Some(page) => Ok(page),
+        None => tokio::task::spawn_blocking(move || exposition.page(openmetrics)).await,
+    };
     let Ok(text) = text else {
         return plain(
             StatusCode::INTERNAL_SERVER_ERROR,

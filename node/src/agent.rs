@@ -167,10 +167,7 @@ pub async fn run(
     if let Some(addr) = config.metrics_listen {
         skr8tr_net::metrics::start(addr, supervisor.exposition())
             .await
-            .map_err(|source| NodeError::DataDir {
-                dir: format!("the metrics endpoint on {addr}"),
-                source,
-            })?;
+            .map_err(|e| NodeError::Config(e.to_string()))?;
     }
     let adopted = supervisor.adopt().await;
     if adopted > 0 {

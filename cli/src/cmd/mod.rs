@@ -24,3 +24,4 @@ pub mod status;
 pub mod ticket;
 pub mod up;
 pub mod validate;
+pub mod wait;

@@ -69,16 +69,22 @@ pub(crate) fn follow(
     let mut shown: std::collections::HashMap<String, u64> =
         apps.iter().map(|a| (a.clone(), seq)).collect();
     let mut reverted = false;
-    ctx.block_on(async {
+    // A bar per app on a terminal (its step); the history lines either way.
+    let mut progress = crate::progress::Progress::new(&apps, false, false);
+    let followed = ctx.block_on(async {
         let client = ctx.client()?;
         loop {
             // Status first: the entry that ends a rollout is committed with
             // the end itself, so the history read after sees it.
             let status: StatusReply = api::get(&client, "/v1/status").await?;
-            let running = status
-                .apps
-                .iter()
-                .any(|a| apps.contains(&a.name) && a.rollout.is_some());
+            let mut running = false;
+            for a in status.apps.iter().filter(|a| apps.contains(&a.name)) {
+                if let Some(line) = &a.rollout {
+                    running = true;
+                    let (step, of) = crate::progress::rollout_step(line).unwrap_or((0, 1));
+                    progress.set(&a.name, step, of, line);
+                }
+            }
             for app in &apps {
                 let path = format!("/v1/history?app={app}&limit=200");
                 let entries = api::get::<HistoryPage>(&client, &path).await?.entries;
@@ -87,11 +93,11 @@ pub(crate) fn follow(
                     .iter()
                     .filter(|e| e.seq > since && e.summary.starts_with("rollout "))
                 {
-                    println!(
+                    progress.line(&format!(
                         "{:>6.1}s  {}",
                         started.elapsed().as_secs_f64(),
                         crate::show::line(&e.summary)
-                    );
+                    ));
                     reverted |= e.summary.contains("reverted to generation");
                     shown.insert(app.clone(), e.seq);
                 }
@@ -102,7 +108,9 @@ pub(crate) fn follow(
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
         anyhow::Ok(())
-    })?;
+    });
+    progress.finish();
+    followed?;
     if reverted {
         bail!(
             "the rollout was reverted; the previous generation is serving (see above and `skr8tr history`)"

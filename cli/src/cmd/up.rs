@@ -19,19 +19,36 @@ use std::process::ExitCode;
 pub struct Args {
     /// The manifest (.skr8tr)
     file: PathBuf,
+    /// Wait until every app of the manifest has all its replicas ready
+    /// (a bar per app on a terminal, a line per change otherwise); exit 1
+    /// if they are not within --wait-timeout
+    #[arg(long)]
+    wait: bool,
+    /// How long --wait waits
+    #[arg(long, default_value = "5m", value_parser = crate::duration, requires = "wait")]
+    wait_timeout: std::time::Duration,
 }
 
 /// Largest secret value read from a file (`@PATH`).
 pub const MAX_SECRET_FILE_BYTES: u64 = 64 * 1024;
 
 pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitCode> {
-    let reply = ctx.block_on(async {
+    let (reply, apps) = ctx.block_on(async {
         let client = ctx.anonymous_client()?;
         let sealing = sealing_key(&client).await?;
         let (file, manifest) = read_manifest(&args.file, &sealing)?;
-        api::send_on(ctx, &client, Command::Up { file, manifest }, vec![]).await
+        let apps: Vec<String> = skr8tr_proto::manifest::parse(&file, &manifest)
+            .map(|specs| specs.into_iter().map(|s| s.name).collect())
+            .unwrap_or_default();
+        let reply = api::send_on(ctx, &client, Command::Up { file, manifest }, vec![]).await?;
+        anyhow::Ok((reply, apps))
     })?;
-    api::finish(ctx, reply)
+    let accepted = reply.accepted;
+    let code = api::finish(ctx, reply)?;
+    if !args.wait || !accepted {
+        return Ok(code);
+    }
+    super::wait::ready(ctx, &apps, args.wait_timeout)
 }
 
 /// The conductor's sealing key, from its `ping` (over the pinned TLS

@@ -172,8 +172,14 @@ async fn decide(c: &Arc<Conductor>, from: IpAddr, bytes: Bytes) -> Recorded {
                 ..Recorded::refused(seq, refusal)
             }
         }
-        Ok(Err(e)) => store_failed(e),
-        Err(e) => unavailable(e),
+        Ok(Err(e)) => Recorded {
+            kind: Some(command.kind()),
+            ..store_failed(e)
+        },
+        Err(e) => Recorded {
+            kind: Some(command.kind()),
+            ..unavailable(e)
+        },
     }
 }
 
