@@ -21,6 +21,7 @@
 //!   the grace of a dead agent's replicas.
 //! - `partition`: a node cut off from the conductor on a namespaced fleet.
 //! - `placement`: labels, constraint, spread, volume apps that wait.
+//! - `readme`: the README's walk-through run by bash, line by line as printed.
 //! - `restart`: a conductor restarted while its predecessor still holds the lock.
 //! - `revoke`: a node's key revoked, its replicas moved, a rebuilt node admitted.
 //! - `rollout`: rolling updates under load, reverts, kill -9 mid-rollout.
@@ -50,6 +51,7 @@ mod node_restart;
 mod operator;
 mod partition;
 mod placement;
+mod readme;
 mod restart;
 mod revoke;
 mod rollout;
