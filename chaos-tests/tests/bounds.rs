@@ -501,3 +501,101 @@ fn out_of_file_descriptors_the_static_server_backs_off_instead_of_spinning() {
     let _ = server.wait();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `n` pipelined `GET /metrics` on one keep-alive connection to `addr`:
+/// how many were answered 200, within `within`.
+fn pipelined_scrapes(addr: SocketAddr, n: usize, within: Duration) -> usize {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async move {
+        let s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (mut rd, mut wr) = s.into_split();
+        // The write half is handed back, not dropped: closing it would
+        // end the connection before the last answers are read.
+        let writer = tokio::spawn(async move {
+            let one = b"GET /metrics HTTP/1.1\r\nhost: x\r\n\r\n";
+            for _ in 0..n / 100 {
+                if wr.write_all(&one.repeat(100)).await.is_err() {
+                    break;
+                }
+            }
+            wr
+        });
+        let (mut answered, mut tail) = (0, Vec::new());
+        let mut buf = vec![0u8; 64 * 1024];
+        let needle = b"HTTP/1.1 200 OK";
+        let _ = tokio::time::timeout(within, async {
+            while answered < n {
+                let Ok(got) = rd.read(&mut buf).await else {
+                    break;
+                };
+                if got == 0 {
+                    break;
+                }
+                // Count status lines, across read boundaries too.
+                tail.extend_from_slice(&buf[..got]);
+                answered += tail.windows(needle.len()).filter(|w| w == needle).count();
+                let keep = tail.len().saturating_sub(needle.len() - 1);
+                tail.drain(..keep);
+            }
+        })
+        .await;
+        drop(writer.await);
+        answered
+    })
+}
+
+#[test]
+fn the_metrics_port_holds_against_floods_slow_heads_and_ten_thousand_scrapes() {
+    let port = free_port();
+    let c = Cluster::start_with(
+        "bounds-metrics",
+        Options {
+            file_limit: Some(FILE_LIMIT),
+            conductor_args: vec!["--metrics-listen".into(), format!("127.0.0.1:{port}")],
+            ..Options::default()
+        },
+    );
+    let target: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let pid = c.conductor_pid().unwrap();
+    // 10,000 scrapes on one connection: all answered, at a bounded cost
+    // (a page is made at most every 500 ms, whatever the rate).
+    let cpu_before = procfs::cpu_time(pid).unwrap();
+    let answered = pipelined_scrapes(target, 10_000, Duration::from_secs(120));
+    assert_eq!(answered, 10_000, "every pipelined scrape is answered");
+    let cpu = procfs::cpu_time(pid).unwrap() - cpu_before;
+    eprintln!("10,000 scrapes cost the conductor {cpu:?} of CPU");
+    assert!(
+        cpu < Duration::from_secs(10),
+        "10,000 scrapes cost {cpu:?} of CPU"
+    );
+    // Strangers trickling heads and holding connections from addresses of
+    // their own take at most 4 slots each; Prometheus on 127.0.0.1 still
+    // scrapes, and the API is untouched.
+    let attack = Attack::start(target, &waves());
+    wait_for("the attack to be under way", WAIT, || {
+        (attack.opened() > 12).then_some(())
+    });
+    let watched = under_attack(pid, || {
+        let (status, page) = skr8tr_chaos_tests::harness::http_get(&target.to_string(), "/metrics")
+            .ok_or_else(|| "scrape failed".to_string())?;
+        if status != 200 || !page.contains("skr8tr_conductor_nodes") {
+            return Err(format!("scrape answered {status}"));
+        }
+        c.ping()
+            .map(|_| ())
+            .ok_or_else(|| "ping failed".to_string())
+    });
+    drop(attack);
+    assert_quiet(
+        "the conductor's metrics port",
+        &watched,
+        &c.log("conductor.log"),
+    );
+    assert!(
+        c.log("conductor.log").contains("the cap per address"),
+        "the per-address cap was reached and said so"
+    );
+}

@@ -12,9 +12,9 @@ use std::time::Duration;
 const WAIT: Duration = Duration::from_secs(60);
 
 /// The page at `addr`, checked by `promtool check metrics`. (A page is
-/// made at most every 500 ms: wait that long after acting.)
+/// made at most every 500 ms: after acting, wait for the value with
+/// [`wait_value`].)
 fn scrape(addr: &str) -> String {
-    std::thread::sleep(Duration::from_millis(600));
     let (status, page) = http_get(addr, "/metrics").expect("scrape");
     assert_eq!(status, 200, "{page}");
     promtool(&page);
@@ -60,11 +60,15 @@ fn value(page: &str, series: &str) -> Option<f64> {
         .and_then(|v| v.trim().parse().ok())
 }
 
-fn wait_value(addr: &str, series: &str, want: impl Fn(f64) -> bool) -> f64 {
-    wait_for(&format!("{series} on {addr}"), WAIT, || {
+/// Polls `addr` until `series` has a value `want` accepts; the page that
+/// had it, checked by promtool.
+fn wait_value(addr: &str, series: &str, want: impl Fn(f64) -> bool) -> String {
+    let page = wait_for(&format!("{series} on {addr}"), WAIT, || {
         let page = http_get(addr, "/metrics")?.1;
-        value(&page, series).filter(|v| want(*v))
-    })
+        value(&page, series).filter(|v| want(*v)).map(|_| page)
+    });
+    promtool(&page);
+    page
 }
 
 #[test]
@@ -107,14 +111,10 @@ fn every_daemon_serves_metrics_promtool_accepts_and_they_move() {
     // A command for a missing app is refused, and counted by its code.
     let refused = c.skr8tr(&["scale", "nothing-here", "2"]);
     assert!(!refused.status.success());
-    let page = scrape(&conductor);
-    assert_eq!(
-        value(
-            &page,
-            r#"skr8tr_conductor_commands_total{kind="scale",outcome="refused"}"#
-        ),
-        Some(1.0),
-        "{page}"
+    let page = wait_value(
+        &conductor,
+        r#"skr8tr_conductor_commands_total{kind="scale",outcome="refused"}"#,
+        |v| v == 1.0,
     );
     assert!(
         page.lines()
@@ -131,9 +131,8 @@ fn every_daemon_serves_metrics_promtool_accepts_and_they_move() {
     for _ in 0..10 {
         assert_eq!(http_get(&ingress, "/").unwrap().0, 200);
     }
-    let page = scrape(&ingress_metrics);
     let ok = r#"skr8tr_ingress_requests_total{route="/",app="web",code="200"}"#;
-    assert_eq!(value(&page, ok), Some(before + 10.0), "{page}");
+    let page = wait_value(&ingress_metrics, ok, |v| v == before + 10.0);
     assert!(value(&page, "skr8tr_ingress_upstream_duration_seconds_count").unwrap() >= 10.0);
     assert!(value(&page, "skr8tr_ingress_open_connections").is_some());
 

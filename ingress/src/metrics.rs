@@ -52,6 +52,9 @@ impl EncodeLabelValue for Status {
 }
 
 pub struct Metrics {
+    /// Off without `--metrics-listen`: nothing is counted, so the request
+    /// path pays one branch.
+    on: bool,
     /// Per configured route, its label values.
     routes: Vec<(Arc<str>, Arc<str>)>,
     none: Arc<str>,
@@ -63,8 +66,9 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    pub fn new(routes: &[Route]) -> Metrics {
+    pub fn new(routes: &[Route], on: bool) -> Metrics {
         Metrics {
+            on,
             routes: routes
                 .iter()
                 .map(|r| (Arc::from(r.prefix.as_str()), Arc::from(r.app.as_str())))
@@ -82,6 +86,9 @@ impl Metrics {
     /// A request answered with `code`; `route` is its index among the
     /// configured routes, if it was routed.
     pub fn request(&self, route: Option<usize>, code: u16) {
+        if !self.on {
+            return;
+        }
         let (route, app) = match route.and_then(|i| self.routes.get(i)) {
             Some((r, a)) => (r.clone(), a.clone()),
             None => (self.none.clone(), self.none.clone()),
@@ -97,6 +104,9 @@ impl Metrics {
 
     /// A backend answered (its response head) after `took`.
     pub fn upstream(&self, took: Duration) {
+        if !self.on {
+            return;
+        }
         self.upstream_seconds.observe(took.as_secs_f64());
     }
 
@@ -112,8 +122,11 @@ impl Metrics {
     /// upgraded tunnel takes one of its own, as it outlives its HTTP
     /// connection).
     pub fn connection(self: &Arc<Self>) -> Open {
+        if !self.on {
+            return Open(None);
+        }
         self.connections.inc();
-        Open(self.clone())
+        Open(Some(self.clone()))
     }
 
     pub fn registry(&self) -> Registry {
@@ -147,11 +160,13 @@ impl Metrics {
     }
 }
 
-/// One open client connection, counted.
-pub struct Open(Arc<Metrics>);
+/// One open client connection, counted (when metrics are on).
+pub struct Open(Option<Arc<Metrics>>);
 
 impl Drop for Open {
     fn drop(&mut self) {
-        self.0.connections.dec();
+        if let Some(m) = &self.0 {
+            m.connections.dec();
+        }
     }
 }

@@ -52,7 +52,10 @@ impl Shared {
                 ),
                 config.limits.clients.max_per_ip,
             ),
-            metrics: Arc::new(crate::metrics::Metrics::new(&config.routes)),
+            metrics: Arc::new(crate::metrics::Metrics::new(
+                &config.routes,
+                config.metrics_listen.is_some(),
+            )),
             config,
             pool: crate::pool::Pool::default(),
             backends: RwLock::new(Arc::new(Table::new())),
