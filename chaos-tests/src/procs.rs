@@ -127,3 +127,13 @@ pub async fn tls_to(
         .await
         .ok()
 }
+
+/// SIGKILL to `pid` via the `kill` command (no unsafe in tests); panics
+/// if it could not be sent.
+pub fn kill9(pid: u32) {
+    let ok = std::process::Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .expect("run kill");
+    assert!(ok.success(), "kill -9 {pid} failed");
+}

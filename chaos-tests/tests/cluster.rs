@@ -73,7 +73,7 @@ fn replicas_heal_after_a_process_or_a_node_dies_and_new_nodes_join_at_once() {
     // A replica process dies: its node restarts it.
     let victim = replicas[0].clone();
     let pid = victim.pid.unwrap();
-    unsafe_free_kill(pid);
+    skr8tr_chaos_tests::harness::kill9(pid);
     let healed = wait_for("the killed replica to restart", WAIT, || {
         c.replicas("web").into_iter().find(|r| {
             r.replica == victim.replica
@@ -128,15 +128,6 @@ fn replicas_heal_after_a_process_or_a_node_dies_and_new_nodes_join_at_once() {
         four.iter().any(|r| r.node == "n3"),
         "the new replica goes to the empty node: {four:?}"
     );
-}
-
-/// SIGKILL via the `kill` command: no unsafe in tests.
-fn unsafe_free_kill(pid: u32) {
-    let ok = std::process::Command::new("kill")
-        .args(["-9", &pid.to_string()])
-        .status()
-        .unwrap();
-    assert!(ok.success());
 }
 
 fn signed(key: &SecretKey, cluster: ClusterId, command: Command) -> Vec<u8> {
@@ -334,7 +325,7 @@ fn logs_come_through_the_conductor_signed_and_audited() {
     });
     let first = rx.recv_timeout(WAIT).unwrap();
     assert!(first.contains("listening on"), "{first}");
-    unsafe_free_kill(replicas[0].pid.unwrap());
+    skr8tr_chaos_tests::harness::kill9(replicas[0].pid.unwrap());
     let mut later = Vec::new();
     let seen = |later: &Vec<String>| {
         later.iter().any(|l| l.contains("restarting"))
@@ -590,7 +581,7 @@ fn the_registry_lists_ready_replicas_and_lookup_round_robins() {
         })
     };
     std::thread::sleep(Duration::from_millis(300));
-    unsafe_free_kill(replicas[0].pid.unwrap());
+    skr8tr_chaos_tests::harness::kill9(replicas[0].pid.unwrap());
     let (waited, changed) = watcher.join().unwrap();
     assert_ne!(changed.index, snap.index);
     assert!(

@@ -4,7 +4,7 @@
 //! move as the test acts (a deploy, requests, a refused command, a killed
 //! replica).
 
-use skr8tr_chaos_tests::harness::{Cluster, Options, free_port, http_get, wait_for};
+use skr8tr_chaos_tests::harness::{Cluster, Options, free_port, http_get, kill9, wait_for};
 use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -167,12 +167,4 @@ fn every_daemon_serves_metrics_promtool_accepts_and_they_move() {
 
     // Nothing but GET /metrics is served there.
     assert_eq!(http_get(&node, "/").unwrap().0, 404);
-}
-
-fn kill9(pid: u32) {
-    let status = Command::new("kill")
-        .args(["-9", &pid.to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
 }
