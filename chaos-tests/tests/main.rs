@@ -11,6 +11,8 @@
 //! - `cluster`: deploy, spread, heal, security, conductor restarts, logs.
 //! - `dev`: `skr8tr dev`, the README's main command.
 //! - `disconnect`: a `stop-after` app on a frozen node never runs twice.
+//! - `disk_logs`: `logs --previous` after a crash, `logs` after an agent
+//!   restart and a reboot, from the node's rotated files.
 //! - `disk`: the conductor's disk fills up under load, then is freed.
 //! - `ingress`: requests through `skr8tr ingress` under kills and rollouts.
 //! - `maintenance`: `node drain` and a node stopped with its replicas, under load.
@@ -44,6 +46,7 @@ mod cluster;
 mod dev;
 mod disconnect;
 mod disk;
+mod disk_logs;
 mod ingress;
 mod maintenance;
 mod metrics;

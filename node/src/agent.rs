@@ -39,6 +39,10 @@ pub struct NodeConfig {
     pub heartbeat: Duration,
     /// Lines of output kept per replica.
     pub log_lines: usize,
+    /// Replica output on disk: files rotated at this size...
+    pub log_file_bytes: u64,
+    /// ...this many kept per replica (0: none on disk).
+    pub log_files: usize,
     /// An operator-signed join ticket (`skr8tr ticket`), needed the first
     /// time this node (its key in `data_dir`) joins.
     pub ticket: Option<Vec<u8>>,
@@ -84,6 +88,10 @@ pub const DEFAULT_LEAVE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The agent's pid, in its data directory, for `skr8tr node leave`.
 pub const PID_FILE: &str = "agent.pid";
+
+/// Default [`NodeConfig::log_file_bytes`] and [`NodeConfig::log_files`].
+pub const DEFAULT_LOG_FILE_BYTES: u64 = 10 << 20;
+pub const DEFAULT_LOG_FILES: usize = 3;
 
 /// Default [`NodeConfig::grace`]: the conductor's default lost-node timeout.
 pub const DEFAULT_GRACE: Duration = Duration::from_secs(5);
@@ -150,6 +158,25 @@ pub async fn run(
             "no wasm runtime (`wasmtime` is not on PATH; --wasm-runtime sets one): `type wasm` apps are placed elsewhere"
         ),
     }
+    let disk_logs = if config.log_files == 0 {
+        None
+    } else {
+        let root = config.data_dir.join("logs");
+        let logs = crate::logs::disk::DiskLogs::start(crate::logs::disk::DiskConfig {
+            root: root.clone(),
+            file_bytes: config.log_file_bytes.max(4096),
+            files: config.log_files,
+        })
+        .map_err(|source| NodeError::DataDir {
+            dir: root.display().to_string(),
+            source,
+        })?;
+        let swept = logs.sweep();
+        if swept > 0 {
+            tracing::info!(swept, "removed the logs of replicas gone for a week");
+        }
+        Some(logs)
+    };
     let supervisor = Arc::new(Supervisor::new(
         SupervisorConfig {
             address: config.advertise,
@@ -161,6 +188,7 @@ pub async fn run(
             cgroups: cgroups.clone(),
             allow_root: config.allow_root,
             wasm_runtime: wasm.clone(),
+            disk_logs,
         },
         changed.clone(),
     ));

@@ -11,7 +11,7 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use skr8tr_net::server;
 use skr8tr_proto::keys::PublicKey;
-use skr8tr_proto::wire::{self, LogLine, ReplicaLog, SignedLogRequest};
+use skr8tr_proto::wire::{self, LogLine, ReplicaLog, Run, SignedLogRequest};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -125,16 +125,16 @@ impl LogServer {
             }
         };
         let now = skr8tr_proto::clock::now_ms();
-        let request = match wire::decode::<SignedLogRequest>(&body)
+        let (request, run) = match wire::decode::<SignedLogRequest>(&body)
             .and_then(|s| s.open(&self.conductor_key, &self.node, now))
-            .and_then(|r| {
+            .and_then(|(r, run)| {
                 let first = self.served.lock().unwrap_or_else(|p| p.into_inner()).first(
                     r.nonce,
                     r.issued_at_ms,
                     now,
                 );
                 if first {
-                    Ok(r)
+                    Ok((r, run))
                 } else {
                     Err("already served (a replayed request)".to_string())
                 }
@@ -149,16 +149,22 @@ impl LogServer {
             }
         };
         let limit = request.limit as usize;
-        let lines = self.supervisor.logs(
-            &request.replica,
-            if request.after_seq.is_some() {
-                usize::MAX
-            } else {
-                limit
-            },
-        );
+        let lines = match run {
+            Run::Current => self
+                .supervisor
+                .logs(
+                    &request.replica,
+                    if request.after_seq.is_some() {
+                        usize::MAX
+                    } else {
+                        limit
+                    },
+                )
+                .ok_or_else(|| format!("replica {} is not on node {}", request.replica, self.node)),
+            Run::Previous => self.supervisor.previous_logs(&request.replica, limit).await,
+        };
         let log = match lines {
-            Some(lines) => {
+            Ok(lines) => {
                 let mut lines: Vec<LogLine> = lines
                     .into_iter()
                     .filter(|l| request.after_seq.is_none_or(|after| l.seq > after))
@@ -188,11 +194,8 @@ impl LogServer {
                     error: None,
                 }
             }
-            None => ReplicaLog {
-                error: Some(format!(
-                    "replica {} is not on node {}",
-                    request.replica, self.node
-                )),
+            Err(error) => ReplicaLog {
+                error: Some(error),
                 replica: request.replica,
                 node: self.node.clone(),
                 lines: vec![],

@@ -290,6 +290,7 @@ async fn a_node_runs_only_sets_the_pinned_conductor_sent_on_its_session_and_repo
             cgroups: None,
             allow_root: false,
             wasm_runtime: None,
+            disk_logs: None,
         },
         changed.clone(),
     ));

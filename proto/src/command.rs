@@ -92,6 +92,12 @@ pub enum Command {
     DrainNode { name: String },
     /// Lift node `name`'s cordon (`skr8tr node uncordon`).
     UncordonNode { name: String },
+    /// Read the output of the run before the latest of an app's replicas
+    /// (`skr8tr logs --previous`), which nodes keep on disk.
+    PreviousLogs {
+        app: String,
+        replica: Option<String>,
+    },
 }
 
 impl Command {
@@ -109,6 +115,7 @@ impl Command {
             Command::Down { app }
             | Command::Scale { app, .. }
             | Command::Logs { app, .. }
+            | Command::PreviousLogs { app, .. }
             | Command::Rollback { app }
             | Command::SetSecret { app, .. } => vec![app.clone()],
             Command::AddOperatorKey { .. }
@@ -136,6 +143,7 @@ impl Command {
             Command::SetSecret { .. } => "secret-set",
             Command::DrainNode { .. } => "node-drain",
             Command::UncordonNode { .. } => "node-uncordon",
+            Command::PreviousLogs { .. } => "logs-previous",
         }
     }
 
@@ -160,6 +168,10 @@ impl Command {
             Command::SetSecret { app, name, .. } => format!("secret set {app} {name}"),
             Command::DrainNode { name } => format!("node drain {name}"),
             Command::UncordonNode { name } => format!("node uncordon {name}"),
+            Command::PreviousLogs { app, replica } => match replica {
+                Some(r) => format!("logs {app} --previous --replica {r}"),
+                None => format!("logs {app} --previous"),
+            },
         }
     }
 }

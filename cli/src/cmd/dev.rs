@@ -112,6 +112,8 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitCode> {
                 data_dir: data.join("node"),
                 heartbeat: Duration::from_secs(1),
                 log_lines: 1000,
+                log_file_bytes: skr8tr_node::agent::DEFAULT_LOG_FILE_BYTES,
+                log_files: skr8tr_node::agent::DEFAULT_LOG_FILES,
                 ticket: Some(ticket),
                 limits: skr8tr_node::Limits::default(),
                 shim: std::env::current_exe()?,

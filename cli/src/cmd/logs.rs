@@ -1,6 +1,8 @@
-//! `skr8tr logs APP [-f] [--replica ID]`: an app's output, through the
-//! conductor (signed and audited: workload output is guarded like a
-//! mutation). With `-f`, new lines are printed as they come.
+//! `skr8tr logs APP [-f | --previous] [--replica ID]`: an app's output,
+//! through the conductor (signed and audited: workload output is guarded
+//! like a mutation). With `-f`, new lines are printed as they come; with
+//! `--previous`, the output of each replica's run before the latest (a
+//! crash's last words), which nodes keep on disk.
 
 use crate::api::{self, Ctx};
 use crate::show;
@@ -16,18 +18,29 @@ use std::time::Duration;
 pub struct Args {
     app: String,
     /// Keep printing new lines
-    #[arg(short, long)]
+    #[arg(short, long, conflicts_with = "previous")]
     follow: bool,
+    /// Show each replica's previous run (before its last restart), from
+    /// the node's files
+    #[arg(short, long)]
+    previous: bool,
     /// Only this replica (`app/generation/index`, from `skr8tr ps`)
     #[arg(long)]
     replica: Option<String>,
 }
 
 pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitCode> {
-    let command = Command::Logs {
-        app: args.app.clone(),
-        replica: args.replica.clone(),
-        follow: args.follow,
+    let command = if args.previous {
+        Command::PreviousLogs {
+            app: args.app.clone(),
+            replica: args.replica.clone(),
+        }
+    } else {
+        Command::Logs {
+            app: args.app.clone(),
+            replica: args.replica.clone(),
+            follow: args.follow,
+        }
     };
     ctx.block_on(async {
         let client = ctx.anonymous_client()?;

@@ -68,6 +68,14 @@ pub struct Args {
     /// address: bind a loopback or private address
     #[arg(long, value_name = "ADDR")]
     metrics_listen: Option<std::net::SocketAddr>,
+    /// Replica output is also kept in DATA/logs, in files rotated at this
+    /// many MiB (at least 1)
+    #[arg(long, value_name = "MIB", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=4096))]
+    log_file_mib: u64,
+    /// Files kept per replica, the current one included (0: no logs on
+    /// disk, `logs --previous` has nothing to show)
+    #[arg(long, value_name = "N", default_value_t = 3, value_parser = clap::value_parser!(u64).range(0..=100))]
+    log_files: u64,
     /// The log endpoint's bounds (defaults: 32 connections, 16 per
     /// address, 5s header, 30s idle, 5s body timeouts)
     #[command(flatten)]
@@ -153,6 +161,8 @@ pub fn run(ctx: &crate::api::Ctx, args: Args) -> anyhow::Result<ExitCode> {
         data_dir,
         heartbeat: args.heartbeat,
         log_lines: 1000,
+        log_file_bytes: args.log_file_mib << 20,
+        log_files: args.log_files as usize,
         ticket: args
             .ticket
             .as_deref()

@@ -16,7 +16,7 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper_util::rt::TokioIo;
 use skr8tr_proto::code::Code;
 use skr8tr_proto::command::Command;
-use skr8tr_proto::wire::{self, LogRequest, ReplicaLog, SignedLogRequest};
+use skr8tr_proto::wire::{self, LogRequest, ReplicaLog, Run, SignedLogRequest};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -41,7 +41,12 @@ pub async fn logs(
         .ok()
         .and_then(|r| skr8tr_proto::envelope::Envelope::from_bytes(&r.envelope).ok())
         .and_then(|e| e.payload_unverified().ok())
-        .is_some_and(|p| matches!(p.command, Command::Logs { .. }));
+        .is_some_and(|p| {
+            matches!(
+                p.command,
+                Command::Logs { .. } | Command::PreviousLogs { .. }
+            )
+        });
     if !is_logs {
         return super::ApiError::new(
             Code::BadRequest,
@@ -53,24 +58,30 @@ pub async fn logs(
     let Some(command) = recorded.command else {
         return body(recorded.status, &recorded.reply);
     };
-    let Command::Logs {
-        app,
-        replica,
-        follow,
-    } = command
-    else {
-        return super::ApiError::new(
-            Code::BadRequest,
-            "only signed `logs` commands are read here",
-        )
-        .into_response_body();
+    let (app, replica, follow, run) = match command {
+        Command::Logs {
+            app,
+            replica,
+            follow,
+        } => (app, replica, follow, Run::Current),
+        Command::PreviousLogs { app, replica } => (app, replica, false, Run::Previous),
+        _ => {
+            return super::ApiError::new(
+                Code::BadRequest,
+                "only signed `logs` commands are read here",
+            )
+            .into_response_body();
+        }
     };
     let targets = match targets(&c, &app, replica.as_deref()) {
         Ok(t) => t,
         Err(e) => return e.into_response_body(),
     };
     if !follow {
-        let asks = targets.iter().map(|t| (t.clone(), TAIL, None)).collect();
+        let asks = targets
+            .iter()
+            .map(|t| (t.clone(), TAIL, None, run))
+            .collect();
         return body(StatusCode::OK, &fetch_all(&c, asks).await);
     }
     let stream = async_stream(c, targets);
@@ -127,7 +138,13 @@ fn targets(
 }
 
 /// Asks the replica's node for its lines; failures become the entry's error.
-async fn fetch(c: &Arc<Conductor>, t: &Target, limit: u32, after_seq: Option<u64>) -> ReplicaLog {
+async fn fetch(
+    c: &Arc<Conductor>,
+    t: &Target,
+    limit: u32,
+    after_seq: Option<u64>,
+    run: Run,
+) -> ReplicaLog {
     let failed = |e: String| ReplicaLog {
         replica: t.replica.clone(),
         node: t.node.clone(),
@@ -148,14 +165,15 @@ async fn fetch(c: &Arc<Conductor>, t: &Target, limit: u32, after_seq: Option<u64
     // An ML-DSA signature (about 1.5 ms, one per replica every 500 ms
     // while someone follows) goes to the blocking pool.
     let signer = c.clone();
-    let signed =
-        match tokio::task::spawn_blocking(move || SignedLogRequest::sign(&signer.key, &request))
-            .await
-        {
-            Ok(Ok(s)) => s,
-            Ok(Err(e)) => return failed(e.to_string()),
-            Err(e) => return failed(e.to_string()),
-        };
+    let signed = match tokio::task::spawn_blocking(move || {
+        SignedLogRequest::sign(&signer.key, &request, run)
+    })
+    .await
+    {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => return failed(e.to_string()),
+        Err(e) => return failed(e.to_string()),
+    };
     match tokio::time::timeout(
         Duration::from_secs(5),
         post(address, *port, *pin, wire::encode(&signed)),
@@ -165,6 +183,11 @@ async fn fetch(c: &Arc<Conductor>, t: &Target, limit: u32, after_seq: Option<u64
         Ok(Ok(bytes)) => {
             wire::decode(&bytes).unwrap_or_else(|e| failed(format!("unreadable answer: {e}")))
         }
+        // A node of an older release knows no previous runs.
+        Ok(Err(e)) if run == Run::Previous && e.starts_with("403") => failed(format!(
+            "node {} cannot show previous runs (upgrade it): {e}",
+            t.node
+        )),
         Ok(Err(e)) => failed(format!("node {} at {address}:{port}: {e}", t.node)),
         Err(_) => failed(format!("node {} did not answer", t.node)),
     }
@@ -207,19 +230,22 @@ async fn post(address: &str, port: u16, pin: [u8; 32], payload: Vec<u8>) -> Resu
     Ok(bytes)
 }
 
+/// One replica's lines to ask for: how many, after which, which run.
+type Ask = (Target, u32, Option<u64>, Run);
+
 /// Log requests to nodes in flight at once, for one `logs` call.
 const CONCURRENT_FETCHES: usize = 32;
 
 /// Every target's lines, asked of the nodes at the same time (at most
 /// [`CONCURRENT_FETCHES`] at once), in the targets' order.
-async fn fetch_all(c: &Arc<Conductor>, asks: Vec<(Target, u32, Option<u64>)>) -> Vec<ReplicaLog> {
+async fn fetch_all(c: &Arc<Conductor>, asks: Vec<Ask>) -> Vec<ReplicaLog> {
     let turns = Arc::new(tokio::sync::Semaphore::new(CONCURRENT_FETCHES));
     let mut tasks = tokio::task::JoinSet::new();
-    for (i, (target, limit, after)) in asks.into_iter().enumerate() {
+    for (i, (target, limit, after, run)) in asks.into_iter().enumerate() {
         let (c, turns) = (c.clone(), turns.clone());
         tasks.spawn(async move {
             let _turn = turns.acquire_owned().await;
-            (i, fetch(&c, &target, limit, after).await)
+            (i, fetch(&c, &target, limit, after, run).await)
         });
     }
     let mut out = Vec::new();
@@ -249,7 +275,7 @@ fn async_stream(
                 .map(|t| {
                     let since = after.get(&t.replica).copied().flatten();
                     let limit = if since.is_none() { TAIL } else { u32::MAX };
-                    (t.clone(), limit, since)
+                    (t.clone(), limit, since, Run::Current)
                 })
                 .collect();
             // All nodes at once: a round takes one request's time (at most

@@ -72,7 +72,7 @@ pub fn prepare(
             }
             Ok(Box::new(move |tx| scale(tx, &app, replicas)))
         }
-        Command::Logs { app, .. } => Ok(Box::new(move |tx| {
+        Command::Logs { app, .. } | Command::PreviousLogs { app, .. } => Ok(Box::new(move |tx| {
             apps::known_app(tx, &app)?;
             Ok(format!("logs of {app} read"))
         })),

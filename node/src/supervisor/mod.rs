@@ -30,6 +30,7 @@ mod table;
 pub use backoff::{Backoff, should_restart};
 
 use crate::cgroup::Cgroups;
+use crate::logs::disk::{DiskLogs, ReplicaDisk};
 use crate::logs::{LogLine, SharedLog};
 use crate::process::{self, Sampler};
 use crate::shim::{self, client::Shim};
@@ -84,6 +85,9 @@ pub struct SupervisorConfig {
     pub allow_root: bool,
     /// The WebAssembly runtime command (`wasmtime run`), if the node has one.
     pub wasm_runtime: Option<Vec<String>>,
+    /// Where replica output is also kept on disk; `None` keeps only the
+    /// in-memory ring.
+    pub disk_logs: Option<DiskLogs>,
 }
 
 /// Cheap to clone: every clone drives the same replicas.
@@ -279,6 +283,27 @@ impl Supervisor {
         Some(log.tail(limit))
     }
 
+    /// The last `limit` lines of the replica's previous run, read from
+    /// disk: `Err` says why there are none.
+    pub async fn previous_logs(&self, replica: &str, limit: usize) -> Result<Vec<LogLine>, String> {
+        let Some(logs) = self.inner.config.disk_logs.clone() else {
+            return Err("this node keeps no logs on disk (`--log-files 0`)".into());
+        };
+        let key = crate::cgroup::short_hash(replica);
+        let read = tokio::task::spawn_blocking(move || {
+            logs.read(&key, crate::logs::disk::Want::Previous, limit)
+        })
+        .await;
+        match read {
+            Ok(Ok(records)) if records.is_empty() => {
+                Err(format!("no earlier run of replica {replica} is on disk"))
+            }
+            Ok(Ok(records)) => Ok(crate::logs::from_disk(records)),
+            Ok(Err(e)) => Err(format!("cannot read the replica's files: {e}")),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
     /// Stop everything (drain each), for node shutdown. Later `converge`
     /// calls do nothing.
     pub async fn shutdown(&self) {
@@ -394,8 +419,12 @@ impl Inner {
     /// `adopted` (a running replica) instead of starting one.
     fn start_with(self: &Arc<Inner>, table: &mut Table, a: Assignment, adopted: Option<Shim>) {
         let (stop, stop_rx) = watch::channel(false);
-        let log = SharedLog::new(self.config.log_lines);
         let id = a.replica.clone();
+        let disk = self.config.disk_logs.clone().map(|logs| ReplicaDisk {
+            logs,
+            key: crate::cgroup::short_hash(&id),
+        });
+        let log = SharedLog::with_disk(self.config.log_lines, disk);
         table.replicas.insert(
             id.clone(),
             Entry {

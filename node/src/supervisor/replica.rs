@@ -76,6 +76,9 @@ impl Replica {
     pub(super) async fn run(mut self) {
         let mut backoff = Backoff::default();
         let mut first = true;
+        // What it wrote before this agent (or this boot) is shown first.
+        let log = self.log.clone();
+        let _ = tokio::task::spawn_blocking(move || log.refill()).await;
         loop {
             let began = Instant::now();
             // Set when no process ran: what `ps` shows while it waits.
@@ -132,6 +135,14 @@ impl Replica {
                         break;
                     }
                 }
+                let restarts = lock(&self.inner.table)
+                    .replicas
+                    .get(&self.id)
+                    .map_or(0, |e| e.restarts);
+                self.log.run_started(&format!(
+                    "generation {} starts (restart {restarts})",
+                    self.assignment.generation
+                ));
                 // A build may take minutes: a stop does not wait for it.
                 let mut stop = self.stop.clone();
                 let launched = tokio::select! {
@@ -581,10 +592,16 @@ impl Replica {
         if let Some(cgroups) = &self.inner.config.cgroups {
             let _ = cgroups.replica(&self.id).remove();
         }
-        if !table.shutting_down
-            && let Some(again) = table.desired.get(&self.id).cloned()
-        {
-            self.inner.start(&mut table, again);
+        if !table.shutting_down {
+            match table.desired.get(&self.id).cloned() {
+                Some(again) => self.inner.start(&mut table, again),
+                // Unassigned for good: its output goes with it.
+                None => {
+                    if let Some(d) = self.log.disk() {
+                        d.logs.remove(&d.key);
+                    }
+                }
+            }
         }
         self.inner.changed.notify_one();
     }

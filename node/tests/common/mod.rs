@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
 
 use skr8tr_node::cgroup::Cgroups;
+use skr8tr_node::logs::disk::{DiskConfig, DiskLogs};
 use skr8tr_node::supervisor::{Supervisor, SupervisorConfig};
 use skr8tr_proto::manifest;
 use skr8tr_proto::wire::{Assignment, ReplicaReport, ReplicaState};
@@ -68,6 +69,14 @@ pub fn node_with(dir: &Path, ports: (u16, u16), grace: Duration, cgroups: Option
             cgroups,
             allow_root: false,
             wasm_runtime: None,
+            disk_logs: Some(
+                DiskLogs::start(DiskConfig {
+                    root: dir.join("data").join("logs"),
+                    file_bytes: 1 << 20,
+                    files: 3,
+                })
+                .expect("the logs directory"),
+            ),
         },
         changed.clone(),
     );

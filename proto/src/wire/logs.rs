@@ -7,6 +7,28 @@ use serde::{Deserialize, Serialize};
 
 /// Domain separation for the conductor's log requests to nodes.
 pub const LOGS_CONTEXT: &[u8] = b"skr8tr/logs/v1";
+/// The same request for the replica's previous run (`logs --previous`),
+/// read from the node's files. A separate context, not a new field: a
+/// node of an older release refuses it instead of misreading it.
+pub const PREVIOUS_LOGS_CONTEXT: &[u8] = b"skr8tr/logs/previous/v1";
+
+/// Which run of a replica a request reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Run {
+    /// The in-memory lines (across runs, following is possible).
+    Current,
+    /// The run before the latest, from disk.
+    Previous,
+}
+
+impl Run {
+    fn context(self) -> &'static [u8] {
+        match self {
+            Run::Current => LOGS_CONTEXT,
+            Run::Previous => PREVIOUS_LOGS_CONTEXT,
+        }
+    }
+}
 
 /// The conductor asks a node for a replica's output. Nodes serve only
 /// requests signed by the conductor key they pin, and only fresh ones.
@@ -32,20 +54,29 @@ pub struct SignedLogRequest {
 }
 
 impl SignedLogRequest {
-    pub fn sign(key: &SecretKey, request: &LogRequest) -> Result<SignedLogRequest, KeyError> {
-        let (payload, signature) = seal(key, LOGS_CONTEXT, request)?;
+    pub fn sign(
+        key: &SecretKey,
+        request: &LogRequest,
+        run: Run,
+    ) -> Result<SignedLogRequest, KeyError> {
+        let (payload, signature) = seal(key, run.context(), request)?;
         Ok(SignedLogRequest { payload, signature })
     }
 
-    /// The request, if the pinned conductor key signed it for `node` within
-    /// the clock window around `now_ms`.
+    /// The request and the run it reads, if the pinned conductor key
+    /// signed it for `node` within the clock window around `now_ms`.
     pub fn open(
         &self,
         conductor: &PublicKey,
         node: &str,
         now_ms: u64,
-    ) -> Result<LogRequest, String> {
-        let r: LogRequest = unseal(conductor, LOGS_CONTEXT, &self.payload, &self.signature)
+    ) -> Result<(LogRequest, Run), String> {
+        let (r, run): (LogRequest, Run) = [Run::Current, Run::Previous]
+            .into_iter()
+            .find_map(|run| {
+                unseal(conductor, run.context(), &self.payload, &self.signature)
+                    .map(|r| r.map(|r| (r, run)))
+            })
             .ok_or("not signed by the pinned conductor key")??;
         if r.node != node {
             return Err(format!("addressed to node `{}`", r.node));
@@ -53,7 +84,7 @@ impl SignedLogRequest {
         if !fresh(r.issued_at_ms, now_ms) {
             return Err("stale or future request".into());
         }
-        Ok(r)
+        Ok((r, run))
     }
 }
 
@@ -92,10 +123,16 @@ mod tests {
             issued_at_ms: at,
             nonce: [3; 16],
         };
-        let signed = SignedLogRequest::sign(&conductor, &request("n1", now)).unwrap();
+        let signed = SignedLogRequest::sign(&conductor, &request("n1", now), Run::Current).unwrap();
         assert_eq!(
             signed.open(&conductor.public(), "n1", now + 1000).unwrap(),
-            request("n1", now)
+            (request("n1", now), Run::Current)
+        );
+        let previous =
+            SignedLogRequest::sign(&conductor, &request("n1", now), Run::Previous).unwrap();
+        assert_eq!(
+            previous.open(&conductor.public(), "n1", now).unwrap().1,
+            Run::Previous
         );
         let other = SecretKey::from_seed(&[2; 32]);
         assert!(signed.open(&other.public(), "n1", now).is_err());
@@ -105,7 +142,7 @@ mod tests {
                 .open(&conductor.public(), "n1", now + 31_000)
                 .is_err()
         );
-        let forged = SignedLogRequest::sign(&other, &request("n1", now)).unwrap();
+        let forged = SignedLogRequest::sign(&other, &request("n1", now), Run::Previous).unwrap();
         assert!(forged.open(&conductor.public(), "n1", now).is_err());
         // A session proof is not a log-request signature.
         let cross = SignedLogRequest {

@@ -6,6 +6,11 @@
 //! each (1000 × 16 KiB = 16 MiB in the worst case, a few hundred KiB for
 //! ordinary logs), however much a replica writes and whether or not it
 //! ever writes a newline.
+//!
+//! The ring is the fast path; `disk` keeps the same lines in rotated files
+//! that outlive the agent (and says where each run started).
+
+pub mod disk;
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -125,27 +130,120 @@ impl LogRing {
 }
 
 /// A [`LogRing`] shared between the tasks that read a replica's output and
-/// whoever asks for its lines. A std `Mutex`, not Tokio's: nothing awaits
-/// while holding it, and every critical section is a push or a copy.
-#[derive(Clone, Debug)]
-pub struct SharedLog(Arc<Mutex<LogRing>>);
+/// whoever asks for its lines, and, when the node keeps logs on disk, the
+/// replica's files. A std `Mutex`, not Tokio's: nothing awaits while
+/// holding it, and every critical section is a push or a copy.
+#[derive(Clone)]
+pub struct SharedLog(Arc<Shared>);
+
+struct Shared {
+    ring: Mutex<LogRing>,
+    disk: Option<disk::ReplicaDisk>,
+}
+
+impl std::fmt::Debug for SharedLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedLog")
+            .field("lines", &self.lock().len())
+            .field("disk", &self.0.disk.as_ref().map(|d| &d.key))
+            .finish()
+    }
+}
 
 impl SharedLog {
     pub fn new(capacity: usize) -> SharedLog {
-        SharedLog(Arc::new(Mutex::new(LogRing::new(capacity))))
+        SharedLog::with_disk(capacity, None)
+    }
+
+    /// A ring whose lines also go to `disk`.
+    pub fn with_disk(capacity: usize, disk: Option<disk::ReplicaDisk>) -> SharedLog {
+        SharedLog(Arc::new(Shared {
+            ring: Mutex::new(LogRing::new(capacity)),
+            disk,
+        }))
     }
 
     fn lock(&self) -> MutexGuard<'_, LogRing> {
         // A panic while holding the lock cannot leave the ring half-updated
         // in a way that matters (at worst one line is missing): keep going.
         self.0
+            .ring
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     pub fn push(&self, stream: Stream, text: &str) -> u64 {
-        self.lock()
-            .push(stream, text, skr8tr_proto::clock::now_ms())
+        self.push_cut(stream, text, 0)
+    }
+
+    fn push_cut(&self, stream: Stream, text: &str, dropped: usize) -> u64 {
+        let at_ms = skr8tr_proto::clock::now_ms();
+        let (seq, copy) = {
+            let mut ring = self.lock();
+            let seq = ring.push_cut(stream, text, dropped, at_ms);
+            // The ring's copy is the one cut to the line limit.
+            let copy = self
+                .0
+                .disk
+                .as_ref()
+                .and_then(|_| ring.lines.back().map(|l| l.text.clone()));
+            (seq, copy)
+        };
+        if let (Some(d), Some(text)) = (&self.0.disk, copy) {
+            let kind = match stream {
+                Stream::Stdout => disk::Kind::Out,
+                Stream::Stderr => disk::Kind::Err,
+            };
+            d.logs.line(&d.key, at_ms, kind, text);
+        }
+        seq
+    }
+
+    /// Marks on disk that a run of the replica starts now (`logs
+    /// --previous` reads the run before the latest mark).
+    pub fn run_started(&self, what: &str) {
+        if let Some(d) = &self.0.disk {
+            d.logs.line(
+                &d.key,
+                skr8tr_proto::clock::now_ms(),
+                disk::Kind::Run,
+                what.to_string(),
+            );
+        }
+    }
+
+    /// Fills an empty ring with the replica's last lines on disk: what a
+    /// restarted agent or a rebooted machine shows before new output.
+    /// Blocking (reads files): call it from the blocking pool.
+    pub fn refill(&self) {
+        let Some(d) = &self.0.disk else {
+            return;
+        };
+        let capacity = self.lock().capacity;
+        let records = match d.logs.read(&d.key, disk::Want::Tail, capacity) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!("cannot read replica output back from disk: {e}");
+                return;
+            }
+        };
+        let mut ring = self.lock();
+        if !ring.is_empty() {
+            return;
+        }
+        for r in records {
+            let stream = if r.kind == disk::Kind::Err {
+                Stream::Stderr
+            } else {
+                Stream::Stdout
+            };
+            ring.push(stream, &r.text, r.at_ms);
+        }
+    }
+
+    /// Where this replica's files are, if the node keeps any.
+    pub fn disk(&self) -> Option<&disk::ReplicaDisk> {
+        self.0.disk.as_ref()
     }
 
     pub fn tail(&self, n: usize) -> Vec<LogLine> {
@@ -155,6 +253,24 @@ impl SharedLog {
     pub fn since(&self, after: u64) -> Vec<LogLine> {
         self.lock().since(after)
     }
+}
+
+/// Records read back, numbered from 1 like a ring's lines.
+pub fn from_disk(records: Vec<disk::Record>) -> Vec<LogLine> {
+    records
+        .into_iter()
+        .zip(1..)
+        .map(|(r, seq)| LogLine {
+            seq,
+            at_ms: r.at_ms,
+            stream: if r.kind == disk::Kind::Err {
+                Stream::Stderr
+            } else {
+                Stream::Stdout
+            },
+            text: r.text,
+        })
+        .collect()
 }
 
 /// Reads `reader` (a child's stdout or stderr) line by line into `log`
@@ -199,8 +315,7 @@ fn emit(log: &SharedLog, stream: Stream, line: &mut Vec<u8>, dropped: &mut usize
         line.pop();
     }
     let text = String::from_utf8_lossy(line);
-    log.lock()
-        .push_cut(stream, &text, *dropped, skr8tr_proto::clock::now_ms());
+    log.push_cut(stream, &text, *dropped);
     line.clear();
     *dropped = 0;
 }
