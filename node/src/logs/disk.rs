@@ -33,6 +33,8 @@ const QUEUE_BYTES: usize = 8 << 20;
 const MAX_OPEN: usize = 256;
 /// Operations the writer takes before it flushes.
 const BATCH: usize = 4096;
+/// A tail is first looked for in this much of a file's end.
+const TAIL_WINDOW: u64 = 256 * 1024;
 /// A read waits this long for the writer's flush, then reads anyway.
 const FLUSH_WAIT: Duration = Duration::from_secs(2);
 /// Directories not written for this long are removed when the node
@@ -400,19 +402,32 @@ fn private_append(path: &Path) -> io::Result<File> {
 }
 
 /// Reads newest file first and stops once it has what it wants: at most
-/// `files` files of about `file_bytes` each are read.
+/// `files` files of about `file_bytes` each are read, and for a tail
+/// usually only the end of the newest (a refill at an agent's start reads
+/// a few hundred KiB per replica, not its whole 10 MiB).
 fn read(config: &DiskConfig, key: &str, want: Want, limit: usize) -> io::Result<Vec<Record>> {
     let dir = config.root.join(key);
     // Newest record first.
     let mut found: Vec<Record> = Vec::new();
-    // For `Previous`: seen the latest run's start, and then the previous one's.
+    // For `Previous`: seen the latest run's start, so in the one before.
     let mut in_previous = false;
+    let cap = config.file_bytes.saturating_add(64 * 1024);
     'files: for i in 0..config.files.max(1) {
-        let bytes = match read_capped(&dir.join(name(i)), config.file_bytes) {
+        let path = dir.join(name(i));
+        let window = match want {
+            Want::Tail => TAIL_WINDOW.min(cap),
+            Want::Previous => cap,
+        };
+        let mut bytes = match read_end(&path, window) {
             Ok(b) => b,
             Err(e) if e.kind() == io::ErrorKind::NotFound => break,
             Err(e) => return Err(e),
         };
+        // Not enough lines at the end: the whole file, within its cap.
+        let need = limit.saturating_sub(found.len());
+        if window < cap && bytes.iter().filter(|b| **b == b'\n').count() <= need {
+            bytes = read_end(&path, cap)?;
+        }
         let text = String::from_utf8_lossy(&bytes);
         for line in text.lines().rev() {
             let Some(record) = parse(line) else {
@@ -428,29 +443,35 @@ fn read(config: &DiskConfig, key: &str, want: Want, limit: usize) -> io::Result<
                 (Want::Previous, _) if !in_previous => continue,
                 _ => {}
             }
-            if found.len() < limit {
-                found.push(record);
-            } else if want == Want::Tail {
+            if found.len() == limit {
                 break 'files;
             }
+            found.push(record);
         }
     }
     found.reverse();
     Ok(found)
 }
 
-/// The last `cap` bytes (and a little more) of a file: a file is rotated
-/// at `cap`, but one written with a larger setting may be bigger.
-fn read_capped(path: &Path, cap: u64) -> io::Result<Vec<u8>> {
+/// The last `max` bytes of a file, from a line's start (a cut first line
+/// is dropped).
+fn read_end(path: &Path, max: u64) -> io::Result<Vec<u8>> {
     use std::io::{Read, Seek, SeekFrom};
     let mut file = File::open(path)?;
     let len = file.metadata()?.len();
-    let keep = cap.saturating_add(64 * 1024);
-    if len > keep {
-        file.seek(SeekFrom::Start(len - keep))?;
+    let cut = len > max;
+    if cut {
+        file.seek(SeekFrom::Start(len - max))?;
     }
-    let mut out = Vec::with_capacity(len.min(keep) as usize);
-    file.take(keep).read_to_end(&mut out)?;
+    let mut out = Vec::with_capacity(len.min(max) as usize);
+    file.take(max).read_to_end(&mut out)?;
+    if cut {
+        let start = out
+            .iter()
+            .position(|b| *b == b'\n')
+            .map_or(out.len(), |i| i + 1);
+        out.drain(..start);
+    }
     Ok(out)
 }
 

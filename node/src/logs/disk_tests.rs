@@ -138,3 +138,20 @@ fn files_are_private_garbage_is_skipped_and_old_dirs_are_swept() {
     assert!(!old.exists());
     assert!(file.exists());
 }
+
+#[test]
+fn a_tail_reads_the_end_of_a_big_file_and_the_rest_only_when_needed() {
+    let (_dir, logs) = test_logs(4 << 20, 2);
+    for i in 0..8000 {
+        logs.line("k", i, Kind::Out, format!("{i:0>90}"));
+    }
+    let few = logs.read("k", Want::Tail, 10).unwrap();
+    assert_eq!(few.len(), 10);
+    assert_eq!(few[9].text, format!("{:0>90}", 7999));
+    assert_eq!(few[0].text, format!("{:0>90}", 7990));
+    // More lines than the end window (256 KiB, ~2700 lines) holds.
+    let many = logs.read("k", Want::Tail, 6000).unwrap();
+    assert_eq!(many.len(), 6000);
+    assert_eq!(many[0].text, format!("{:0>90}", 2000));
+    assert!(many.windows(2).all(|w| w[0].at_ms + 1 == w[1].at_ms));
+}

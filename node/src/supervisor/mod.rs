@@ -360,12 +360,17 @@ impl Supervisor {
                         && shim::replica_dir(&self.inner.config.data_dir, &a.replica) == dir =>
                 {
                     tracing::info!(replica = %a.replica, pid = shim.hello.pid, "adopted a running replica");
+                    // Its output from before this agent comes first (read
+                    // here: the task takes the shim on without delay).
+                    let log = self.inner.log_for(&a.replica);
+                    let refilled = log.clone();
+                    let _ = tokio::task::spawn_blocking(move || refilled.refill()).await;
                     let mut table = lock(&self.inner.table);
                     if table.replicas.contains_key(&a.replica) {
                         continue;
                     }
                     table.desired.insert(a.replica.clone(), a.clone());
-                    self.inner.start_with(&mut table, a, Some(shim));
+                    self.inner.start_with(&mut table, a, Some(shim), log);
                     adopted += 1;
                 }
                 other => {
@@ -412,19 +417,31 @@ impl Inner {
 
     /// Adds a replica to the table and starts its task.
     fn start(self: &Arc<Inner>, table: &mut Table, a: Assignment) {
-        self.start_with(table, a, None)
+        let log = self.log_for(&a.replica);
+        self.start_with(table, a, None, log)
+    }
+
+    /// A new ring for replica `id`, writing to its files if the node keeps
+    /// any.
+    fn log_for(&self, id: &str) -> SharedLog {
+        let disk = self.config.disk_logs.clone().map(|logs| ReplicaDisk {
+            logs,
+            key: crate::cgroup::short_hash(id),
+        });
+        SharedLog::with_disk(self.config.log_lines, disk)
     }
 
     /// Adds a replica to the table and starts its task, which takes on
     /// `adopted` (a running replica) instead of starting one.
-    fn start_with(self: &Arc<Inner>, table: &mut Table, a: Assignment, adopted: Option<Shim>) {
+    fn start_with(
+        self: &Arc<Inner>,
+        table: &mut Table,
+        a: Assignment,
+        adopted: Option<Shim>,
+        log: SharedLog,
+    ) {
         let (stop, stop_rx) = watch::channel(false);
         let id = a.replica.clone();
-        let disk = self.config.disk_logs.clone().map(|logs| ReplicaDisk {
-            logs,
-            key: crate::cgroup::short_hash(&id),
-        });
-        let log = SharedLog::with_disk(self.config.log_lines, disk);
         table.replicas.insert(
             id.clone(),
             Entry {

@@ -76,9 +76,12 @@ impl Replica {
     pub(super) async fn run(mut self) {
         let mut backoff = Backoff::default();
         let mut first = true;
-        // What it wrote before this agent (or this boot) is shown first.
-        let log = self.log.clone();
-        let _ = tokio::task::spawn_blocking(move || log.refill()).await;
+        // What it wrote before this boot (or before it was last stopped)
+        // is shown first; an adopted replica's ring was refilled by `adopt`.
+        if self.adopted.is_none() {
+            let log = self.log.clone();
+            let _ = tokio::task::spawn_blocking(move || log.refill()).await;
+        }
         loop {
             let began = Instant::now();
             // Set when no process ran: what `ps` shows while it waits.
