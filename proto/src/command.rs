@@ -98,6 +98,16 @@ pub enum Command {
         app: String,
         replica: Option<String>,
     },
+    /// What `Up` of this manifest would change, and the index it was
+    /// computed at (`skr8tr plan`); changes nothing.
+    Plan { file: String, manifest: String },
+    /// `Up`, only if the manifest's apps are still at `index` (`skr8tr up
+    /// --check-index`): refused with `stale-plan` otherwise.
+    UpChecked {
+        file: String,
+        manifest: String,
+        index: u64,
+    },
 }
 
 impl Command {
@@ -106,7 +116,10 @@ impl Command {
     /// apps of its `app NAME` lines.
     pub fn apps(&self) -> Vec<String> {
         match self {
-            Command::Up { file, manifest } | Command::Rollout { file, manifest } => {
+            Command::Up { file, manifest }
+            | Command::Rollout { file, manifest }
+            | Command::Plan { file, manifest }
+            | Command::UpChecked { file, manifest, .. } => {
                 match crate::manifest::parse(file, manifest) {
                     Ok(specs) => specs.into_iter().map(|s| s.name).collect(),
                     Err(_) => app_lines(manifest),
@@ -144,6 +157,8 @@ impl Command {
             Command::DrainNode { .. } => "node-drain",
             Command::UncordonNode { .. } => "node-uncordon",
             Command::PreviousLogs { .. } => "logs-previous",
+            Command::Plan { .. } => "plan",
+            Command::UpChecked { .. } => "up",
         }
     }
 
@@ -168,6 +183,8 @@ impl Command {
             Command::SetSecret { app, name, .. } => format!("secret set {app} {name}"),
             Command::DrainNode { name } => format!("node drain {name}"),
             Command::UncordonNode { name } => format!("node uncordon {name}"),
+            Command::Plan { file, .. } => format!("plan {file}"),
+            Command::UpChecked { file, index, .. } => format!("up {file} --check-index {index}"),
             Command::PreviousLogs { app, replica } => match replica {
                 Some(r) => format!("logs {app} --previous --replica {r}"),
                 None => format!("logs {app} --previous"),

@@ -15,6 +15,7 @@ pub mod lookup;
 pub mod node;
 pub mod nodes;
 pub mod ping;
+pub mod plan;
 pub mod ps;
 pub mod rollout;
 pub mod secret;

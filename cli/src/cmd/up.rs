@@ -27,6 +27,10 @@ pub struct Args {
     /// How long --wait waits
     #[arg(long, default_value = "5m", value_parser = crate::duration, requires = "wait")]
     wait_timeout: std::time::Duration,
+    /// Apply only if the manifest's apps are still as `skr8tr plan FILE`
+    /// saw them (the index it printed); refused with `stale-plan` otherwise
+    #[arg(long, value_name = "INDEX")]
+    check_index: Option<u64>,
 }
 
 /// Largest secret value read from a file (`@PATH`).
@@ -40,7 +44,15 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitCode> {
         let apps: Vec<String> = skr8tr_proto::manifest::parse(&file, &manifest)
             .map(|specs| specs.into_iter().map(|s| s.name).collect())
             .unwrap_or_default();
-        let reply = api::send_on(ctx, &client, Command::Up { file, manifest }, vec![]).await?;
+        let command = match args.check_index {
+            Some(index) => Command::UpChecked {
+                file,
+                manifest,
+                index,
+            },
+            None => Command::Up { file, manifest },
+        };
+        let reply = api::send_on(ctx, &client, command, vec![]).await?;
         anyhow::Ok((reply, apps))
     })?;
     let accepted = reply.accepted;

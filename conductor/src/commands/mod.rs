@@ -14,6 +14,9 @@
 mod apps;
 mod keys;
 mod nodes;
+mod plan;
+#[cfg(test)]
+mod plan_tests;
 mod secrets;
 #[cfg(test)]
 mod tests;
@@ -50,6 +53,24 @@ pub fn prepare(
             let hash: [u8; 32] = Sha256::digest(manifest.as_bytes()).into();
             let opening = opening.clone();
             Ok(Box::new(move |tx| {
+                up(tx, &file, &manifest, hash, &specs, false, &opening)
+            }))
+        }
+        Command::Plan { file, manifest } => {
+            let specs = parse_with_secrets(&file, &manifest, sidecar, opening)?;
+            let opening = opening.clone();
+            Ok(Box::new(move |tx| plan::plan(tx, &file, &specs, &opening)))
+        }
+        Command::UpChecked {
+            file,
+            manifest,
+            index,
+        } => {
+            let specs = parse_with_secrets(&file, &manifest, sidecar, opening)?;
+            let hash: [u8; 32] = Sha256::digest(manifest.as_bytes()).into();
+            let opening = opening.clone();
+            Ok(Box::new(move |tx| {
+                plan::check_index(tx, &file, &specs, index)?;
                 up(tx, &file, &manifest, hash, &specs, false, &opening)
             }))
         }
