@@ -171,10 +171,6 @@ pub async fn run(
             dir: root.display().to_string(),
             source,
         })?;
-        let swept = logs.sweep();
-        if swept > 0 {
-            tracing::info!(swept, "removed the logs of replicas gone for a week");
-        }
         Some(logs)
     };
     let supervisor = Arc::new(Supervisor::new(
@@ -204,6 +200,22 @@ pub async fn run(
             "took on replicas left running by the previous agent"
         );
     }
+    // Files of replicas gone for a week (moved away while the node was
+    // down, or whose removal was lost): swept now and every hour.
+    let sweeper = {
+        let supervisor = supervisor.clone();
+        tokio::spawn(async move {
+            loop {
+                let s = supervisor.clone();
+                if let Ok(swept) = tokio::task::spawn_blocking(move || s.sweep_logs()).await
+                    && swept > 0
+                {
+                    tracing::info!(swept, "removed the logs of replicas gone for a week");
+                }
+                tokio::time::sleep(Duration::from_secs(3600)).await;
+            }
+        })
+    };
     // The log endpoint listens on a free port of the advertised address;
     // the port travels in every report.
     let logs_listener = tokio::net::TcpListener::bind((config.advertise, 0))
@@ -282,6 +294,7 @@ pub async fn run(
     poller.abort();
     reporter.abort();
     log_task.abort();
+    sweeper.abort();
     if exit == Exit::KeepReplicas {
         tracing::info!(
             grace = ?config.grace,
@@ -297,6 +310,9 @@ pub async fn run(
         // Said at once, instead of the conductor finding it lost later.
         sync.report_once().await;
     }
+    // The replicas' last lines reach their files before the agent goes.
+    let s = supervisor.clone();
+    let _ = tokio::task::spawn_blocking(move || s.flush_logs(Duration::from_secs(2))).await;
     let _ = std::fs::remove_file(&pid_file);
     Ok(())
 }

@@ -69,12 +69,12 @@ pub struct Args {
     #[arg(long, value_name = "ADDR")]
     metrics_listen: Option<std::net::SocketAddr>,
     /// Replica output is also kept in DATA/logs, in files rotated at this
-    /// many MiB (at least 1)
-    #[arg(long, value_name = "MIB", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=4096))]
+    /// many MiB (1 to 64: a read holds a whole file)
+    #[arg(long, value_name = "MIB", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=64))]
     log_file_mib: u64,
     /// Files kept per replica, the current one included (0: no logs on
     /// disk, `logs --previous` has nothing to show)
-    #[arg(long, value_name = "N", default_value_t = 3, value_parser = clap::value_parser!(u64).range(0..=100))]
+    #[arg(long, value_name = "N", default_value_t = 3, value_parser = clap::value_parser!(u64).range(0..=10))]
     log_files: u64,
     /// The log endpoint's bounds (defaults: 32 connections, 16 per
     /// address, 5s header, 30s idle, 5s body timeouts)

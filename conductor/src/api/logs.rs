@@ -184,10 +184,14 @@ async fn fetch(
             wire::decode(&bytes).unwrap_or_else(|e| failed(format!("unreadable answer: {e}")))
         }
         // A node of an older release knows no previous runs.
-        Ok(Err(e)) if run == Run::Previous && e.starts_with("403") => failed(format!(
-            "node {} cannot show previous runs (upgrade it): {e}",
-            t.node
-        )),
+        Ok(Err(e))
+            if run == Run::Previous && e.contains("not signed by the pinned conductor key") =>
+        {
+            failed(format!(
+                "node {} cannot show previous runs (upgrade it): {e}",
+                t.node
+            ))
+        }
         Ok(Err(e)) => failed(format!("node {} at {address}:{port}: {e}", t.node)),
         Err(_) => failed(format!("node {} did not answer", t.node)),
     }

@@ -18,9 +18,9 @@ use std::collections::HashMap;
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// Lines queued for the writer, and their bytes; past either they are
@@ -28,6 +28,9 @@ use std::time::Duration;
 /// a flood of long lines queue 256 MiB).
 const QUEUE: usize = 16 * 1024;
 const QUEUE_BYTES: usize = 8 << 20;
+/// Room in the queue that output never takes: run marks and removals are
+/// not lost to a replica that floods (a lost mark would merge two runs).
+const RESERVED: usize = 256;
 /// Files kept open by the writer; past this the least recently written
 /// is closed (and reopened on its next line).
 const MAX_OPEN: usize = 256;
@@ -36,7 +39,7 @@ const BATCH: usize = 4096;
 /// A tail is first looked for in this much of a file's end.
 const TAIL_WINDOW: u64 = 256 * 1024;
 /// A read waits this long for the writer's flush, then reads anyway.
-const FLUSH_WAIT: Duration = Duration::from_secs(2);
+const FLUSH_WAIT: Duration = Duration::from_millis(500);
 /// Directories not written for this long are removed when the node
 /// starts: replicas that never came back (moved while the node was down).
 pub const RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
@@ -106,8 +109,27 @@ enum Op {
 pub struct DiskLogs {
     tx: SyncSender<Op>,
     config: Arc<DiskConfig>,
-    dropped: Arc<AtomicU64>,
-    queued: Arc<AtomicUsize>,
+    shared: Arc<Shared>,
+}
+
+/// What the queueing side and the writer share.
+#[derive(Default)]
+struct Shared {
+    /// Lines dropped per replica since the writer last said so.
+    dropped: Mutex<HashMap<String, u64>>,
+    any_dropped: AtomicBool,
+    /// Ops and bytes in the queue.
+    ops: AtomicUsize,
+    bytes: AtomicUsize,
+    /// Held while files are renamed or removed, and while a reader opens
+    /// a replica's files: a reader never sees a rotation half-done.
+    files: Mutex<()>,
+    /// One read at a time: each holds up to `files` x `file_bytes`.
+    reading: Mutex<()>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl DiskLogs {
@@ -116,14 +138,12 @@ impl DiskLogs {
     pub fn start(config: DiskConfig) -> io::Result<DiskLogs> {
         create_private_dir(&config.root)?;
         let (tx, rx) = sync_channel(QUEUE);
-        let dropped = Arc::new(AtomicU64::new(0));
-        let queued = Arc::new(AtomicUsize::new(0));
+        let shared = Arc::new(Shared::default());
         let writer = Writer {
             config: config.clone(),
             open: HashMap::new(),
             tick: 0,
-            dropped: dropped.clone(),
-            queued: queued.clone(),
+            shared: shared.clone(),
             failed: 0,
         };
         std::thread::Builder::new()
@@ -132,65 +152,91 @@ impl DiskLogs {
         Ok(DiskLogs {
             tx,
             config: Arc::new(config),
-            dropped,
-            queued,
+            shared,
         })
     }
 
     /// Queues a line of replica `key` (its directory name); never blocks.
+    /// Output past the queue's bounds is dropped and counted; a run mark
+    /// takes the reserved room.
     pub fn line(&self, key: &str, at_ms: u64, kind: Kind, text: String) {
         let len = text.len();
-        if self.queued.fetch_add(len, Ordering::Relaxed) + len > QUEUE_BYTES {
-            self.queued.fetch_sub(len, Ordering::Relaxed);
-            self.dropped.fetch_add(1, Ordering::Relaxed);
-            return;
-        }
+        let sh = &self.shared;
+        let ops = sh.ops.fetch_add(1, Ordering::Relaxed);
+        let bytes = sh.bytes.fetch_add(len, Ordering::Relaxed);
+        let full = kind != Kind::Run && (ops >= QUEUE - RESERVED || bytes + len > QUEUE_BYTES);
         let op = Op::Line {
             key: key.to_string(),
             at_ms,
             kind,
             text,
         };
-        if self.tx.try_send(op).is_err() {
-            self.queued.fetch_sub(len, Ordering::Relaxed);
-            self.dropped.fetch_add(1, Ordering::Relaxed);
+        if full || self.tx.try_send(op).is_err() {
+            sh.ops.fetch_sub(1, Ordering::Relaxed);
+            sh.bytes.fetch_sub(len, Ordering::Relaxed);
+            *lock(&sh.dropped).entry(key.to_string()).or_default() += 1;
+            sh.any_dropped.store(true, Ordering::Relaxed);
         }
     }
 
     /// Removes replica `key`'s files (it is no longer assigned here),
     /// after the lines queued before.
     pub fn remove(&self, key: &str) {
-        // A full queue keeps the directory until the next start's sweep.
-        let _ = self.tx.try_send(Op::Remove(key.to_string()));
+        self.shared.ops.fetch_add(1, Ordering::Relaxed);
+        if self.tx.try_send(Op::Remove(key.to_string())).is_err() {
+            // The reserve is gone too: the periodic sweep removes it.
+            self.shared.ops.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Asks the writer to write out what is queued, waiting up to
+    /// `timeout` (a full queue is not waited for).
+    pub fn flush(&self, timeout: Duration) {
+        let (done, wait) = sync_channel(1);
+        self.shared.ops.fetch_add(1, Ordering::Relaxed);
+        if self.tx.try_send(Op::Flush(done)).is_ok() {
+            let _ = wait.recv_timeout(timeout);
+        } else {
+            self.shared.ops.fetch_sub(1, Ordering::Relaxed);
+        }
     }
 
     /// Reads back up to `limit` lines of replica `key`, oldest first.
     /// Blocking: call it from the blocking pool.
     pub fn read(&self, key: &str, want: Want, limit: usize) -> io::Result<Vec<Record>> {
-        let (done, wait) = sync_channel(1);
-        if self.tx.send(Op::Flush(done)).is_ok() {
-            let _ = wait.recv_timeout(FLUSH_WAIT);
-        }
-        read(&self.config, key, want, limit)
+        let _one = lock(&self.shared.reading);
+        self.flush(FLUSH_WAIT);
+        let files = {
+            let _files = lock(&self.shared.files);
+            open_all(&self.config.root.join(key), self.config.files)?
+        };
+        read(&self.config, files, want, limit)
     }
 
-    /// Removes the directories of replicas not written for [`RETENTION`]
-    /// (at start, before any replica runs). Returns how many went.
-    pub fn sweep(&self) -> usize {
+    /// Removes the directories of replicas not in `keep` that were not
+    /// written for [`RETENTION`] (replicas moved away while the node was
+    /// down, or whose removal was lost). Returns how many went.
+    pub fn sweep(&self, keep: &std::collections::HashSet<String>) -> usize {
         let Ok(entries) = fs::read_dir(&self.config.root) else {
             return 0;
         };
         let mut removed = 0;
         for entry in entries.flatten() {
+            if keep.contains(entry.file_name().to_string_lossy().as_ref()) {
+                continue;
+            }
             let newest = fs::read_dir(entry.path())
                 .into_iter()
                 .flatten()
                 .flatten()
                 .filter_map(|f| f.metadata().ok()?.modified().ok())
                 .max();
+            // A clock set back (a reboot before NTP) makes files look
+            // new, never old.
             let old = newest
-                .and_then(|t| t.elapsed().ok())
+                .map(|t| t.elapsed().unwrap_or(Duration::ZERO))
                 .is_none_or(|age| age > RETENTION);
+            let _files = lock(&self.shared.files);
             if old && fs::remove_dir_all(entry.path()).is_ok() {
                 removed += 1;
             }
@@ -205,8 +251,7 @@ struct Writer {
     open: HashMap<String, Open>,
     /// Counts writes, to find the least recently written file.
     tick: u64,
-    dropped: Arc<AtomicU64>,
-    queued: Arc<AtomicUsize>,
+    shared: Arc<Shared>,
     /// Lines that could not be written since the last warning.
     failed: u64,
 }
@@ -233,6 +278,7 @@ impl Writer {
     }
 
     fn apply(&mut self, op: Op) {
+        self.shared.ops.fetch_sub(1, Ordering::Relaxed);
         match op {
             Op::Line {
                 key,
@@ -240,18 +286,28 @@ impl Writer {
                 kind,
                 text,
             } => {
-                self.queued.fetch_sub(text.len(), Ordering::Relaxed);
-                let dropped = self.dropped.swap(0, Ordering::Relaxed);
-                if dropped > 0 {
-                    let note = format!(
-                        "skr8tr: {dropped} lines were not written to disk (the disk is slower than the replicas)"
-                    );
-                    self.write(&key, at_ms, Kind::Err, &note);
+                self.shared.bytes.fetch_sub(text.len(), Ordering::Relaxed);
+                if self.shared.any_dropped.load(Ordering::Relaxed) {
+                    let dropped = {
+                        let mut map = lock(&self.shared.dropped);
+                        let n = map.remove(&key);
+                        self.shared
+                            .any_dropped
+                            .store(!map.is_empty(), Ordering::Relaxed);
+                        n
+                    };
+                    if let Some(n) = dropped {
+                        let note = format!(
+                            "skr8tr: {n} lines were not written to disk (the disk is slower than the replicas)"
+                        );
+                        self.write(&key, at_ms, Kind::Err, &note);
+                    }
                 }
                 self.write(&key, at_ms, kind, &text);
             }
             Op::Remove(key) => {
                 self.open.remove(&key);
+                let _files = lock(&self.shared.files);
                 let _ = fs::remove_dir_all(self.config.root.join(&key));
             }
             Op::Flush(done) => {
@@ -290,6 +346,7 @@ impl Writer {
             if let Some(mut o) = self.open.remove(key) {
                 o.file.flush()?;
             }
+            let _files = lock(&self.shared.files);
             rotate_files(&dir, self.config.files)?;
         }
         if !self.open.contains_key(key) {
@@ -401,32 +458,44 @@ fn private_append(path: &Path) -> io::Result<File> {
         .open(path)
 }
 
-/// Reads newest file first and stops once it has what it wants: at most
-/// `files` files of about `file_bytes` each are read, and for a tail
-/// usually only the end of the newest (a refill at an agent's start reads
-/// a few hundred KiB per replica, not its whole 10 MiB).
-fn read(config: &DiskConfig, key: &str, want: Want, limit: usize) -> io::Result<Vec<Record>> {
-    let dir = config.root.join(key);
+/// A replica's files, newest first, opened together (under the rotation
+/// lock: renames after this do not change what is read).
+fn open_all(dir: &Path, files: usize) -> io::Result<Vec<File>> {
+    let mut out = Vec::new();
+    for i in 0..files.max(1) {
+        match File::open(dir.join(name(i))) {
+            Ok(f) => out.push(f),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => break,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(out)
+}
+
+/// Reads newest file first and stops once it has what it wants: for a
+/// tail usually only the end of the newest (a refill at an agent's start
+/// reads a few hundred KiB per replica, not its whole 10 MiB).
+fn read(
+    config: &DiskConfig,
+    files: Vec<File>,
+    want: Want,
+    limit: usize,
+) -> io::Result<Vec<Record>> {
     // Newest record first.
     let mut found: Vec<Record> = Vec::new();
     // For `Previous`: seen the latest run's start, so in the one before.
     let mut in_previous = false;
     let cap = config.file_bytes.saturating_add(64 * 1024);
-    'files: for i in 0..config.files.max(1) {
-        let path = dir.join(name(i));
+    'files: for mut file in files {
         let window = match want {
             Want::Tail => TAIL_WINDOW.min(cap),
             Want::Previous => cap,
         };
-        let mut bytes = match read_end(&path, window) {
-            Ok(b) => b,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => break,
-            Err(e) => return Err(e),
-        };
+        let mut bytes = read_end(&mut file, window)?;
         // Not enough lines at the end: the whole file, within its cap.
         let need = limit.saturating_sub(found.len());
         if window < cap && bytes.iter().filter(|b| **b == b'\n').count() <= need {
-            bytes = read_end(&path, cap)?;
+            bytes = read_end(&mut file, cap)?;
         }
         let text = String::from_utf8_lossy(&bytes);
         for line in text.lines().rev() {
@@ -435,6 +504,8 @@ fn read(config: &DiskConfig, key: &str, want: Want, limit: usize) -> io::Result<
             };
             match (want, record.kind) {
                 (Want::Tail, Kind::Run) => continue,
+                // A run that wrote nothing: the one before it is shown.
+                (Want::Previous, Kind::Run) if in_previous && found.is_empty() => continue,
                 (Want::Previous, Kind::Run) if in_previous => break 'files,
                 (Want::Previous, Kind::Run) => {
                     in_previous = true;
@@ -455,14 +526,11 @@ fn read(config: &DiskConfig, key: &str, want: Want, limit: usize) -> io::Result<
 
 /// The last `max` bytes of a file, from a line's start (a cut first line
 /// is dropped).
-fn read_end(path: &Path, max: u64) -> io::Result<Vec<u8>> {
+fn read_end(file: &mut File, max: u64) -> io::Result<Vec<u8>> {
     use std::io::{Read, Seek, SeekFrom};
-    let mut file = File::open(path)?;
     let len = file.metadata()?.len();
     let cut = len > max;
-    if cut {
-        file.seek(SeekFrom::Start(len - max))?;
-    }
+    file.seek(SeekFrom::Start(len.saturating_sub(max)))?;
     let mut out = Vec::with_capacity(len.min(max) as usize);
     file.take(max).read_to_end(&mut out)?;
     if cut {

@@ -119,7 +119,8 @@ fn files_are_private_garbage_is_skipped_and_old_dirs_are_swept() {
     let tail = logs.read("b", Want::Tail, 10).unwrap();
     assert_eq!(texts(&tail), ["kept", "torn", "after"]);
     // Lines dropped under pressure are counted into the file.
-    logs.dropped.store(5, Ordering::Relaxed);
+    logs.shared.dropped.lock().unwrap().insert("b".into(), 5);
+    logs.shared.any_dropped.store(true, Ordering::Relaxed);
     logs.line("b", 101, Kind::Out, "next".into());
     let tail = logs.read("b", Want::Tail, 2).unwrap();
     assert!(
@@ -127,14 +128,28 @@ fn files_are_private_garbage_is_skipped_and_old_dirs_are_swept() {
         "{tail:?}"
     );
     assert_eq!(tail[1].text, "next");
-    assert_eq!(logs.queued.load(Ordering::Relaxed), 0);
+    assert_eq!(logs.shared.bytes.load(Ordering::Relaxed), 0);
+    assert_eq!(logs.shared.ops.load(Ordering::Relaxed), 0);
     // A fresh directory stays; an old one goes.
     let old = logs.config.root.join("old");
     fs::create_dir(&old).unwrap();
     let f = File::create(old.join(FILE)).unwrap();
     f.set_modified(std::time::SystemTime::now() - RETENTION - Duration::from_secs(60))
         .unwrap();
-    assert_eq!(logs.sweep(), 1);
+    let keep = std::collections::HashSet::from(["kept-quiet".to_string()]);
+    let quiet = logs.config.root.join("kept-quiet");
+    fs::create_dir(&quiet).unwrap();
+    let f = File::create(quiet.join(FILE)).unwrap();
+    f.set_modified(std::time::SystemTime::now() - RETENTION - Duration::from_secs(60))
+        .unwrap();
+    // A file from the future (a clock set back) is not old.
+    let future = logs.config.root.join("future");
+    fs::create_dir(&future).unwrap();
+    let f = File::create(future.join(FILE)).unwrap();
+    f.set_modified(std::time::SystemTime::now() + Duration::from_secs(3600))
+        .unwrap();
+    assert_eq!(logs.sweep(&keep), 1);
+    assert!(quiet.exists() && future.exists());
     assert!(!old.exists());
     assert!(file.exists());
 }
@@ -154,4 +169,34 @@ fn a_tail_reads_the_end_of_a_big_file_and_the_rest_only_when_needed() {
     assert_eq!(many.len(), 6000);
     assert_eq!(many[0].text, format!("{:0>90}", 2000));
     assert!(many.windows(2).all(|w| w[0].at_ms + 1 == w[1].at_ms));
+}
+
+#[test]
+fn a_flood_cannot_take_run_marks_and_an_empty_run_does_not_hide_the_one_before() {
+    let (_dir, logs) = test_logs(1 << 20, 2);
+    logs.line("k", 1, Kind::Run, "run 1".into());
+    logs.line("k", 2, Kind::Out, "first".into());
+    logs.flush(Duration::from_secs(5));
+    // The queue is as full as output may make it: output is dropped and
+    // counted, a run mark still goes in.
+    logs.shared
+        .ops
+        .fetch_add(QUEUE - RESERVED, Ordering::Relaxed);
+    logs.line("k", 3, Kind::Out, "dropped".into());
+    logs.line("k", 4, Kind::Run, "run 2 (wrote nothing)".into());
+    logs.shared
+        .ops
+        .fetch_sub(QUEUE - RESERVED, Ordering::Relaxed);
+    logs.line("k", 5, Kind::Run, "run 3".into());
+    logs.line("k", 6, Kind::Out, "third".into());
+    // The count is said with the replica's next line (before run 2).
+    let note = "skr8tr: 1 lines were not written to disk (the disk is slower than the replicas)";
+    let previous = logs.read("k", Want::Previous, 10).unwrap();
+    assert_eq!(
+        texts(&previous),
+        ["first", note],
+        "run 2 wrote nothing: run 1 is shown"
+    );
+    let tail = logs.read("k", Want::Tail, 10).unwrap();
+    assert_eq!(texts(&tail), ["first", note, "third"]);
 }

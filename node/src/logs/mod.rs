@@ -72,6 +72,26 @@ impl LogRing {
         self.push_cut(stream, text, 0, at_ms)
     }
 
+    /// Appends a line read back from disk as it was kept (already cut to
+    /// the limit, its note included), bounded all the same.
+    fn restore(&mut self, stream: Stream, text: &str, at_ms: u64) {
+        let mut cut = text.len().min(MAX_LINE_BYTES + 64);
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        if self.lines.len() == self.capacity {
+            self.lines.pop_front();
+        }
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.lines.push_back(LogLine {
+            seq,
+            at_ms,
+            stream,
+            text: text[..cut].to_string(),
+        });
+    }
+
     /// Appends a line of which `dropped` bytes were already cut off.
     fn push_cut(&mut self, stream: Stream, text: &str, dropped: usize, at_ms: u64) -> u64 {
         let mut cut = text.len().min(MAX_LINE_BYTES);
@@ -237,7 +257,7 @@ impl SharedLog {
             } else {
                 Stream::Stdout
             };
-            ring.push(stream, &r.text, r.at_ms);
+            ring.restore(stream, &r.text, r.at_ms);
         }
     }
 

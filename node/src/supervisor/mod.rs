@@ -23,6 +23,7 @@
 //! - `backoff`: the restart policy and the wait between restarts.
 
 mod backoff;
+mod launch;
 mod ports;
 mod replica;
 mod table;
@@ -281,6 +282,32 @@ impl Supervisor {
     pub fn logs(&self, replica: &str, limit: usize) -> Option<Vec<LogLine>> {
         let log = lock(&self.inner.table).replicas.get(replica)?.log.clone();
         Some(log.tail(limit))
+    }
+
+    /// Removes the log files of replicas neither running nor assigned
+    /// here that were not written for a week. Blocking.
+    pub fn sweep_logs(&self) -> usize {
+        let Some(logs) = &self.inner.config.disk_logs else {
+            return 0;
+        };
+        let keep: std::collections::HashSet<String> = {
+            let table = lock(&self.inner.table);
+            table
+                .replicas
+                .keys()
+                .chain(table.desired.keys())
+                .map(|id| crate::cgroup::short_hash(id))
+                .collect()
+        };
+        logs.sweep(&keep)
+    }
+
+    /// Writes out the output queued for disk, waiting up to `timeout`.
+    /// Blocking.
+    pub fn flush_logs(&self, timeout: Duration) {
+        if let Some(logs) = &self.inner.config.disk_logs {
+            logs.flush(timeout);
+        }
     }
 
     /// The last `limit` lines of the replica's previous run, read from
