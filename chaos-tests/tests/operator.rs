@@ -318,3 +318,75 @@ fn up_wait_follows_replicas_to_ready_and_rollout_draws_bars_on_a_terminal() {
         "no bar drawn on a terminal: {text:?}"
     );
 }
+
+#[test]
+fn plan_shows_the_diff_and_the_printed_check_index_command_applies_it_once() {
+    let mut c = Cluster::start("plan");
+    c.start_node("n1");
+    let web = "app web\n  exec /bin/sleep\n  args 1000\n  replicas 2\n  settle 100ms\n";
+    let path = c.manifest(
+        "apps.skr8tr",
+        &format!("{web}\napp old\n  exec /bin/sleep\n  args 999\n  settle 100ms\n"),
+    );
+    let file = path.to_str().unwrap();
+    c.ok(&["up", file, "--wait"]);
+    // The next version: web changed and grown, old gone, db new.
+    std::fs::write(
+        &path,
+        format!(
+            "{}\napp db\n  exec /bin/sleep\n  args 998\n  settle 100ms\n",
+            web.replace("args 1000", "args 1001")
+                .replace("replicas 2", "replicas 3")
+        ),
+    )
+    .unwrap();
+    let plan = c.ok(&["plan", file]);
+    for want in [
+        "~ app web: roll out generation 1 -> 2",
+        "    ~ args: [\"1000\"] -> [\"1001\"]",
+        "    1 replica to add (2 -> 3)",
+        "+ app db: create, generation 1, 1 replica",
+        "- app old: in an earlier `apps.skr8tr`, not in this one",
+    ] {
+        assert!(
+            plan.lines().any(|l| l.starts_with(want)),
+            "no {want:?} in:\n{plan}"
+        );
+    }
+    // Nothing changed yet.
+    assert_eq!(c.replicas("db").len(), 0);
+    // The command the plan prints, run as printed.
+    let apply = plan
+        .lines()
+        .find_map(|l| l.strip_prefix("apply it with: "))
+        .unwrap_or_else(|| panic!("no apply line in:\n{plan}"));
+    let words: Vec<&str> = apply.split_whitespace().collect();
+    assert_eq!(&words[..3], ["skr8tr", "up", file]);
+    // Someone scales web first: the plan is stale, nothing is applied.
+    c.ok(&["scale", "web", "4"]);
+    let stale = c.skr8tr(&words[1..]);
+    assert_eq!(stale.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&stale.stderr);
+    assert!(
+        err.contains("stale-plan") && err.contains("plan again"),
+        "{err}"
+    );
+    assert_eq!(c.replicas("db").len(), 0);
+    // Planned again, it applies.
+    let plan = c.ok(&["plan", file]);
+    assert!(
+        plan.contains("    ~ replicas: 2 -> 3") && plan.contains("1 replica to remove (4 -> 3)"),
+        "{plan}"
+    );
+    let apply = plan
+        .lines()
+        .find_map(|l| l.strip_prefix("apply it with: "))
+        .unwrap();
+    let words: Vec<&str> = apply.split_whitespace().collect();
+    let out = c.ok(&words[1..]);
+    assert!(out.contains("web: rolling out generation 1 -> 2"), "{out}");
+    assert!(out.contains("db: created"), "{out}");
+    let history = c.ok(&["history"]);
+    assert!(history.contains("plan apps.skr8tr"), "{history}");
+    assert!(history.contains("--check-index"), "{history}");
+}
