@@ -29,6 +29,8 @@
 //! - `rollout`: rolling updates under load, reverts, kill -9 mid-rollout.
 //! - `runtimes`: build, wasm and vm apps through stand-ins.
 //! - `schedule`: a two-minute random fault schedule (seed 42) on a fleet.
+//! - `snapshot`: `snapshot save` under commands, verified offline, bad
+//!   restores refused, a restore started in place of the old conductor.
 //! - `store_crash`: the store's writer killed at random moments.
 //! - `wire`: a tcpdump capture of the conductor's port holds no secret,
 //!   no manifest text and no API path.
@@ -60,6 +62,7 @@ mod revoke;
 mod rollout;
 mod runtimes;
 mod schedule;
+mod snapshot;
 mod store_crash;
 mod wire;
 mod workload;

@@ -62,6 +62,8 @@ enum Command {
     Up(cmd::up::Args),
     /// Show what `up` of a manifest would change, and the index to apply it at.
     Plan(cmd::plan::Args),
+    /// Back up the conductor's store while it runs, or restore it offline.
+    Snapshot(cmd::snapshot::Args),
     /// Roll apps to a new version, one replica at a time, and show it.
     Rollout(cmd::rollout::RolloutArgs),
     /// Roll an app back to its previous generation the same way.
@@ -148,6 +150,7 @@ fn main() -> ExitCode {
         Command::Fingerprint(args) => cmd::fingerprint::run(args),
         Command::Up(args) => cmd::up::run(&ctx, args),
         Command::Plan(args) => cmd::plan::run(&ctx, args),
+        Command::Snapshot(args) => cmd::snapshot::run(&ctx, args),
         Command::Down(args) => cmd::simple::down(&ctx, args),
         Command::Rollout(args) => cmd::rollout::rollout(&ctx, args),
         Command::Rollback(args) => cmd::rollout::rollback(&ctx, args),

@@ -42,6 +42,7 @@ pub mod registry;
 pub mod rollout;
 pub mod scheduler;
 mod sealing;
+pub mod snapshot;
 pub mod source;
 pub mod state;
 #[cfg(test)]

@@ -108,6 +108,9 @@ pub enum Command {
         manifest: String,
         index: u64,
     },
+    /// A consistent copy of the conductor's store, streamed back as a
+    /// snapshot file (`skr8tr snapshot save`); changes nothing.
+    SnapshotSave,
 }
 
 impl Command {
@@ -136,7 +139,8 @@ impl Command {
             | Command::AdmitNode { .. }
             | Command::RevokeNode { .. }
             | Command::DrainNode { .. }
-            | Command::UncordonNode { .. } => Vec::new(),
+            | Command::UncordonNode { .. }
+            | Command::SnapshotSave => Vec::new(),
         }
     }
 
@@ -159,6 +163,7 @@ impl Command {
             Command::PreviousLogs { .. } => "logs-previous",
             Command::Plan { .. } => "plan",
             Command::UpChecked { .. } => "up",
+            Command::SnapshotSave => "snapshot-save",
         }
     }
 
@@ -184,6 +189,7 @@ impl Command {
             Command::DrainNode { name } => format!("node drain {name}"),
             Command::UncordonNode { name } => format!("node uncordon {name}"),
             Command::Plan { file, .. } => format!("plan {file}"),
+            Command::SnapshotSave => "snapshot save".into(),
             Command::UpChecked { file, index, .. } => format!("up {file} --check-index {index}"),
             Command::PreviousLogs { app, replica } => match replica {
                 Some(r) => format!("logs {app} --previous --replica {r}"),

@@ -14,6 +14,7 @@
 //! - `tables`: table definitions and the read API shared by both.
 //! - [`records`]: the versioned record types.
 //! - [`audit`]: the hash chain and its offline verifier.
+//! - `backup`: a consistent copy of the whole store into a new file.
 //! - `error`: [`OpenError`] and [`StoreError`].
 //!
 //! `store/DESIGN.md` describes the tables, the commit protocol and the
@@ -22,6 +23,7 @@
 #![forbid(unsafe_code)]
 
 pub mod audit;
+mod backup;
 mod db;
 mod error;
 pub mod feed;
@@ -374,6 +376,17 @@ impl Store {
             },
             Outcome::Rejected { seq, refusal } => Outcome::Rejected { seq, refusal },
         })
+    }
+
+    /// Copies the whole store, as of one consistent read view, into a new
+    /// database file at `to` (which must not exist), while the writer
+    /// goes on. Returns the audit head (sequence number and hash) the copy
+    /// holds. Blocking: it reads and writes every row.
+    pub fn backup(&self, to: &Path) -> Result<(u64, [u8; 32]), StoreError> {
+        let snap = self.snapshot()?;
+        let head = snap.audit_head()?;
+        backup::copy(&snap.txn, to)?;
+        Ok(head)
     }
 
     /// Re-verifies the whole audit chain and every accepted signature, a

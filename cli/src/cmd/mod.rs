@@ -21,6 +21,7 @@ pub mod rollout;
 pub mod secret;
 pub mod serve_static;
 pub mod simple;
+pub mod snapshot;
 pub mod status;
 pub mod ticket;
 pub mod up;

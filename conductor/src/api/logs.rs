@@ -315,7 +315,7 @@ fn async_stream(
 }
 
 /// An mpsc receiver as a body stream.
-struct ReceiverStream(tokio::sync::mpsc::Receiver<Bytes>);
+pub(super) struct ReceiverStream(pub(super) tokio::sync::mpsc::Receiver<Bytes>);
 
 impl futures_core::Stream for ReceiverStream {
     type Item = Result<Bytes, std::io::Error>;
@@ -330,7 +330,7 @@ impl futures_core::Stream for ReceiverStream {
 
 /// 16 random bytes; all zeros if the system's generator fails (the node
 /// then serves that request once, like any other).
-fn random_nonce() -> [u8; 16] {
+pub(super) fn random_nonce() -> [u8; 16] {
     let mut n = [0u8; 16];
     let _ = getrandom::fill(&mut n);
     n

@@ -11,6 +11,8 @@
 //!   inside a session.
 //! - `reads.rs`: `GET /v1/ping`, `/v1/status`, `/v1/nodes`,
 //!   `/v1/replicas`, `/v1/keys`.
+//! - `snapshot.rs`: `POST /v1/snapshot` — a signed `snapshot save`; the
+//!   store copied as of one read view, streamed after a signed preamble.
 //! - `history.rs`: `GET /v1/history`, `/v1/audit`, a page at a time.
 //! - `registry.rs`: `GET /v1/registry` (long-poll watch), `GET /v1/lookup/{app}`.
 //! - `error.rs`: `ApiError`, the one place that maps failures to statuses.
@@ -27,6 +29,7 @@ mod nodes;
 mod reads;
 mod registry;
 pub mod session;
+mod snapshot;
 
 use crate::state::Conductor;
 use axum::Router;
@@ -71,6 +74,7 @@ pub fn router(c: Arc<Conductor>) -> Router {
         .route("/v1/audit", get(history::audit))
         .route("/v1/commands", post(commands::command))
         .route("/v1/logs", post(logs::logs))
+        .route("/v1/snapshot", post(snapshot::snapshot))
         .route("/v1/nodes/{name}/assignments", post(nodes::assignments))
         .route("/v1/nodes/{name}/report", post(nodes::report))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

@@ -18,17 +18,20 @@
 //! - `views`: what the API answers — command replies, status, nodes,
 //!   replicas, history, keys, the audit export, the registry.
 //! - `logs`: conductor-signed log requests and the lines they return.
+//! - `snapshot`: the snapshot file's signed preamble.
 
 mod delta;
 mod logs;
 mod seal;
 mod session;
+mod snapshot;
 mod sync;
 mod views;
 
 pub use delta::*;
 pub use logs::*;
 pub use session::*;
+pub use snapshot::*;
 pub use sync::*;
 pub use views::*;
 
