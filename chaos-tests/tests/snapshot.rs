@@ -67,7 +67,7 @@ fn a_snapshot_taken_under_load_restores_into_a_conductor_that_resumes() {
                         None => command.env_remove(k),
                     };
                 }
-                let replicas = if n % 2 == 0 { "2" } else { "1" };
+                let replicas = if n.is_multiple_of(2) { "2" } else { "1" };
                 let _ = command.args(["scale", "churn", replicas]).output();
                 n += 1;
             }
