@@ -346,7 +346,7 @@ fn plan_shows_the_diff_and_the_printed_check_index_command_applies_it_once() {
         "    ~ args: [\"1000\"] -> [\"1001\"]",
         "    1 replica to add (2 -> 3)",
         "+ app db: create, generation 1, 1 replica",
-        "- app old: in an earlier `apps.skr8tr`, not in this one",
+        "- app old: not in this file, but its current generation came from a file also named `apps.skr8tr`",
     ] {
         assert!(
             plan.lines().any(|l| l.starts_with(want)),

@@ -146,6 +146,14 @@ macro_rules! read_api {
                     .collect()
             }
 
+            /// The newest stored generation of an app, read from the keys
+            /// only (no spec is decoded).
+            pub fn newest_generation(&self, app: &str) -> Result<Option<u64>, StoreError> {
+                let t = self.txn.open_table(SPECS)?;
+                let last = t.range((app, 0)..=(app, u64::MAX))?.next_back().transpose()?;
+                Ok(last.map(|(k, _)| k.value().1))
+            }
+
             /// Every stored generation of every app, by app then generation.
             pub fn specs(&self) -> Result<Vec<(String, u64, SpecRecord)>, StoreError> {
                 let t = self.txn.open_table(SPECS)?;

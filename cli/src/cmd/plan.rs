@@ -29,12 +29,52 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitCode> {
     let text = crate::show::text(&reply.message);
     println!("{text}");
     // The conductor ends with `index N`: how to apply this plan, with the
-    // path as given here.
-    if let Some(index) = text.lines().last().and_then(|l| l.strip_prefix("index ")) {
-        println!(
-            "apply it with: skr8tr up {} --check-index {index}",
-            args.file.display()
-        );
+    // path and the global flags as given here — unless `up` would be
+    // refused now anyway.
+    let refused = text
+        .lines()
+        .any(|l| l.starts_with("up would be refused now:"));
+    if let Some(index) = text.lines().last().and_then(|l| l.strip_prefix("index "))
+        && !refused
+    {
+        let mut words: Vec<String> = vec!["skr8tr".into()];
+        words.extend(global_flags().iter().map(|w| quote(w)));
+        words.extend(["up".into(), quote(&args.file.display().to_string())]);
+        words.extend(["--check-index".into(), index.to_string()]);
+        println!("apply it with: {}", words.join(" "));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The arguments before the `plan` subcommand (`--conductor`, `--pin`,
+/// `--key`, …), so the printed command talks to the same conductor.
+fn global_flags() -> Vec<String> {
+    std::env::args()
+        .skip(1)
+        .take_while(|a| a != "plan")
+        .collect()
+}
+
+/// A word as a POSIX shell reads it back.
+fn quote(word: &str) -> String {
+    let plain = !word.is_empty()
+        && word
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_./:=@%+,".contains(&b));
+    if plain {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', "'\\''"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn words_are_quoted_for_a_shell() {
+        assert_eq!(super::quote("/tmp/a.skr8tr"), "/tmp/a.skr8tr");
+        assert_eq!(super::quote("my apps.skr8tr"), "'my apps.skr8tr'");
+        assert_eq!(super::quote("it's"), "'it'\\''s'");
+        assert_eq!(super::quote(""), "''");
+    }
 }

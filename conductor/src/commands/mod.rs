@@ -71,7 +71,7 @@ pub fn prepare(
             let hash: [u8; 32] = Sha256::digest(manifest.as_bytes()).into();
             let opening = opening.clone();
             Ok(Box::new(move |tx| {
-                plan::check_index(tx, &file, &specs, index)?;
+                plan::check_index(tx, &file, &specs, &opening, index)?;
                 up(tx, &file, &manifest, hash, &specs, false, &opening)
             }))
         }

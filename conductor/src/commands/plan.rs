@@ -4,11 +4,10 @@
 //! applies the manifest only if the index is still `N`, as Nomad's
 //! `job run -check-index` does.
 //!
-//! The index is a digest of what `up` reads for the manifest's apps (and
-//! the apps an earlier version of the same file had): their records,
-//! current generations and rollouts. Anything that would change what `up`
-//! does — another `up`, a scale, the autoscaler, a rollout's progress, a
-//! `down` — moves it; placements and log reads do not.
+//! The index is a digest of what `up` would do to each app of the
+//! manifest (see [`index`]): anything that changes that — another `up`, a
+//! scale of a changed app, a rollout starting or ending, a `down`, a
+//! different manifest — moves it; placements and log reads do not.
 
 use super::plural;
 use super::secrets::opened;
@@ -17,9 +16,68 @@ use sha2::{Digest, Sha256};
 use skr8tr_proto::code::Code;
 use skr8tr_proto::manifest::{AppSpec, Port};
 use skr8tr_proto::sealed::OpeningKey;
-use skr8tr_store::records::AppStatus;
 use skr8tr_store::{EffectError, Refusal, Tx};
 use std::collections::{BTreeMap, BTreeSet};
+
+/// Longest plan text: past it apps are counted, not shown (the index
+/// line always ends it).
+const MAX_PLAN_BYTES: usize = 256 * 1024;
+/// The line the CLI looks for: `up` would be refused now, so it prints
+/// no command to apply the plan.
+pub(crate) const REFUSED_NOW: &str = "up would be refused now:";
+
+/// What `up` would do to one app of the manifest.
+enum Decision {
+    Create {
+        generation: u64,
+    },
+    Unchanged {
+        generation: u64,
+    },
+    Roll {
+        from: u64,
+        to: u64,
+        current: u32,
+        wanted: u32,
+        /// A rollout already running (from, to): `up` is refused.
+        running: Option<(u64, u64)>,
+        old: Box<AppSpec>,
+        changed_secrets: Vec<String>,
+    },
+}
+
+fn decide(tx: &Tx<'_>, spec: &AppSpec, opening: &OpeningKey) -> Result<Decision, EffectError> {
+    let newest = tx.newest_generation(&spec.name)?;
+    let Some(app) = tx.app(&spec.name)? else {
+        return Ok(Decision::Create {
+            generation: newest.unwrap_or(0) + 1,
+        });
+    };
+    let current = tx.spec(&spec.name, app.generation)?;
+    if let Some(old) = &current
+        && super::secrets::same(&old.spec, spec, opening)
+    {
+        return Ok(Decision::Unchanged {
+            generation: app.generation,
+        });
+    }
+    let wanted = match &spec.scale {
+        Some(scale) => app.replicas.clamp(scale.min, scale.max.max(scale.min)),
+        None => spec.replicas,
+    };
+    let old = current.map(|c| c.spec).unwrap_or_else(|| spec.clone());
+    Ok(Decision::Roll {
+        from: app.generation,
+        to: newest.unwrap_or(app.generation) + 1,
+        current: app.replicas,
+        wanted,
+        running: tx
+            .rollout(&spec.name)?
+            .map(|r| (r.from_generation, r.to_generation)),
+        changed_secrets: changed_secrets(&old, spec, opening),
+        old: Box::new(old),
+    })
+}
 
 /// The plan's text: a block per app, warnings, then the index.
 pub(super) fn plan(
@@ -28,86 +86,103 @@ pub(super) fn plan(
     specs: &[AppSpec],
     opening: &OpeningKey,
 ) -> Result<String, EffectError> {
-    let mut out = Vec::new();
+    let mut out: Vec<String> = Vec::new();
+    let mut bytes = 0;
     let mut warnings = Vec::new();
+    let mut refused = Vec::new();
+    let mut hidden = 0;
     for spec in specs {
-        let Some(app) = tx.app(&spec.name)? else {
-            let generation = tx.specs_of(&spec.name)?.last().map_or(0, |(g, _)| *g) + 1;
-            out.push(format!(
-                "+ app {}: create, generation {generation}, {}",
-                spec.name,
-                plural(spec.replicas, "replica")
-            ));
-            for (key, value) in flatten(spec) {
-                out.push(format!("    + {key}: {value}"));
+        let decision = decide(tx, spec, opening)?;
+        let mut block = Vec::new();
+        match &decision {
+            Decision::Create { generation } => {
+                block.push(format!(
+                    "+ app {}: create, generation {generation}, {}",
+                    spec.name,
+                    plural(spec.replicas, "replica")
+                ));
+                for (key, value) in flatten(spec) {
+                    block.push(format!("    + {key}: {value}"));
+                }
             }
-            continue;
-        };
-        let current = tx.spec(&spec.name, app.generation)?;
-        let old = current.as_ref().map(|c| &c.spec);
-        if old.is_some_and(|old| super::secrets::same(old, spec, opening)) {
-            out.push(format!(
-                "= app {}: unchanged (generation {})",
-                spec.name, app.generation
-            ));
+            Decision::Unchanged { generation } => block.push(format!(
+                "= app {}: unchanged (generation {generation})",
+                spec.name
+            )),
+            Decision::Roll {
+                from,
+                to,
+                current,
+                wanted,
+                running,
+                old,
+                changed_secrets,
+            } => {
+                block.push(format!(
+                    "~ app {}: roll out generation {from} -> {to}, {}",
+                    spec.name,
+                    how(spec)
+                ));
+                let diff = diff(&flatten(old), &flatten(spec));
+                if diff.is_empty() && changed_secrets.is_empty() {
+                    block.push("    (only the order of its lines changed)".into());
+                }
+                block.extend(diff.into_iter().map(|l| format!("    {l}")));
+                for name in changed_secrets {
+                    block.push(format!("    ~ secret.{name}: a new value (not shown)"));
+                }
+                if wanted > current {
+                    let n = plural(wanted - current, "replica");
+                    block.push(format!("    {n} to add ({current} -> {wanted})"));
+                } else if wanted < current {
+                    let n = plural(current - wanted, "replica");
+                    block.push(format!("    {n} to remove ({current} -> {wanted})"));
+                }
+                if spec.scale.is_some() && *wanted != spec.replicas {
+                    warnings.push(format!(
+                        "{}: autoscaled, keeps {wanted} replicas (its current count, within \
+                         scale {{ min max }}), not `replicas {}`",
+                        spec.name, spec.replicas
+                    ));
+                }
+                if let Some((f, t)) = running {
+                    refused.push(format!(
+                        "{} is rolling out from generation {f} to {t}; plan again once it \
+                         ends (`skr8tr status`)",
+                        spec.name
+                    ));
+                }
+            }
+        }
+        let size: usize = block.iter().map(|l| l.len() + 1).sum();
+        if bytes + size > MAX_PLAN_BYTES {
+            hidden += 1;
             continue;
         }
-        let newest = tx
-            .specs_of(&spec.name)?
-            .last()
-            .map_or(app.generation, |(g, _)| *g);
-        let wanted = match &spec.scale {
-            Some(scale) => app.replicas.clamp(scale.min, scale.max.max(scale.min)),
-            None => spec.replicas,
-        };
+        bytes += size;
+        out.extend(block);
+    }
+    if hidden > 0 {
         out.push(format!(
-            "~ app {}: roll out generation {} -> {}, {}",
-            spec.name,
-            app.generation,
-            newest + 1,
-            how(spec)
+            "… and {hidden} more apps (the plan shows at most {} KiB)",
+            MAX_PLAN_BYTES / 1024
         ));
-        let diff = diff(&old.map(flatten).unwrap_or_default(), &flatten(spec));
-        out.extend(diff.into_iter().map(|l| format!("    {l}")));
-        for name in old.map_or(Vec::new(), |o| changed_secrets(o, spec, opening)) {
-            out.push(format!("    ~ secret.{name}: a new value (not shown)"));
-        }
-        if wanted > app.replicas {
-            let n = plural(wanted - app.replicas, "replica");
-            out.push(format!("    {n} to add ({} -> {wanted})", app.replicas));
-        } else if wanted < app.replicas {
-            let n = plural(app.replicas - wanted, "replica");
-            out.push(format!("    {n} to remove ({} -> {wanted})", app.replicas));
-        }
-        if spec.scale.is_some() && wanted != spec.replicas {
-            warnings.push(format!(
-                "{}: autoscaled, keeps {wanted} replicas (its current count, within scale \
-                 {{ min max }}), not `replicas {}`",
-                spec.name, spec.replicas
-            ));
-        }
-        if let Some(r) = tx.rollout(&spec.name)? {
-            warnings.push(format!(
-                "{}: rolling out from generation {} to {} now: `up` is refused until it ends \
-                 (`skr8tr status`)",
-                spec.name, r.from_generation, r.to_generation
-            ));
-        }
-        if app.status == AppStatus::Stopping {
-            warnings.push(format!("{}: being stopped (`down`)", spec.name));
-        }
     }
     for name in removed(tx, file, specs)? {
         out.push(format!(
-            "- app {name}: in an earlier `{file}`, not in this one: `up` leaves it running; \
-             `skr8tr down {name}` stops it"
+            "- app {name}: not in this file, but its current generation came from a file also \
+             named `{file}`: `up` leaves it running (`skr8tr down {name}` stops it, if it \
+             belongs to this file)"
         ));
     }
     if !warnings.is_empty() {
         out.push("warnings:".into());
         out.extend(warnings.into_iter().map(|w| format!("  {w}")));
     }
-    let index = index(tx, file, specs)?;
+    if !refused.is_empty() {
+        out.push(format!("{REFUSED_NOW} {}", refused.join("; ")));
+    }
+    let index = index(tx, specs, opening)?;
     // The CLI adds how to apply it, with the path it was given.
     out.push(format!("index {index}"));
     Ok(out.join("\n"))
@@ -118,15 +193,16 @@ pub(super) fn check_index(
     tx: &mut Tx<'_>,
     file: &str,
     specs: &[AppSpec],
+    opening: &OpeningKey,
     expected: u64,
 ) -> Result<(), EffectError> {
-    let now = index(tx, file, specs)?;
+    let now = index(tx, specs, opening)?;
     if now != expected {
         return Err(Refusal::new(
             Code::StalePlan,
             format!(
-                "the apps of {file} changed since the plan (index {expected}, now {now}): \
-                 nothing was applied; plan again (`skr8tr plan` of the same file)"
+                "what up would do to {file} changed since the plan (index {expected}, now \
+                 {now}): nothing was applied; plan again (`skr8tr plan` of the same file)"
             ),
         )
         .into());
@@ -141,12 +217,14 @@ fn how(spec: &AppSpec) -> String {
             "one at a time; in place where port {p} is taken on every node (drained, then \
              replaced: capacity dips by one)"
         ),
-        Port::Auto => "one at a time, each new replica ready before an old one drains".into(),
+        Port::Auto => "one at a time, each new replica ready before an old one drains (drained \
+                       first where no node has room for one more)"
+            .into(),
     }
 }
 
-/// Apps whose current spec came from a file of the same name but that are
-/// not in this manifest.
+/// Apps whose current spec came from a file of the same name (the CLI
+/// sends the base name) but that are not in this manifest: a hint only.
 fn removed(tx: &Tx<'_>, file: &str, specs: &[AppSpec]) -> Result<Vec<String>, EffectError> {
     let named: BTreeSet<&str> = specs.iter().map(|s| s.name.as_str()).collect();
     let mut out = Vec::new();
@@ -164,26 +242,43 @@ fn removed(tx: &Tx<'_>, file: &str, specs: &[AppSpec]) -> Result<Vec<String>, Ef
     Ok(out)
 }
 
-/// The digest of what `up` reads for these apps, as a number.
-fn index(tx: &Tx<'_>, file: &str, specs: &[AppSpec]) -> Result<u64, EffectError> {
-    let mut names: BTreeSet<String> = specs.iter().map(|s| s.name.clone()).collect();
-    names.extend(removed(tx, file, specs)?);
+/// What `up` would do, as a number: the cluster, and for each app of the
+/// manifest its decision (create at g, unchanged at g, roll g -> g' to N
+/// replicas, a rollout running) with the new spec's fields and the names
+/// of the secrets whose values change. Whatever changes what `up` would
+/// do moves it; what does not (placements, log reads, an unchanged app's
+/// scaling) does not. A secret's value changed again after the plan, to
+/// another new value, does not move it.
+fn index(tx: &Tx<'_>, specs: &[AppSpec], opening: &OpeningKey) -> Result<u64, EffectError> {
     let mut h = Sha256::new();
-    for name in &names {
-        h.update(skr8tr_proto::wire::encode(name));
-        let app = tx.app(name)?;
-        h.update(skr8tr_proto::wire::encode(&app));
-        let current = match &app {
-            Some(a) => tx.spec(name, a.generation)?.map(|s| s.hash),
-            None => None,
-        };
-        h.update(skr8tr_proto::wire::encode(&current));
-        let newest = tx.specs_of(name)?.last().map(|(g, _)| *g);
-        h.update(skr8tr_proto::wire::encode(&newest));
-        let rollout = tx
-            .rollout(name)?
-            .map(|r| (r.from_generation, r.to_generation, r.step, r.phase));
-        h.update(skr8tr_proto::wire::encode(&rollout));
+    h.update(tx.cluster_id()?.0);
+    for spec in specs {
+        h.update(skr8tr_proto::wire::encode(&spec.name));
+        let fields = flatten(spec);
+        match decide(tx, spec, opening)? {
+            Decision::Create { generation } => {
+                h.update(skr8tr_proto::wire::encode(&("create", generation, &fields)));
+            }
+            Decision::Unchanged { generation } => {
+                h.update(skr8tr_proto::wire::encode(&("unchanged", generation)));
+            }
+            Decision::Roll {
+                from,
+                to,
+                current,
+                wanted,
+                running,
+                changed_secrets,
+                ..
+            } => {
+                h.update(skr8tr_proto::wire::encode(&(
+                    "roll",
+                    (from, to, current, wanted, running),
+                    &fields,
+                    &changed_secrets,
+                )));
+            }
+        }
     }
     let digest = h.finalize();
     let mut n = [0u8; 8];

@@ -72,13 +72,13 @@ fn plan_shows_added_changed_and_removed_apps_and_changes_nothing() {
                 app db\n  exec /bin/db\n";
     let text = plan(&h, next);
     let want = [
-        "~ app web: roll out generation 1 -> 2, one at a time, each new replica ready before an old one drains",
+        "~ app web: roll out generation 1 -> 2, one at a time, each new replica ready before an old one drains (drained first where no node has room for one more)",
         "    ~ args: [\"--version\",\"v1\"] -> [\"--version\",\"v2\"]",
         "    + env.MODE: \"fast\"",
         "    ~ replicas: 2 -> 4",
         "    2 replicas to add (2 -> 4)",
         "+ app db: create, generation 1, 1 replica",
-        "- app api: in an earlier `t.skr8tr`, not in this one: `up` leaves it running; `skr8tr down api` stops it",
+        "- app api: not in this file, but its current generation came from a file also named `t.skr8tr`: `up` leaves it running (`skr8tr down api` stops it, if it belongs to this file)",
     ];
     for line in want {
         assert!(
@@ -150,13 +150,47 @@ fn check_index_applies_a_fresh_plan_and_refuses_a_stale_one() {
         }
         Outcome::Rejected { refusal, .. } => panic!("refused: {refusal:?}"),
     }
-    // The rollout itself moves the index.
-    assert_ne!(index_of(&plan(&h, &changed)), index);
+    // The rollout running makes `up` refused: the plan says so.
+    let during = plan(&h, &changed.replace("v2", "v3"));
+    assert!(
+        during.contains("up would be refused now: web is rolling out from generation 1 to 2"),
+        "{during}"
+    );
+    assert_ne!(index_of(&during), index);
     assert!(
         h.history().iter().any(|s| s.contains("plan t.skr8tr")),
         "{:?}",
         h.history()
     );
+}
+
+#[test]
+fn the_index_covers_the_manifest_not_only_the_cluster() {
+    let h = Harness::new("plan-manifest");
+    assert!(matches!(h.up(TWO), Outcome::Accepted { .. }));
+    let a = TWO.replace("v1", "v2");
+    let b = TWO.replace("v1", "v9");
+    let planned = index_of(&plan(&h, &a));
+    assert_ne!(planned, index_of(&plan(&h, &b)));
+    // The file changed between plan and apply: refused.
+    match up_checked(&h, &b, planned) {
+        Outcome::Rejected { refusal, .. } => assert_eq!(refusal.code.as_str(), "stale-plan"),
+        Outcome::Accepted { value, .. } => panic!("applied another manifest: {value}"),
+    }
+    // Scaling an app the manifest leaves unchanged does not make it stale.
+    let only_web = "app web\n  exec /bin/web\n  args --version v1\n  replicas 2\n\
+                    app api\n  exec /bin/api2\n  port 8081\n";
+    let planned = index_of(&plan(&h, only_web));
+    h.ok(Command::Scale {
+        app: "web".into(),
+        replicas: 5,
+    });
+    // `up` leaves an unchanged app's count alone: the plan still holds.
+    assert_eq!(index_of(&plan(&h, only_web)), planned);
+    // A line added above the apps changes nothing `up` does.
+    let moved = format!("# a comment\n{TWO}");
+    let text = plan(&h, &moved);
+    assert!(text.contains("= app api: unchanged"), "{text}");
 }
 
 #[test]
