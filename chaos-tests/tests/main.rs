@@ -32,6 +32,8 @@
 //! - `snapshot`: `snapshot save` under commands, verified offline, bad
 //!   restores refused, a restore started in place of the old conductor.
 //! - `store_crash`: the store's writer killed at random moments.
+//! - `ui`: `skr8tr ui` in headless Chromium: changes shown in place, a
+//!   screenshot saved; other Host names and writes turned away.
 //! - `wire`: a tcpdump capture of the conductor's port holds no secret,
 //!   no manifest text and no API path.
 //! - `workload`: the test workload itself.
@@ -64,5 +66,6 @@ mod runtimes;
 mod schedule;
 mod snapshot;
 mod store_crash;
+mod ui;
 mod wire;
 mod workload;

@@ -11,6 +11,7 @@ mod cmd;
 mod progress;
 mod show;
 mod table;
+mod ui;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -64,6 +65,9 @@ enum Command {
     Plan(cmd::plan::Args),
     /// Back up the conductor's store while it runs, or restore it offline.
     Snapshot(cmd::snapshot::Args),
+    /// Serve a live, read-only status page on 127.0.0.1 (your key reads
+    /// the conductor; the browser holds none).
+    Ui(cmd::ui::Args),
     /// Roll apps to a new version, one replica at a time, and show it.
     Rollout(cmd::rollout::RolloutArgs),
     /// Roll an app back to its previous generation the same way.
@@ -151,6 +155,7 @@ fn main() -> ExitCode {
         Command::Up(args) => cmd::up::run(&ctx, args),
         Command::Plan(args) => cmd::plan::run(&ctx, args),
         Command::Snapshot(args) => cmd::snapshot::run(&ctx, args),
+        Command::Ui(args) => cmd::ui::run(&ctx, args),
         Command::Down(args) => cmd::simple::down(&ctx, args),
         Command::Rollout(args) => cmd::rollout::rollout(&ctx, args),
         Command::Rollback(args) => cmd::rollout::rollback(&ctx, args),

@@ -24,6 +24,7 @@ pub mod simple;
 pub mod snapshot;
 pub mod status;
 pub mod ticket;
+pub mod ui;
 pub mod up;
 pub mod validate;
 pub mod wait;
