@@ -90,15 +90,35 @@ fn the_status_page_shows_replicas_and_a_rollout_change_without_a_reload() {
             "--stream-for",
             "6s",
         ])
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
+    // It prints the page's address, token included.
+    let mut said = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(ui.stdout.take().unwrap()),
+        &mut said,
+    )
+    .unwrap();
+    let url = said
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .unwrap_or_else(|| panic!("no address in {said:?}"))
+        .to_string();
+    let path = url
+        .strip_prefix(&format!("http://{addr}"))
+        .unwrap()
+        .to_string();
+    assert!(path.len() > 30, "a token in the path: {path}");
     let first = wait_for("the status page", WAIT, || {
-        http_get(&addr, "/")
+        http_get(&addr, &path)
             .filter(|(s, _)| *s == 200)
             .map(|(_, b)| b)
     });
+    // Without the token, nothing.
+    let (status, _) = http_get(&addr, "/").unwrap();
+    assert_eq!(status, 404);
     assert_eq!(
         first.matches("class=replica data-app=\"web\"").count(),
         2,
@@ -118,12 +138,18 @@ fn the_status_page_shows_replicas_and_a_rollout_change_without_a_reload() {
         ),
     );
     assert!(post.starts_with("HTTP/1.1 405"), "{post}");
-    let (_, js) = http_get(&addr, "/ui.js").unwrap();
+    let (_, js) = http_get(&addr, &format!("{path}ui.js")).unwrap();
     assert!(js.contains("EventSource"));
+    let cross = raw(
+        &addr,
+        &format!(
+            "GET {path}events HTTP/1.1\r\nHost: {addr}\r\nSec-Fetch-Site: cross-site\r\nConnection: close\r\n\r\n"
+        ),
+    );
+    assert!(cross.starts_with("HTTP/1.1 403"), "{cross}");
 
     // Chromium loads the page once; meanwhile web grows to 3 and rolls
     // out to v2, slowly (each new replica settles 2 s).
-    let url = format!("http://{addr}/");
     let dom_run = headless(&browser, &url, &["--dump-dom"], 500);
     std::thread::sleep(Duration::from_secs(2));
     c.ok(&["scale", "web", "3"]);

@@ -44,9 +44,10 @@ pub struct Checked {
 /// (size and SHA-256); it opens as a store (an older schema is upgraded)
 /// of the cluster the preamble names; its audit chain verifies up to the
 /// preamble's head; every sealed secret opens with `keys`'
-/// `conductor.kem`. Then the key files are copied beside it and the
-/// restore is recorded in the audit log. Anything wrong leaves `data` as
-/// it was.
+/// `conductor.kem`. It is built in a directory beside `data` (key files
+/// first, then the database, then the restore recorded in the audit log)
+/// that is renamed to `data` last: anything wrong, or an interrupted
+/// restore, leaves `data` as it was.
 pub fn restore(file: &Path, data: &Path, keys: &Path, now_ms: u64) -> Result<Checked, String> {
     if std::fs::read_dir(data).is_ok_and(|mut d| d.next().is_some()) {
         return Err(format!(
@@ -81,15 +82,34 @@ pub fn restore(file: &Path, data: &Path, keys: &Path, now_ms: u64) -> Result<Che
         .map_err(|e| e.to_string())
         .and_then(|b| OpeningKey::from_bytes(&b).map_err(|e| e.to_string()))
         .map_err(|e| format!("{}: {e}", keys.join(SEALING_KEY_FILE).display()))?;
-    skr8tr_proto::files::private_dir(data).map_err(|e| e.to_string())?;
-    let result = restore_into(file, data, keys, &public, &opening, now_ms);
-    if result.is_err() {
-        // Only what this wrote: the directory was empty.
-        if let Ok(entries) = std::fs::read_dir(data) {
-            for e in entries.flatten() {
-                let _ = std::fs::remove_file(e.path());
+    // Built beside `data` and renamed into place last: an interrupted
+    // restore leaves no data directory that would start without its keys.
+    let parent = data
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = data
+        .file_name()
+        .ok_or_else(|| format!("{} is not a directory name", data.display()))?;
+    let staging = parent.join(format!(
+        ".{}.restore-{}",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&staging);
+    skr8tr_proto::files::private_dir(&staging).map_err(|e| e.to_string())?;
+    let result = guarded(|| restore_into(file, &staging, keys, &public, &opening, now_ms))
+        .and_then(|checked| {
+            // An empty `data` is replaced; a rename never merges.
+            if data.exists() {
+                std::fs::remove_dir(data).map_err(|e| format!("{}: {e}", data.display()))?;
             }
-        }
+            std::fs::rename(&staging, data)
+                .map_err(|e| format!("cannot move the restore into {}: {e}", data.display()))?;
+            Ok(checked)
+        });
+    if result.is_err() {
+        let _ = std::fs::remove_dir_all(&staging);
     }
     result
 }
@@ -102,7 +122,8 @@ fn restore_into(
     opening: &OpeningKey,
     now_ms: u64,
 ) -> Result<Checked, String> {
-    let signed = extract(file, data)?;
+    // The signature first: nothing of an unsigned file is trusted.
+    let (signed, mut input) = preamble(file)?;
     let header = signed.open(public).map_err(|e| {
         format!(
             "{}: the snapshot is {e} ({}): these are not the key files of the conductor that took it",
@@ -110,28 +131,7 @@ fn restore_into(
             keys.join(CONDUCTOR_PUBLIC_FILE).display()
         )
     })?;
-    check_whole(data, &header)?;
-    let checked = {
-        let store = Store::open(data, Options::default()).map_err(|e| e.to_string())?;
-        let checked = check_store(&store, header, Some(opening))?;
-        let outcome = store
-            .system(
-                format!(
-                    "restored from a snapshot taken at Unix ms {} (audit entry {}, database sha256 {})",
-                    checked.header.taken_at_ms,
-                    checked.header.audit_seq,
-                    skr8tr_proto::hex::encode(&checked.header.db_sha256)
-                ),
-                Vec::new(),
-                now_ms,
-                |_| Ok(()),
-            )
-            .map_err(|e| format!("cannot record the restore: {e}"))?;
-        if !matches!(outcome, skr8tr_store::Outcome::Accepted { .. }) {
-            return Err("cannot record the restore in the audit log".into());
-        }
-        checked
-    };
+    // The keys go in first, then the database.
     let names = KEY_FILES
         .iter()
         .copied()
@@ -145,7 +145,33 @@ fn restore_into(
         std::fs::copy(&from, &to).map_err(|e| format!("cannot copy {}: {e}", from.display()))?;
         skr8tr_proto::files::private_file(&to).map_err(|e| e.to_string())?;
     }
+    extract(&mut input, &header, data)?;
+    let store = Store::open(data, Options::default()).map_err(|e| e.to_string())?;
+    let checked = check_store(&store, header, Some(opening))?;
+    let outcome = store
+        .system(
+            format!(
+                "restored from a snapshot taken at Unix ms {} (audit entry {}, database sha256 {})",
+                checked.header.taken_at_ms,
+                checked.header.audit_seq,
+                skr8tr_proto::hex::encode(&checked.header.db_sha256)
+            ),
+            Vec::new(),
+            now_ms,
+            |_| Ok(()),
+        )
+        .map_err(|e| format!("cannot record the restore: {e}"))?;
+    if !matches!(outcome, skr8tr_store::Outcome::Accepted { .. }) {
+        return Err("cannot record the restore in the audit log".into());
+    }
     Ok(checked)
+}
+
+/// Runs `f`, a panic (a store file crafted to pass redb's page checks)
+/// turned into an error.
+fn guarded<T>(f: impl FnOnce() -> Result<T, String>) -> Result<T, String> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
+        .unwrap_or_else(|_| Err("the snapshot's database is malformed".into()))
 }
 
 /// Verifies a snapshot file with no conductor: its database is whole, it
@@ -163,8 +189,8 @@ pub fn verify(
         skr8tr_proto::clock::now_ms()
     ));
     skr8tr_proto::files::private_dir(&dir).map_err(|e| e.to_string())?;
-    let result = (|| {
-        let signed = extract(file, &dir)?;
+    let result = guarded(|| {
+        let (signed, mut input) = preamble(file)?;
         let (header, signed_ok) = match conductor_key {
             Some(path) => {
                 let key = keys::read_public_key(path).map_err(|e| e.to_string())?;
@@ -179,55 +205,61 @@ pub fn verify(
             }
             None => (signed.claimed()?, false),
         };
-        check_whole(&dir, &header)?;
+        extract(&mut input, &header, &dir)?;
         let store = Store::open(&dir, Options::default()).map_err(|e| e.to_string())?;
         Ok((check_store(&store, header, None)?, signed_ok))
-    })();
+    });
     let _ = std::fs::remove_dir_all(&dir);
     result
 }
 
-/// Writes the database part of `file` to `dir/DB_FILE`; returns the
-/// preamble.
-fn extract(file: &Path, dir: &Path) -> Result<SignedSnapshotHeader, String> {
+/// Opens a snapshot file and reads its preamble. Only a regular file
+/// whose size is exactly what its header says is taken, so what is copied
+/// out of it is bounded by the file itself.
+fn preamble(file: &Path) -> Result<(SignedSnapshotHeader, File), String> {
     let mut input = File::open(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+    let meta = input.metadata().map_err(|e| e.to_string())?;
+    if !meta.is_file() {
+        return Err(format!("{} is not a regular file", file.display()));
+    }
     let signed = SignedSnapshotHeader::read_from(&mut input)
         .map_err(|e| format!("{}: {e}", file.display()))?;
     let claimed = signed.claimed()?;
-    let out_path = dir.join(DB_FILE);
-    let mut out = private_create(&out_path)?;
-    // Never more than the header says, plus one byte to see a longer file.
-    let mut limited = input.take(claimed.db_bytes.saturating_add(1));
-    std::io::copy(&mut limited, &mut out)
-        .and_then(|_| out.sync_all())
-        .map_err(|e| format!("cannot write {}: {e}", out_path.display()))?;
-    Ok(signed)
+    let at = std::io::Seek::stream_position(&mut input).map_err(|e| e.to_string())?;
+    if meta.len() != at.saturating_add(claimed.db_bytes) {
+        return Err(format!(
+            "{}: the snapshot holds {} bytes of database where its header says {}: it is cut \
+             short or has bytes added",
+            file.display(),
+            meta.len().saturating_sub(at),
+            claimed.db_bytes
+        ));
+    }
+    Ok((signed, input))
 }
 
-/// The extracted database has the size and digest the header says.
-fn check_whole(dir: &Path, header: &SnapshotHeader) -> Result<(), String> {
-    let path = dir.join(DB_FILE);
-    let mut f = File::open(&path).map_err(|e| e.to_string())?;
+/// Writes the database part to `dir/DB_FILE`, checking its size and
+/// digest against the header as it goes.
+fn extract(input: &mut File, header: &SnapshotHeader, dir: &Path) -> Result<(), String> {
+    let out_path = dir.join(DB_FILE);
+    let mut out = private_create(&out_path)?;
     let mut hash = Sha256::new();
     let mut buf = vec![0u8; 256 * 1024];
     let mut total = 0u64;
+    let mut limited = input.take(header.db_bytes);
     loop {
-        let n = f.read(&mut buf).map_err(|e| e.to_string())?;
+        let n = limited.read(&mut buf).map_err(|e| e.to_string())?;
         if n == 0 {
             break;
         }
         hash.update(&buf[..n]);
         total += n as u64;
+        std::io::Write::write_all(&mut out, &buf[..n])
+            .map_err(|e| format!("cannot write {}: {e}", out_path.display()))?;
     }
-    if total != header.db_bytes {
-        return Err(format!(
-            "the snapshot holds {total} bytes of database where its header says {}: it is cut \
-             short or has bytes added",
-            header.db_bytes
-        ));
-    }
+    out.sync_all().map_err(|e| e.to_string())?;
     let digest: [u8; 32] = hash.finalize().into();
-    if digest != header.db_sha256 {
+    if total != header.db_bytes || digest != header.db_sha256 {
         return Err(
             "the snapshot's database does not match its checksum (sha256): it is damaged".into(),
         );

@@ -14,7 +14,8 @@ use crate::tables::{
     PLACEMENTS, ROLLOUTS, SPECS,
 };
 use redb::{
-    Database, Key, ReadTransaction, ReadableTable, TableDefinition, Value, WriteTransaction,
+    Database, Key, ReadTransaction, ReadableTable, TableDefinition, TableHandle, Value,
+    WriteTransaction,
 };
 use std::path::Path;
 
@@ -45,6 +46,39 @@ pub(crate) fn copy(from: &ReadTransaction, to: &Path) -> Result<(), StoreError> 
     table(from, &w, NONCES)?;
     table(from, &w, NONCE_EXPIRY)?;
     w.commit()?;
+    // A table this copy does not know (added without being listed here)
+    // fails the snapshot instead of being left out of it.
+    let known = [
+        META.name(),
+        APPS.name(),
+        SPECS.name(),
+        PLACEMENTS.name(),
+        ROLLOUTS.name(),
+        OPERATOR_KEYS.name(),
+        NODE_KEYS.name(),
+        CORDONED.name(),
+        AUDIT.name(),
+        AUDIT_BY_APP.name(),
+        NONCES.name(),
+        NONCE_EXPIRY.name(),
+    ];
+    let unknown: Vec<String> = from
+        .list_tables()?
+        .map(|t| t.name().to_string())
+        .chain(
+            from.list_multimap_tables()?
+                .map(|t| redb::MultimapTableHandle::name(&t).to_string()),
+        )
+        .filter(|n| !known.contains(&n.as_str()))
+        .collect();
+    if !unknown.is_empty() {
+        return Err(StoreError::Database(redb::Error::Io(
+            std::io::Error::other(format!(
+                "the store has tables the snapshot does not copy: {}",
+                unknown.join(", ")
+            )),
+        )));
+    }
     Ok(())
 }
 

@@ -38,8 +38,11 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitCode> {
         && !refused
     {
         let mut words: Vec<String> = vec!["skr8tr".into()];
-        words.extend(global_flags().iter().map(|w| quote(w)));
-        words.extend(["up".into(), quote(&args.file.display().to_string())]);
+        words.extend(global_flags().iter().map(|w| crate::show::shell_word(w)));
+        words.extend([
+            "up".into(),
+            crate::show::shell_word(&args.file.display().to_string()),
+        ]);
         words.extend(["--check-index".into(), index.to_string()]);
         println!("apply it with: {}", words.join(" "));
     }
@@ -55,26 +58,16 @@ fn global_flags() -> Vec<String> {
         .collect()
 }
 
-/// A word as a POSIX shell reads it back.
-fn quote(word: &str) -> String {
-    let plain = !word.is_empty()
-        && word
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_./:=@%+,".contains(&b));
-    if plain {
-        word.to_string()
-    } else {
-        format!("'{}'", word.replace('\'', "'\\''"))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     #[test]
     fn words_are_quoted_for_a_shell() {
-        assert_eq!(super::quote("/tmp/a.skr8tr"), "/tmp/a.skr8tr");
-        assert_eq!(super::quote("my apps.skr8tr"), "'my apps.skr8tr'");
-        assert_eq!(super::quote("it's"), "'it'\\''s'");
-        assert_eq!(super::quote(""), "''");
+        assert_eq!(crate::show::shell_word("/tmp/a.skr8tr"), "/tmp/a.skr8tr");
+        assert_eq!(
+            crate::show::shell_word("my apps.skr8tr"),
+            "'my apps.skr8tr'"
+        );
+        assert_eq!(crate::show::shell_word("it's"), "'it'\\''s'");
+        assert_eq!(crate::show::shell_word(""), "''");
     }
 }

@@ -67,7 +67,17 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitCode> {
                 checked.header.audit_seq,
                 checked.report.entries + 1,
             );
-            println!("start it with: skr8tr conductor --data {}", data.display());
+            let age = skr8tr_proto::clock::now_ms().saturating_sub(checked.header.taken_at_ms);
+            println!(
+                "the snapshot is {} min old: keys added or revoked, nodes admitted or revoked \
+                 and join tickets used since then are as they were then; redo any revocation \
+                 made since",
+                age / 60_000
+            );
+            println!(
+                "start it with: skr8tr conductor --data {}",
+                show::shell_word(&data.display().to_string())
+            );
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -80,7 +90,9 @@ fn save(ctx: &Ctx, file: PathBuf) -> anyhow::Result<ExitCode> {
             file.display()
         );
     }
-    let partial = file.with_extension("partial");
+    let mut partial = file.clone().into_os_string();
+    partial.push(format!(".partial-{}", std::process::id()));
+    let partial = PathBuf::from(partial);
     let result = ctx.block_on(async {
         let client = ctx.anonymous_client()?;
         let request = api::signed_request(ctx, &client, Command::SnapshotSave, vec![]).await?;
@@ -114,6 +126,16 @@ fn save(ctx: &Ctx, file: PathBuf) -> anyhow::Result<ExitCode> {
             let Ok(data) = frame?.into_data() else {
                 continue;
             };
+            // Newlines come first while the conductor makes its copy.
+            let data = if header.is_none() && pending.is_empty() {
+                let start = data.iter().position(|b| *b != b'\n').unwrap_or(data.len());
+                data.slice(start..)
+            } else {
+                data
+            };
+            if data.is_empty() {
+                continue;
+            }
             out.write_all(&data)
                 .with_context(|| format!("cannot write {}", partial.display()))?;
             if header.is_some() {
@@ -136,7 +158,10 @@ fn save(ctx: &Ctx, file: PathBuf) -> anyhow::Result<ExitCode> {
         }
         out.sync_all()?;
         let Some(header) = header else {
-            bail!("the conductor's answer ended before the snapshot header");
+            bail!(
+                "the conductor's answer ended before the snapshot header: the copy failed \
+                 (the conductor's log says why)"
+            );
         };
         let digest: [u8; 32] = hash.finalize().into();
         if db != header.db_bytes || digest != header.db_sha256 {
@@ -160,8 +185,11 @@ fn save(ctx: &Ctx, file: PathBuf) -> anyhow::Result<ExitCode> {
             return Err(e);
         }
     };
-    std::fs::rename(&partial, &file)
-        .with_context(|| format!("cannot rename {} to {}", partial.display(), file.display()))?;
+    // Placed without overwriting a file made meanwhile.
+    let placed = std::fs::hard_link(&partial, &file)
+        .with_context(|| format!("cannot place the snapshot at {}", file.display()));
+    let _ = std::fs::remove_file(&partial);
+    placed?;
     println!(
         "snapshot of cluster {} written to {}: audit entry {}, {} bytes of database, sha256 {}",
         header.cluster,

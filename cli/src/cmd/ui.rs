@@ -22,7 +22,7 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitCode> {
     let options = crate::ui::Options {
         listen: args.listen,
         every: args.every.max(Duration::from_millis(100)),
-        stream_for: args.stream_for,
+        stream_for: args.stream_for.max(Duration::from_secs(1)),
     };
     ctx.block_on(crate::ui::serve(ctx, options))?;
     Ok(ExitCode::SUCCESS)

@@ -49,10 +49,29 @@ const CSP: &str = "default-src 'none'; script-src 'self'; connect-src 'self'; \
                    style-src 'unsafe-inline'; img-src 'self'; base-uri 'none'; \
                    form-action 'none'; frame-ancestors 'none'";
 
-/// The latest render, shared with every page.
+/// The latest render, shared with every page: the fragment, and the same
+/// as one Server-Sent Event (framed once, shared by every stream).
 struct Shown {
     cluster: String,
     fragment: String,
+    event: Bytes,
+}
+
+impl Shown {
+    fn new(cluster: String, fragment: String) -> Shown {
+        let mut m = String::with_capacity(fragment.len() + 64);
+        for line in fragment.split('\n') {
+            m.push_str("data: ");
+            m.push_str(line);
+            m.push('\n');
+        }
+        m.push('\n');
+        Shown {
+            cluster,
+            fragment,
+            event: Bytes::from(m),
+        }
+    }
 }
 
 type Body = BoxBody<Bytes, Infallible>;
@@ -68,16 +87,23 @@ pub async fn serve(ctx: &Ctx, options: Options) -> anyhow::Result<()> {
     }
     let client = ctx.client()?;
     let first = read(&client).await?;
-    let (tx, rx) = watch::channel(Arc::new(Shown {
-        cluster: first.status.cluster.to_string(),
-        fragment: render::fragment(&first),
-    }));
+    let (tx, rx) = watch::channel(Arc::new(Shown::new(
+        first.status.cluster.to_string(),
+        render::fragment(&first, None),
+    )));
     tokio::spawn(poll(client, tx, options.every));
     let listener = tokio::net::TcpListener::bind(options.listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {} (--listen): {e}", options.listen))?;
     let addr = listener.local_addr()?;
-    println!("status page: http://{addr}/ (read-only; Ctrl-C stops it)");
+    // The page's path holds a random token: the conductor's state is read
+    // with your key, and another local user who reaches the port without
+    // the address printed here gets nothing.
+    let mut token = [0u8; 16];
+    getrandom::fill(&mut token)
+        .map_err(|e| anyhow::anyhow!("cannot make the page's token: {e}"))?;
+    let base: Arc<str> = format!("/{}/", skr8tr_proto::hex::encode(&token)).into();
+    println!("status page: http://{addr}{base} (read-only; Ctrl-C stops it)");
     let limits = Limits {
         max_connections: 32,
         max_per_ip: 8,
@@ -98,11 +124,11 @@ pub async fn serve(ctx: &Ctx, options: Options) -> anyhow::Result<()> {
         limits,
         shutdown,
         move |io, _peer| {
-            let (rx, http) = (rx.clone(), http.clone());
+            let (rx, http, base) = (rx.clone(), http.clone(), base.clone());
             async move {
                 let service = hyper::service::service_fn(move |req| {
-                    let rx = rx.clone();
-                    async move { Ok::<_, Infallible>(answer(&req, addr, rx, stream_for)) }
+                    let (rx, base) = (rx.clone(), base.clone());
+                    async move { Ok::<_, Infallible>(answer(&req, addr, &base, rx, stream_for)) }
                 });
                 let _ = http
                     .http1()
@@ -118,25 +144,34 @@ pub async fn serve(ctx: &Ctx, options: Options) -> anyhow::Result<()> {
 /// Reads the conductor every `every`; a changed render goes to every page.
 async fn poll(client: Client, tx: watch::Sender<Arc<Shown>>, every: Duration) {
     let mut failing = false;
+    let mut last: Option<State> = None;
     loop {
         tokio::time::sleep(every).await;
-        match read(&client).await {
+        let fragment = match read(&client).await {
             Ok(state) => {
                 if failing {
                     eprintln!("the conductor answers again");
                     failing = false;
                 }
-                let fragment = render::fragment(&state);
-                if fragment != tx.borrow().fragment {
-                    let cluster = state.status.cluster.to_string();
-                    tx.send_replace(Arc::new(Shown { cluster, fragment }));
+                let f = render::fragment(&state, None);
+                last = Some(state);
+                f
+            }
+            Err(e) => {
+                if !failing {
+                    eprintln!("cannot read the conductor (the page says so): {e:#}");
+                    failing = true;
+                }
+                let why = format!("{e:#}");
+                match &last {
+                    Some(state) => render::fragment(state, Some(&why)),
+                    None => continue,
                 }
             }
-            Err(e) if !failing => {
-                eprintln!("cannot read the conductor (the page shows the last state): {e:#}");
-                failing = true;
-            }
-            Err(_) => {}
+        };
+        if fragment != tx.borrow().fragment {
+            let cluster = tx.borrow().cluster.clone();
+            tx.send_replace(Arc::new(Shown::new(cluster, fragment)));
         }
     }
 }
@@ -157,6 +192,7 @@ async fn read(client: &Client) -> anyhow::Result<State> {
 fn answer<B>(
     req: &Request<B>,
     addr: SocketAddr,
+    base: &str,
     rx: watch::Receiver<Arc<Shown>>,
     stream_for: Duration,
 ) -> Response<Body> {
@@ -166,23 +202,37 @@ fn answer<B>(
             format!("this page answers only to http://{addr}/"),
         );
     }
+    // Another site's page (a `fetch`, a `<script src>`) is turned away.
+    let site = req
+        .headers()
+        .get("sec-fetch-site")
+        .and_then(|v| v.to_str().ok());
+    if site.is_some_and(|s| s != "same-origin" && s != "none") {
+        return plain(StatusCode::FORBIDDEN, "same-origin only".into());
+    }
     if req.method() != hyper::Method::GET {
         let mut r = plain(StatusCode::METHOD_NOT_ALLOWED, "read-only: GET only".into());
         r.headers_mut()
             .insert(header::ALLOW, header::HeaderValue::from_static("GET"));
         return r;
     }
-    match req.uri().path() {
-        "/" => {
+    let Some(path) = req.uri().path().strip_prefix(base) else {
+        return plain(
+            StatusCode::NOT_FOUND,
+            "open the address `skr8tr ui` printed (it holds a token)".into(),
+        );
+    };
+    match path {
+        "" => {
             let shown = rx.borrow().clone();
             let html = render::page(&shown.fragment, &shown.cluster);
             with_headers(Response::new(full(html)), "text/html; charset=utf-8")
         }
-        "/ui.js" => with_headers(
+        "ui.js" => with_headers(
             Response::new(full(render::SCRIPT.to_string())),
             "text/javascript; charset=utf-8",
         ),
-        "/events" => events(rx, stream_for),
+        "events" => events(rx, stream_for),
         _ => plain(StatusCode::NOT_FOUND, "not found".into()),
     }
 }
@@ -197,66 +247,51 @@ fn addressed_to_us<B>(req: &Request<B>, addr: SocketAddr) -> bool {
         return false;
     };
     let port = addr.port();
-    [
+    let mut names = vec![
         format!("127.0.0.1:{port}"),
         format!("localhost:{port}"),
         format!("[::1]:{port}"),
         format!("{addr}"),
-    ]
-    .iter()
-    .any(|h| h.eq_ignore_ascii_case(host))
+    ];
+    // A browser leaves out the default port.
+    if port == 80 {
+        names.extend(["127.0.0.1".into(), "localhost".into(), "[::1]".into()]);
+    }
+    names.iter().any(|h| h.eq_ignore_ascii_case(host))
 }
 
-/// A stream of fragments as they change, for `stream_for`.
+/// A stream of fragments, the current one first (a change made before
+/// it connected is not missed), then each as it changes, for
+/// `stream_for`; it ends as soon as the client goes away.
 fn events(mut rx: watch::Receiver<Arc<Shown>>, stream_for: Duration) -> Response<Body> {
     let (tx, frames) = tokio::sync::mpsc::channel::<Bytes>(4);
     tokio::spawn(async move {
         let end = tokio::time::Instant::now() + stream_for;
-        rx.borrow_and_update();
-        if tx
-            .send(Bytes::from(format!("retry: {RETRY_MS}\n\n")))
-            .await
-            .is_err()
-        {
+        let first = rx.borrow_and_update().event.clone();
+        let retry = Bytes::from(format!("retry: {RETRY_MS}\n\n"));
+        if tx.send(retry).await.is_err() || tx.send(first).await.is_err() {
             return;
         }
         loop {
-            let wait = tokio::time::timeout_at(
-                end.min(tokio::time::Instant::now() + HEARTBEAT),
-                rx.changed(),
-            );
-            let message = match wait.await {
-                Ok(Ok(())) => {
-                    let shown = rx.borrow_and_update().clone();
-                    let mut m = String::with_capacity(shown.fragment.len() + 64);
-                    for line in shown.fragment.split('\n') {
-                        m.push_str("data: ");
-                        m.push_str(line);
-                        m.push('\n');
-                    }
-                    m.push('\n');
-                    m
-                }
-                Ok(Err(_)) => return,
-                Err(_) if tokio::time::Instant::now() >= end => return,
-                Err(_) => ": still here\n\n".to_string(),
+            let until = end.min(tokio::time::Instant::now() + HEARTBEAT);
+            let message = tokio::select! {
+                _ = tx.closed() => return,
+                changed = tokio::time::timeout_at(until, rx.changed()) => match changed {
+                    Ok(Ok(())) => rx.borrow_and_update().event.clone(),
+                    Ok(Err(_)) => return,
+                    Err(_) if tokio::time::Instant::now() >= end => return,
+                    Err(_) => Bytes::from_static(b": still here\n\n"),
+                },
             };
-            if tx.send(Bytes::from(message)).await.is_err() {
+            if tx.send(message).await.is_err() {
                 return;
             }
         }
     });
-    let mut r = Response::new(BodyExt::boxed(Frames(frames)));
-    let h = r.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        header::HeaderValue::from_static("text/event-stream"),
-    );
-    h.insert(
-        header::CACHE_CONTROL,
-        header::HeaderValue::from_static("no-store"),
-    );
-    r
+    with_headers(
+        Response::new(BodyExt::boxed(Frames(frames))),
+        "text/event-stream",
+    )
 }
 
 /// A channel of chunks as a response body.
@@ -308,6 +343,10 @@ fn with_headers(mut r: Response<Body>, content_type: &'static str) -> Response<B
     h.insert(
         header::REFERRER_POLICY,
         header::HeaderValue::from_static("no-referrer"),
+    );
+    h.insert(
+        "cross-origin-resource-policy",
+        header::HeaderValue::from_static("same-origin"),
     );
     r
 }

@@ -16,11 +16,12 @@ pub struct State {
 
 /// The script the page loads (the CSP allows no inline script): it swaps
 /// `#state` for each fragment the event stream sends and counts them.
-pub const SCRIPT: &str = "(function(){var n=0;var s=new EventSource('/events');\
+pub const SCRIPT: &str = "(function(){var n=0;var b=document.body;\
+var s=new EventSource('events');\
+s.onopen=function(){b.removeAttribute('data-stale');};\
 s.onmessage=function(e){document.getElementById('state').innerHTML=e.data;n++;\
-document.body.setAttribute('data-updates',String(n));\
-document.body.removeAttribute('data-stale');};\
-s.onerror=function(){document.body.setAttribute('data-stale','1');};})();\n";
+b.setAttribute('data-updates',String(n));b.removeAttribute('data-stale');};\
+s.onerror=function(){b.setAttribute('data-stale','1');};})();\n";
 
 const STYLE: &str = "body{font:14px/1.4 system-ui,sans-serif;margin:1.5em;color:#222}\
 h1{font-size:1.3em}h2{font-size:1.05em;margin-top:1.4em}\
@@ -35,14 +36,23 @@ pub fn page(fragment: &str, cluster: &str) -> String {
          <title>skr8tr {cluster}</title><style>{STYLE}</style></head>\
          <body data-updates=\"0\"><h1>skr8tr — cluster {cluster}</h1>\
          <p id=live class=note>read-only; refreshes itself</p>\
-         <div id=state>{fragment}</div><script src=\"/ui.js\"></script></body></html>",
+         <div id=state>{fragment}</div><script src=\"ui.js\"></script></body></html>",
         cluster = esc(cluster)
     )
 }
 
-/// The part of the page that changes.
-pub fn fragment(s: &State) -> String {
+/// The part of the page that changes; `failing` says since when the
+/// conductor does not answer (the rest is the last state it gave).
+pub fn fragment(s: &State, failing: Option<&str>) -> String {
     let mut o = String::new();
+    if let Some(why) = failing {
+        let _ = write!(
+            o,
+            "<p id=failing class=refused>the conductor does not answer ({}); this is the last \
+             state it gave</p>",
+            esc(why)
+        );
+    }
     let st = &s.status;
     let resync = if st.resyncing {
         " (re-syncing after a restart)"
@@ -170,8 +180,12 @@ pub fn fragment(s: &State) -> String {
     o
 }
 
-/// HTML-escapes text for element content and quoted attributes.
+/// HTML-escapes text for element content and quoted attributes, after
+/// the terminal's escaping (`show::line`): controls, newlines and the
+/// characters that reorder text (a history row cannot be made to read
+/// as another) are shown as escapes, as `skr8tr history` shows them.
 pub fn esc(s: &str) -> String {
+    let s = crate::show::line(s);
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {
@@ -180,7 +194,6 @@ pub fn esc(s: &str) -> String {
             '>' => out.push_str("&gt;"),
             '"' => out.push_str("&quot;"),
             '\'' => out.push_str("&#39;"),
-            c if c.is_control() && c != '\n' && c != '\t' => out.push('\u{fffd}'),
             c => out.push(c),
         }
     }
@@ -197,7 +210,9 @@ mod tests {
             esc("<script>alert('x')</script>&\""),
             "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;&amp;&quot;"
         );
-        assert_eq!(esc("a\u{1b}[31mb"), "a\u{fffd}[31mb");
+        assert_eq!(esc("a\u{1b}[31mb"), "a\\x1b[31mb");
+        assert_eq!(esc("up \u{202e}dorp nwod"), "up \\u{202e}dorp nwod");
+        assert_eq!(esc("two\nlines"), "two\\nlines");
         let page = page("<p>x</p>", "<evil>");
         assert!(page.contains("cluster &lt;evil&gt;"));
         assert!(!page.contains("<evil>"));

@@ -28,6 +28,19 @@ pub async fn command(
     peer: Option<Extension<Peer>>,
     bytes: Bytes,
 ) -> Response {
+    // Reads with an answer of their own have their own paths.
+    let own_path = skr8tr_proto::wire::decode::<CommandRequest>(&bytes)
+        .ok()
+        .and_then(|r| skr8tr_proto::envelope::Envelope::from_bytes(&r.envelope).ok())
+        .and_then(|e| e.payload_unverified().ok())
+        .is_some_and(|p| matches!(p.command, Command::SnapshotSave));
+    if own_path {
+        return super::ApiError::new(
+            Code::BadRequest,
+            "`snapshot save` goes to /v1/snapshot (`skr8tr snapshot save FILE`)",
+        )
+        .into_response_body();
+    }
     let recorded = record(&c, Peer::ip(peer), bytes).await;
     body(recorded.status, &recorded.reply)
 }

@@ -29,7 +29,7 @@ mod nodes;
 mod reads;
 mod registry;
 pub mod session;
-mod snapshot;
+pub(crate) mod snapshot;
 
 use crate::state::Conductor;
 use axum::Router;

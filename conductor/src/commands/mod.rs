@@ -56,7 +56,7 @@ pub fn prepare(
                 up(tx, &file, &manifest, hash, &specs, false, &opening)
             }))
         }
-        Command::SnapshotSave => Ok(Box::new(|_| Ok("snapshot taken".into()))),
+        Command::SnapshotSave => Ok(Box::new(|_| Ok("snapshot requested".into()))),
         Command::Plan { file, manifest } => {
             let specs = parse_with_secrets(&file, &manifest, sidecar, opening)?;
             let opening = opening.clone();
