@@ -26,6 +26,8 @@
 //! - `readme`: the README's walk-through run by bash, line by line as printed.
 //! - `restart`: a conductor restarted while its predecessor still holds the lock.
 //! - `revoke`: a node's key revoked, its replicas moved, a rebuilt node admitted.
+//! - `routes`: `host`/`route` from manifests served with no restart, by
+//!   host over HTTP and TLS (SNI), flags winning, `down` removing.
 //! - `rollout`: rolling updates under load, reverts, kill -9 mid-rollout.
 //! - `runtimes`: build, wasm and vm apps through stand-ins.
 //! - `schedule`: a two-minute random fault schedule (seed 42) on a fleet.
@@ -62,6 +64,7 @@ mod readme;
 mod restart;
 mod revoke;
 mod rollout;
+mod routes;
 mod runtimes;
 mod schedule;
 mod snapshot;

@@ -86,12 +86,6 @@ pub enum StartError {
     Tls(#[from] skr8tr_net::tls::TlsError),
     #[error("the sealing key: {0}")]
     Sealing(String),
-    #[error(
-        "{dir} holds a cluster's store but no {name}: copy the conductor's key files back \
-         (conductor.sec, conductor.pub, conductor.kem, tls.crt, tls.key); new keys would be \
-         a conductor its nodes refuse, with secrets that no longer open"
-    )]
-    MissingKey { dir: String, name: &'static str },
 }
 
 /// Opens (or, with `init_key`, creates) the cluster in `config.data_dir`.
@@ -133,19 +127,6 @@ pub fn open(config: Config, init_key: Option<&Path>) -> Result<Conductor, StartE
         Err(e) => return Err(e.into()),
     };
     api::snapshot::remove_leftovers(&dir);
-    // A store with history and no key files is a restore missing them (or
-    // keys lost): new ones would be a new identity nodes refuse and
-    // secrets that no longer open. Said, not made.
-    if store.snapshot()?.audit_head()?.0 > 1 {
-        // (A missing conductor.kem is a store from before sealing, which
-        // gets one.)
-        if !dir.join(CONDUCTOR_SECRET_FILE).exists() {
-            return Err(StartError::MissingKey {
-                dir: dir.display().to_string(),
-                name: CONDUCTOR_SECRET_FILE,
-            });
-        }
-    }
     let key = conductor_key(&dir)?;
     let sealing = sealing::load_or_create(&dir)?;
     let conductor = Conductor::new(store, key, sealing, config, now)?;

@@ -100,7 +100,10 @@ fn compute(c: &Conductor, now: u64) -> Result<(RegistrySnapshot, u64), StoreErro
         }
     }
     drop(nodes);
-    let digest = Sha256::digest(skr8tr_proto::wire::encode(&apps));
+    // Routes from manifests move the index too (not in the snapshot
+    // itself, whose fields older routers decode: they read `/v1/routes`).
+    let routes = c.store.snapshot()?.routes()?;
+    let digest = Sha256::digest(skr8tr_proto::wire::encode(&(&apps, &routes)));
     let mut index = [0u8; 8];
     index.copy_from_slice(&digest[..8]);
     Ok((

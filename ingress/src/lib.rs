@@ -177,6 +177,8 @@ async fn watch(shared: Arc<Shared>, conductor: Client) {
                     tracing::info!(index = snapshot.index, "registry: {}", apps.join(" "));
                     index = snapshot.index;
                     shared.set_registry(snapshot);
+                    // The index also moves when manifest routes change.
+                    refresh_routes(&shared, &conductor).await;
                 }
                 continue;
             }
@@ -184,6 +186,40 @@ async fn watch(shared: Arc<Shared>, conductor: Client) {
         }
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(Duration::from_secs(2));
+    }
+}
+
+/// Reads the apps' manifest routes; keeps the last ones on any failure
+/// (a conductor of an older release has none to give: 404).
+async fn refresh_routes(shared: &Shared, conductor: &Client) {
+    let answer = conductor.get("/v1/routes", Duration::from_secs(10)).await;
+    let routes: Vec<wire::RouteView> = match answer {
+        Ok((status, body)) if status.is_success() => match wire::decode(&body) {
+            Ok(r) => r,
+            Err(e) => return tracing::warn!("routes: unreadable answer: {e}"),
+        },
+        Ok((status, _)) if status == hyper::StatusCode::NOT_FOUND => return,
+        Ok((status, _)) => return tracing::warn!("routes: conductor answered {status}"),
+        Err(e) => return tracing::warn!("routes: {e}; keeping the last ones"),
+    };
+    let manifest: Vec<Route> = routes
+        .into_iter()
+        .map(|r| Route {
+            prefix: r.route.unwrap_or_else(|| "/".into()),
+            app: r.app,
+            host: r.host,
+        })
+        .collect();
+    let before = shared.routes();
+    let table = routes::Table::new(&shared.config.routes, &manifest);
+    if table.routes != before.routes {
+        let shown: Vec<String> = table
+            .routes
+            .iter()
+            .map(|r| format!("{} -> {}", r.label(), r.app))
+            .collect();
+        tracing::info!("routes: {}", shown.join(", "));
+        shared.set_manifest_routes(&manifest);
     }
 }
 

@@ -8,7 +8,6 @@
 //! unrouted request counts under `route=""` whatever its path, so no
 //! client can grow the page.
 
-use crate::routes::Route;
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -55,8 +54,6 @@ pub struct Metrics {
     /// Off without `--metrics-listen`: nothing is counted, so the request
     /// path pays one branch.
     on: bool,
-    /// Per configured route, its label values.
-    routes: Vec<(Arc<str>, Arc<str>)>,
     none: Arc<str>,
     requests: Family<RequestLabels, Counter>,
     upstream_seconds: Histogram,
@@ -66,13 +63,9 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    pub fn new(routes: &[Route], on: bool) -> Metrics {
+    pub fn new(on: bool) -> Metrics {
         Metrics {
             on,
-            routes: routes
-                .iter()
-                .map(|r| (Arc::from(r.prefix.as_str()), Arc::from(r.app.as_str())))
-                .collect(),
             none: Arc::from(""),
             requests: Family::default(),
             // 0.1 ms to ~3 s: a local backend up to a slow one.
@@ -83,13 +76,13 @@ impl Metrics {
         }
     }
 
-    /// A request answered with `code`; `route` is its index among the
-    /// configured routes, if it was routed.
-    pub fn request(&self, route: Option<usize>, code: u16) {
+    /// A request answered with `code`; `route` is the label and app of
+    /// the route that took it, if one did.
+    pub fn request(&self, route: Option<&(Arc<str>, Arc<str>)>, code: u16) {
         if !self.on {
             return;
         }
-        let (route, app) = match route.and_then(|i| self.routes.get(i)) {
+        let (route, app) = match route {
             Some((r, a)) => (r.clone(), a.clone()),
             None => (self.none.clone(), self.none.clone()),
         };

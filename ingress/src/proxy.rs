@@ -50,14 +50,18 @@ pub async fn handle(
     let proto = if tls { "https" } else { "http" };
     if !shared.config.access_log {
         let (response, _, route) = forward(&shared, client, proto, req).await;
-        shared.metrics.request(route, response.status().as_u16());
+        shared
+            .metrics
+            .request(route.as_ref(), response.status().as_u16());
         return response;
     }
     let started = Instant::now();
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     let (response, backend, route) = forward(&shared, client, proto, req).await;
-    shared.metrics.request(route, response.status().as_u16());
+    shared
+        .metrics
+        .request(route.as_ref(), response.status().as_u16());
     tracing::info!(
         %method,
         path = %path,
@@ -156,26 +160,37 @@ async fn read_body(
 /// Which backend answered, shared with the registry's table (not copied).
 type Answered = Option<Arc<str>>;
 
+/// The label and app of the route that took a request.
+type Taken = Option<(Arc<str>, Arc<str>)>;
+
 /// Forwards `req`; says which backend answered and which route took it.
 async fn forward(
     shared: &Shared,
     client: SocketAddr,
     proto: &str,
     req: Request<Incoming>,
-) -> (Response<Body>, Answered, Option<usize>) {
+) -> (Response<Body>, Answered, Taken) {
     if let Some(why) = malformed(&req) {
         return (local(StatusCode::BAD_REQUEST, why.to_string()), None, None);
     }
     let path = req.uri().path();
-    let Some(index) = routes::route_index(&shared.config.routes, path) else {
+    let host = routes::request_host(
+        req.headers()
+            .get(hyper::header::HOST)
+            .and_then(|h| h.to_str().ok()),
+        req.uri().authority().map(|a| a.as_str()),
+    );
+    let table = shared.routes();
+    let Some(index) = routes::route_index(&table.routes, host.as_deref(), path) else {
         return (
             local(StatusCode::NOT_FOUND, format!("no route for {path}")),
             None,
             None,
         );
     };
-    let (response, answered) = forward_to(shared, client, proto, req, index).await;
-    (response, answered, Some(index))
+    let app = table.routes[index].app.clone();
+    let (response, answered) = forward_to(shared, client, proto, req, &app).await;
+    (response, answered, table.labels.get(index).cloned())
 }
 
 async fn forward_to(
@@ -183,12 +198,11 @@ async fn forward_to(
     client: SocketAddr,
     proto: &str,
     req: Request<Incoming>,
-    index: usize,
+    app: &str,
 ) -> (Response<Body>, Answered) {
-    let route = &shared.config.routes[index];
-    let endpoints = shared.endpoints(&route.app);
+    let endpoints = shared.endpoints(app);
     if endpoints.is_empty() {
-        let msg = format!("app `{}` has no ready replica", route.app);
+        let msg = format!("app `{app}` has no ready replica");
         return (local(StatusCode::SERVICE_UNAVAILABLE, msg), None);
     }
     if req.headers().contains_key(hyper::header::UPGRADE) {

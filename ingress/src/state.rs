@@ -32,6 +32,8 @@ pub struct Shared {
     /// Requests in flight.
     pub gate: Arc<crate::gate::Gate>,
     backends: RwLock<Arc<Table>>,
+    /// `--route` flags and the apps' manifest routes, swapped whole.
+    routes: RwLock<Arc<crate::routes::Table>>,
     any_ejected: std::sync::atomic::AtomicBool,
     next: AtomicUsize,
     ejected: Mutex<HashMap<String, Instant>>,
@@ -53,9 +55,9 @@ impl Shared {
                 config.limits.clients.max_per_ip,
             ),
             metrics: Arc::new(crate::metrics::Metrics::new(
-                &config.routes,
                 config.metrics_listen.is_some(),
             )),
+            routes: RwLock::new(Arc::new(crate::routes::Table::new(&config.routes, &[]))),
             config,
             pool: crate::pool::Pool::default(),
             backends: RwLock::new(Arc::new(Table::new())),
@@ -82,6 +84,20 @@ impl Shared {
             .collect();
         *self.backends.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(table);
         self.loaded.store(true, Ordering::Release);
+    }
+
+    /// The routes in use.
+    pub fn routes(&self) -> Arc<crate::routes::Table> {
+        self.routes
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// The manifest routes changed: flags first, then these.
+    pub fn set_manifest_routes(&self, manifest: &[crate::routes::Route]) {
+        let table = crate::routes::Table::new(&self.config.routes, manifest);
+        *self.routes.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(table);
     }
 
     /// The app's backends that are not ejected (all of them if every one

@@ -11,7 +11,7 @@
 use crate::error::StoreError;
 use crate::tables::{
     APPS, AUDIT, AUDIT_BY_APP, CORDONED, META, NODE_KEYS, NONCE_EXPIRY, NONCES, OPERATOR_KEYS,
-    PLACEMENTS, ROLLOUTS, SPECS,
+    PLACEMENTS, ROLLOUTS, ROUTES, SPECS,
 };
 use redb::{
     Database, Key, ReadTransaction, ReadableTable, TableDefinition, TableHandle, Value,
@@ -41,6 +41,7 @@ pub(crate) fn copy(from: &ReadTransaction, to: &Path) -> Result<(), StoreError> 
     table(from, &w, OPERATOR_KEYS)?;
     table(from, &w, NODE_KEYS)?;
     table(from, &w, CORDONED)?;
+    table(from, &w, ROUTES)?;
     table(from, &w, AUDIT)?;
     table(from, &w, AUDIT_BY_APP)?;
     table(from, &w, NONCES)?;
@@ -57,6 +58,7 @@ pub(crate) fn copy(from: &ReadTransaction, to: &Path) -> Result<(), StoreError> 
         OPERATOR_KEYS.name(),
         NODE_KEYS.name(),
         CORDONED.name(),
+        ROUTES.name(),
         AUDIT.name(),
         AUDIT_BY_APP.name(),
         NONCES.name(),

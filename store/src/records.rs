@@ -112,6 +112,14 @@ pub struct CordonRecord {
     pub by: Option<Fingerprint>,
 }
 
+/// Where the ingress serves an app (`route`, `host` in its manifest):
+/// app-level, changed without a new generation.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RouteRecord {
+    pub route: Option<String>,
+    pub host: Option<String>,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodeKeyRecord {
     pub public_key: Vec<u8>,
@@ -181,6 +189,7 @@ versioned!(RolloutRecord, StoredRollout, "rollouts");
 versioned!(OperatorKeyRecord, StoredOperatorKey, "operator_keys");
 versioned!(NodeKeyRecord, StoredNodeKey, "node_keys");
 versioned!(CordonRecord, StoredCordon, "cordoned");
+versioned!(RouteRecord, StoredRoute, "routes");
 versioned!(AuditRecord, StoredAudit, "audit");
 
 pub use crate::audit::AuditRecord;

@@ -25,6 +25,9 @@ pub(crate) const OPERATOR_KEYS: TableDefinition<&[u8], &[u8]> =
 pub(crate) const NODE_KEYS: TableDefinition<&str, &[u8]> = TableDefinition::new("node_keys");
 /// node id -> `CordonRecord` (schema 4 on)
 pub(crate) const CORDONED: TableDefinition<&str, &[u8]> = TableDefinition::new("cordoned");
+/// app name -> `RouteRecord` (added without a schema change: a store
+/// without it gets it empty)
+pub(crate) const ROUTES: TableDefinition<&str, &[u8]> = TableDefinition::new("routes");
 /// sequence number -> `AuditRecord`
 pub(crate) use skr8tr_migrations::AUDIT;
 /// (app, sequence number) -> (): the audit entries about each app.
@@ -48,6 +51,7 @@ pub(crate) fn create_all(txn: &WriteTransaction) -> Result<(), StoreError> {
     txn.open_table(OPERATOR_KEYS)?;
     txn.open_table(NODE_KEYS)?;
     txn.open_table(CORDONED)?;
+    txn.open_table(ROUTES)?;
     txn.open_table(AUDIT)?;
     txn.open_table(AUDIT_BY_APP)?;
     txn.open_table(NONCES)?;
@@ -218,6 +222,24 @@ macro_rules! read_api {
             }
 
             /// Nodes cordoned by `node drain`, by name.
+            /// Every app's `route`/`host`, by app.
+            pub fn routes(&self) -> Result<Vec<(String, RouteRecord)>, StoreError> {
+                match self.txn.open_table(ROUTES) {
+                    Ok(t) => str_range(&t, "", None),
+                    // A store opened read-only before the table existed.
+                    Err(redb::TableError::TableDoesNotExist(_)) => Ok(Vec::new()),
+                    Err(e) => Err(e.into()),
+                }
+            }
+
+            pub fn route(&self, app: &str) -> Result<Option<RouteRecord>, StoreError> {
+                match self.txn.open_table(ROUTES) {
+                    Ok(t) => decode_opt(t.get(app)?),
+                    Err(redb::TableError::TableDoesNotExist(_)) => Ok(None),
+                    Err(e) => Err(e.into()),
+                }
+            }
+
             pub fn cordoned(&self) -> Result<Vec<(String, CordonRecord)>, StoreError> {
                 str_range(&self.txn.open_table(CORDONED)?, "", None)
             }

@@ -221,6 +221,20 @@ impl Tx<'_> {
         Ok(true)
     }
 
+    /// Sets where the ingress serves `app`; `None` removes it.
+    pub fn set_route(&mut self, app: &str, route: Option<&RouteRecord>) -> Result<(), StoreError> {
+        let mut t = self.txn.open_table(ROUTES)?;
+        match route {
+            Some(r) => {
+                t.insert(app, r.encode().as_slice())?;
+            }
+            None => {
+                t.remove(app)?;
+            }
+        }
+        Ok(())
+    }
+
     /// Lifts a cordon; false if there was none.
     pub fn uncordon(&mut self, node: &str) -> Result<bool, StoreError> {
         self.touched

@@ -17,8 +17,11 @@ pub struct Args {
     /// Where clients connect
     #[arg(long, default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
-    /// PREFIX:APP, longest prefix wins (`/api:api-server`, `/:frontend`)
-    #[arg(long = "route", value_name = "PREFIX:APP", required = true, value_parser = Route::parse)]
+    /// PREFIX:APP, longest prefix wins (`/api:api-server`, `/:frontend`).
+    /// Apps' manifests add theirs (`route /api`, `host api.example.com`)
+    /// as they are deployed; a flag wins over a manifest route with the
+    /// same host and prefix
+    #[arg(long = "route", value_name = "PREFIX:APP", value_parser = Route::parse)]
     routes: Vec<Route>,
     /// Largest request body forwarded
     #[arg(long, default_value = "10485760", value_name = "BYTES")]
@@ -40,9 +43,11 @@ pub struct Args {
     /// (a proxy in front of this one), instead of replacing them
     #[arg(long = "trust-proxy", value_name = "CIDR", value_parser = skr8tr_net::server::IpNet::parse)]
     trust_proxy: Vec<skr8tr_net::server::IpNet>,
-    /// Terminate TLS with this certificate chain (PEM)
+    /// Terminate TLS with this certificate chain (PEM); give it with its
+    /// --tls-key once per host name: the client's SNI picks the one whose
+    /// certificate covers the name, else the first
     #[arg(long, value_name = "FILE", requires = "tls_key")]
-    tls_cert: Option<std::path::PathBuf>,
+    tls_cert: Vec<std::path::PathBuf>,
     /// With --tls-cert: offer HTTP/2 by ALPN to clients that ask for it
     /// (`--http2 false`: HTTP/1.1 only)
     #[arg(long, value_name = "BOOL", default_value_t = true, num_args = 0..=1,
@@ -56,9 +61,10 @@ pub struct Args {
     /// address: bind a loopback or private address
     #[arg(long, value_name = "ADDR")]
     metrics_listen: Option<std::net::SocketAddr>,
-    /// The certificate's private key (PEM: PKCS#8, SEC1 or PKCS#1)
+    /// The certificate's private key (PEM: PKCS#8, SEC1 or PKCS#1), in
+    /// the order of the --tls-cert flags
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
-    tls_key: Option<std::path::PathBuf>,
+    tls_key: Vec<std::path::PathBuf>,
     /// Log one line per request (method, path, status, backend, duration)
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     access_log: bool,
@@ -124,8 +130,21 @@ pub fn run(ctx: &crate::api::Ctx, args: Args) -> anyhow::Result<ExitCode> {
     config.access_log = args.access_log;
     config.h2c = args.h2c;
     config.metrics_listen = args.metrics_listen;
-    if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
-        let tls = skr8tr_ingress::tls::server_config(cert, key)?;
+    if args.tls_cert.len() != args.tls_key.len() {
+        anyhow::bail!(
+            "{} --tls-cert and {} --tls-key: give each certificate its key, in the same order",
+            args.tls_cert.len(),
+            args.tls_key.len()
+        );
+    }
+    if !args.tls_cert.is_empty() {
+        let pairs: Vec<_> = args
+            .tls_cert
+            .iter()
+            .cloned()
+            .zip(args.tls_key.iter().cloned())
+            .collect();
+        let tls = skr8tr_ingress::tls::server_config_for(&pairs)?;
         config.tls = Some(if args.http2 {
             skr8tr_ingress::tls::with_http2(&tls)
         } else {

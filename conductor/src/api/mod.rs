@@ -71,6 +71,7 @@ pub fn router(c: Arc<Conductor>) -> Router {
         .route("/v1/keys", get(reads::keys))
         .route("/v1/registry", get(registry::registry))
         .route("/v1/lookup/{app}", get(registry::lookup))
+        .route("/v1/routes", get(registry::routes))
         .route("/v1/audit", get(history::audit))
         .route("/v1/commands", post(commands::command))
         .route("/v1/logs", post(logs::logs))

@@ -54,6 +54,28 @@ pub async fn registry(
     }
 }
 
+/// `GET /v1/routes`: every app's `route`/`host` from its manifest, for
+/// routers; read whenever the registry's index moves.
+pub async fn routes(
+    State(c): State<Arc<Conductor>>,
+    session: super::session::SessionExt,
+) -> Result<Response, ApiError> {
+    super::session::registry_reader(&c, &session)?;
+    let routes: Vec<skr8tr_proto::wire::RouteView> = c
+        .store
+        .snapshot()
+        .and_then(|s| s.routes())
+        .map_err(ApiError::internal)?
+        .into_iter()
+        .map(|(app, r)| skr8tr_proto::wire::RouteView {
+            app,
+            route: r.route,
+            host: r.host,
+        })
+        .collect();
+    Ok(body(StatusCode::OK, &routes))
+}
+
 #[derive(serde::Deserialize)]
 pub struct One {
     one: Option<bool>,

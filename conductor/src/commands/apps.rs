@@ -240,6 +240,7 @@ pub(super) fn down(tx: &mut Tx<'_>, app: &str) -> Result<String, EffectError> {
     let record = known_app(tx, app)?;
     tx.remove_app(app)?;
     tx.remove_rollout(app)?;
+    tx.set_route(app, None)?;
     let placements = tx.placements_of(app)?;
     for (id, _) in &placements {
         tx.remove_placement(id)?;

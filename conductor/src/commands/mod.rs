@@ -17,6 +17,7 @@ mod nodes;
 mod plan;
 #[cfg(test)]
 mod plan_tests;
+mod routes;
 mod secrets;
 #[cfg(test)]
 mod tests;
@@ -52,8 +53,10 @@ pub fn prepare(
             let specs = parse_with_secrets(&file, &manifest, sidecar, opening)?;
             let hash: [u8; 32] = Sha256::digest(manifest.as_bytes()).into();
             let opening = opening.clone();
+            let routing = routes::of(&file, &manifest);
             Ok(Box::new(move |tx| {
-                up(tx, &file, &manifest, hash, &specs, false, &opening)
+                let done = up(tx, &file, &manifest, hash, &specs, false, &opening)?;
+                with_routes(tx, done, &routing)
             }))
         }
         Command::SnapshotSave => Ok(Box::new(|_| Ok("snapshot requested".into()))),
@@ -70,17 +73,21 @@ pub fn prepare(
             let specs = parse_with_secrets(&file, &manifest, sidecar, opening)?;
             let hash: [u8; 32] = Sha256::digest(manifest.as_bytes()).into();
             let opening = opening.clone();
+            let routing = routes::of(&file, &manifest);
             Ok(Box::new(move |tx| {
                 plan::check_index(tx, &file, &specs, &opening, index)?;
-                up(tx, &file, &manifest, hash, &specs, false, &opening)
+                let done = up(tx, &file, &manifest, hash, &specs, false, &opening)?;
+                with_routes(tx, done, &routing)
             }))
         }
         Command::Rollout { file, manifest } => {
             let specs = parse_with_secrets(&file, &manifest, sidecar, opening)?;
             let hash: [u8; 32] = Sha256::digest(manifest.as_bytes()).into();
             let opening = opening.clone();
+            let routing = routes::of(&file, &manifest);
             Ok(Box::new(move |tx| {
-                up(tx, &file, &manifest, hash, &specs, true, &opening)
+                let done = up(tx, &file, &manifest, hash, &specs, true, &opening)?;
+                with_routes(tx, done, &routing)
             }))
         }
         Command::Rollback { app } => Ok(Box::new(move |tx| rollback(tx, &app))),
@@ -123,6 +130,19 @@ pub fn prepare(
             ),
         )),
     }
+}
+
+/// `up`'s message, with a line per app whose routing changed.
+fn with_routes(
+    tx: &mut Tx<'_>,
+    done: String,
+    routing: &[skr8tr_proto::manifest::Routing],
+) -> Result<String, EffectError> {
+    let lines = routes::apply(tx, routing)?;
+    if lines.is_empty() {
+        return Ok(done);
+    }
+    Ok(format!("{done}\n{}", lines.join("\n")))
 }
 
 pub(crate) fn plural(n: u32, word: &str) -> String {

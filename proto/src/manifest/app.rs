@@ -37,13 +37,16 @@ const APP_KEYS: Keys = Keys {
         "user",
         "group",
         "disconnect",
+        "route",
+        "host",
     ],
     aliases: &[("bin", "exec"), ("cpus", "cpu")],
     repeatable: &["volume", "constraint"],
 };
 
-/// Every app of a file; duplicate names are reported here.
-pub(crate) fn apps(entries: &[Entry], sink: &mut Sink) -> Vec<AppSpec> {
+/// Every app of a file, with its routing; duplicate names are reported
+/// here, and so is a route or host two apps claim.
+pub(crate) fn apps(entries: &[Entry], sink: &mut Sink) -> Vec<(AppSpec, Routing)> {
     let mut out = Vec::new();
     let mut names: HashMap<String, u32> = HashMap::new();
     for e in entries {
@@ -81,6 +84,27 @@ pub(crate) fn apps(entries: &[Entry], sink: &mut Sink) -> Vec<AppSpec> {
             && name.is_some()
         {
             out.push(spec);
+        }
+    }
+    let mut claimed: HashMap<(Option<String>, String), String> = HashMap::new();
+    for (spec, r) in &out {
+        if r.route.is_none() && r.host.is_none() {
+            continue;
+        }
+        let key = (
+            r.host.clone(),
+            r.route.clone().unwrap_or_else(|| "/".into()),
+        );
+        if let Some(first) = claimed.insert(key.clone(), spec.name.clone()) {
+            let what = match &key.0 {
+                Some(h) => format!("host `{h}` path `{}`", key.1),
+                None => format!("route `{}`", key.1),
+            };
+            sink.error_hint(
+                super::error::Pos::new(spec.line as usize, 1),
+                format!("apps `{first}` and `{}` both claim {what}", spec.name),
+                "give each app its own `route` or `host`",
+            );
         }
     }
     out
@@ -165,7 +189,7 @@ fn app_name(e: &Entry, sink: &mut Sink) -> Option<String> {
 }
 
 /// One app, named `name` in messages; `None` if it has any error.
-fn app(e: &Entry, name: &str, sink: &mut Sink) -> Option<AppSpec> {
+fn app(e: &Entry, name: &str, sink: &mut Sink) -> Option<(AppSpec, Routing)> {
     let errors_before = sink.count();
     let Some(block) = &e.block else {
         sink.error_hint(
@@ -207,6 +231,11 @@ fn app(e: &Entry, name: &str, sink: &mut Sink) -> Option<AppSpec> {
         user: None,
         group: None,
         disconnect: None,
+    };
+    let mut routing = Routing {
+        app: name.to_string(),
+        route: None,
+        host: None,
     };
     let mut at: HashMap<&'static str, &Entry> = HashMap::new();
     let mut failed = false;
@@ -337,6 +366,14 @@ fn app(e: &Entry, name: &str, sink: &mut Sink) -> Option<AppSpec> {
                 .parsed(entry, "group www-data", values::account)
                 .map(|g| spec.group = Some(g))
                 .is_some(),
+            "route" => c
+                .parsed(entry, "route /api", values::route_path)
+                .map(|r| routing.route = Some(r))
+                .is_some(),
+            "host" => c
+                .parsed(entry, "host api.example.com", values::host_name)
+                .map(|h| routing.host = Some(h))
+                .is_some(),
             _ => unreachable!("every key of APP_KEYS is handled"),
         };
         failed |= !ok;
@@ -378,7 +415,7 @@ fn app(e: &Entry, name: &str, sink: &mut Sink) -> Option<AppSpec> {
         // still collects errors from the other apps.
         return None;
     }
-    Some(spec)
+    Some((spec, routing))
 }
 
 /// Manifests written for the original implementation set `env { PORT N }`

@@ -42,6 +42,14 @@ pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
 
 /// Parses a manifest already known to be text. `file` names it in messages.
 pub fn parse(file: &str, text: &str) -> Result<Vec<AppSpec>, Diagnostics> {
+    Ok(parse_routed(file, text)?
+        .into_iter()
+        .map(|(s, _)| s)
+        .collect())
+}
+
+/// [`parse`], with each app's `route` and `host`.
+pub fn parse_routed(file: &str, text: &str) -> Result<Vec<(AppSpec, Routing)>, Diagnostics> {
     if text.len() > MAX_MANIFEST_BYTES {
         return Err(Diagnostics::one(
             file,

@@ -89,6 +89,17 @@ pub struct AppSpec {
     pub disconnect: Option<Disconnect>,
 }
 
+/// `route` and `host`: how the ingress reaches an app. Kept beside the
+/// spec, not in it: changing where an app is served never restarts it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Routing {
+    pub app: String,
+    /// A path prefix (`/api`).
+    pub route: Option<String>,
+    /// A host name (`api.example.com`), lowercase.
+    pub host: Option<String>,
+}
+
 /// `disconnect { … }`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Disconnect {

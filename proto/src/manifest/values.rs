@@ -134,6 +134,48 @@ pub(crate) fn label_key(text: &str) -> Result<String, ValueError> {
     }
 }
 
+/// `route /api`: a path prefix the ingress sends to the app.
+pub(crate) fn route_path(text: &str) -> Result<String, ValueError> {
+    let ok = text.starts_with('/')
+        && text.len() <= 256
+        && !text.contains("//")
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"/-._~%!$&'()*+,;=:@".contains(&b));
+    if !ok {
+        return Err(ValueError::new(
+            format!("`{text}` is not a route"),
+            "write a path prefix of at most 256 characters, like `/api` (`/` for everything)",
+        ));
+    }
+    let trimmed = if text.len() > 1 {
+        text.trim_end_matches('/')
+    } else {
+        text
+    };
+    Ok(trimmed.to_string())
+}
+
+/// `host api.example.com`: a host name the ingress sends to the app.
+pub(crate) fn host_name(text: &str) -> Result<String, ValueError> {
+    let lower = text.to_ascii_lowercase();
+    let label_ok = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    };
+    if lower.len() <= 253 && lower.split('.').all(label_ok) {
+        Ok(lower)
+    } else {
+        Err(ValueError::new(
+            format!("`{text}` is not a host name"),
+            "write a DNS name, like `api.example.com` (no port, no scheme)",
+        ))
+    }
+}
+
 /// `KEY=VALUE`: a label a node must have (`role=db`).
 pub(crate) fn label(text: &str) -> Result<(String, String), ValueError> {
     let Some((k, v)) = text.split_once('=') else {

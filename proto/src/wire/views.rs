@@ -209,3 +209,12 @@ pub struct ErrorReply {
     pub code: String,
     pub message: String,
 }
+
+/// Where the ingress serves an app, from its manifest's `route` and
+/// `host` (`GET /v1/routes`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RouteView {
+    pub app: String,
+    pub route: Option<String>,
+    pub host: Option<String>,
+}

@@ -179,3 +179,18 @@ fn a_leading_byte_order_mark_is_skipped() {
     let from_bytes = skr8tr_proto::manifest::parse_bytes("bom", text.as_bytes());
     assert_eq!(from_bytes.expect("parses"), expected);
 }
+
+#[test]
+fn route_and_host_are_read_beside_the_spec() {
+    let text = "app web\n  exec /x\n  route /api/\n  host Web.Example.com\napp b\n  exec /y\n";
+    let apps = skr8tr_proto::manifest::parse_routed("t.skr8tr", text).unwrap();
+    assert_eq!(apps[0].1.route.as_deref(), Some("/api"));
+    assert_eq!(apps[0].1.host.as_deref(), Some("web.example.com"));
+    assert_eq!(
+        (apps[1].1.route.as_deref(), apps[1].1.host.as_deref()),
+        (None, None)
+    );
+    // Where an app is served is not part of its spec: changing it is no rollout.
+    let plain = skr8tr_proto::manifest::parse("t.skr8tr", "app web\n  exec /x\n").unwrap();
+    assert_eq!(apps[0].0.exec, plain[0].exec);
+}
