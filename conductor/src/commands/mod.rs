@@ -63,7 +63,10 @@ pub fn prepare(
         Command::Plan { file, manifest } => {
             let specs = parse_with_secrets(&file, &manifest, sidecar, opening)?;
             let opening = opening.clone();
-            Ok(Box::new(move |tx| plan::plan(tx, &file, &specs, &opening)))
+            let routing = routes::of(&file, &manifest);
+            Ok(Box::new(move |tx| {
+                plan::plan(tx, &file, &specs, &routing, &opening)
+            }))
         }
         Command::UpChecked {
             file,
@@ -75,7 +78,7 @@ pub fn prepare(
             let opening = opening.clone();
             let routing = routes::of(&file, &manifest);
             Ok(Box::new(move |tx| {
-                plan::check_index(tx, &file, &specs, &opening, index)?;
+                plan::check_index(tx, &file, &specs, &routing, &opening, index)?;
                 let done = up(tx, &file, &manifest, hash, &specs, false, &opening)?;
                 with_routes(tx, done, &routing)
             }))

@@ -14,8 +14,9 @@ use super::secrets::opened;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use skr8tr_proto::code::Code;
-use skr8tr_proto::manifest::{AppSpec, Port};
+use skr8tr_proto::manifest::{AppSpec, Port, Routing};
 use skr8tr_proto::sealed::OpeningKey;
+use skr8tr_store::records::RouteRecord;
 use skr8tr_store::{EffectError, Refusal, Tx};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -84,6 +85,7 @@ pub(super) fn plan(
     tx: &mut Tx<'_>,
     file: &str,
     specs: &[AppSpec],
+    routing: &[Routing],
     opening: &OpeningKey,
 ) -> Result<String, EffectError> {
     let mut out: Vec<String> = Vec::new();
@@ -175,6 +177,17 @@ pub(super) fn plan(
              belongs to this file)"
         ));
     }
+    for r in routing {
+        let (have, want) = route_change(tx, r)?;
+        if have != want {
+            out.push(format!(
+                "~ app {}: served by the ingress at {} (was {})",
+                r.app,
+                show_route(want.as_ref()),
+                show_route(have.as_ref())
+            ));
+        }
+    }
     if !warnings.is_empty() {
         out.push("warnings:".into());
         out.extend(warnings.into_iter().map(|w| format!("  {w}")));
@@ -182,7 +195,7 @@ pub(super) fn plan(
     if !refused.is_empty() {
         out.push(format!("{REFUSED_NOW} {}", refused.join("; ")));
     }
-    let index = index(tx, specs, opening)?;
+    let index = index(tx, specs, routing, opening)?;
     // The CLI adds how to apply it, with the path it was given.
     out.push(format!("index {index}"));
     Ok(out.join("\n"))
@@ -193,10 +206,11 @@ pub(super) fn check_index(
     tx: &mut Tx<'_>,
     file: &str,
     specs: &[AppSpec],
+    routing: &[Routing],
     opening: &OpeningKey,
     expected: u64,
 ) -> Result<(), EffectError> {
-    let now = index(tx, specs, opening)?;
+    let now = index(tx, specs, routing, opening)?;
     if now != expected {
         return Err(Refusal::new(
             Code::StalePlan,
@@ -208,6 +222,30 @@ pub(super) fn check_index(
         .into());
     }
     Ok(())
+}
+
+/// An app's routing as stored, and as the manifest asks.
+fn route_change(
+    tx: &Tx<'_>,
+    r: &Routing,
+) -> Result<(Option<RouteRecord>, Option<RouteRecord>), EffectError> {
+    let want = (r.route.is_some() || r.host.is_some()).then(|| RouteRecord {
+        route: r.route.clone(),
+        host: r.host.clone(),
+    });
+    Ok((tx.route(&r.app)?, want))
+}
+
+fn show_route(r: Option<&RouteRecord>) -> String {
+    match r {
+        None => "no route".into(),
+        Some(r) => match (&r.host, &r.route) {
+            (Some(h), Some(p)) => format!("host `{h}` path `{p}`"),
+            (Some(h), None) => format!("host `{h}`"),
+            (None, Some(p)) => format!("path `{p}`"),
+            (None, None) => "no route".into(),
+        },
+    }
 }
 
 /// How a rollout of `spec` replaces replicas.
@@ -249,9 +287,18 @@ fn removed(tx: &Tx<'_>, file: &str, specs: &[AppSpec]) -> Result<Vec<String>, Ef
 /// do moves it; what does not (placements, log reads, an unchanged app's
 /// scaling) does not. A secret's value changed again after the plan, to
 /// another new value, does not move it.
-fn index(tx: &Tx<'_>, specs: &[AppSpec], opening: &OpeningKey) -> Result<u64, EffectError> {
+fn index(
+    tx: &Tx<'_>,
+    specs: &[AppSpec],
+    routing: &[Routing],
+    opening: &OpeningKey,
+) -> Result<u64, EffectError> {
     let mut h = Sha256::new();
     h.update(tx.cluster_id()?.0);
+    for r in routing {
+        let (have, want) = route_change(tx, r)?;
+        h.update(skr8tr_proto::wire::encode(&(&r.app, &have, &want)));
+    }
     for spec in specs {
         h.update(skr8tr_proto::wire::encode(&spec.name));
         let fields = flatten(spec);

@@ -212,3 +212,31 @@ fn a_changed_secret_is_named_never_shown() {
         "{text}"
     );
 }
+
+#[test]
+fn a_route_change_is_planned_and_moves_the_index() {
+    let h = Harness::new("plan-route");
+    assert!(matches!(h.up(TWO), Outcome::Accepted { .. }));
+    let routed = TWO.replace("  replicas 2\n", "  replicas 2\n  host w.test\n");
+    let before = plan(&h, TWO);
+    let text = plan(&h, &routed);
+    assert!(
+        text.contains("~ app web: served by the ingress at host `w.test` (was no route)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("= app web: unchanged"),
+        "a route is no rollout: {text}"
+    );
+    assert_ne!(index_of(&text), index_of(&before));
+    match up_checked(&h, &routed, index_of(&text)) {
+        Outcome::Accepted { value, .. } => {
+            assert!(
+                value.contains("web: the ingress serves it at host `w.test`"),
+                "{value}"
+            )
+        }
+        Outcome::Rejected { refusal, .. } => panic!("refused: {refusal:?}"),
+    }
+    assert!(!plan(&h, &routed).contains("served by the ingress"));
+}
