@@ -86,6 +86,12 @@ pub enum StartError {
     Tls(#[from] skr8tr_net::tls::TlsError),
     #[error("the sealing key: {0}")]
     Sealing(String),
+    #[error(
+        "{dir} holds a cluster's store with history but no conductor.sec: copy the \
+         conductor's key files back (conductor.sec, conductor.pub, conductor.kem, tls.crt, \
+         tls.key); a new key would be a conductor its nodes refuse"
+    )]
+    MissingKey { dir: String },
 }
 
 /// Opens (or, with `init_key`, creates) the cluster in `config.data_dir`.
@@ -127,6 +133,15 @@ pub fn open(config: Config, init_key: Option<&Path>) -> Result<Conductor, StartE
         Err(e) => return Err(e.into()),
     };
     api::snapshot::remove_leftovers(&dir);
+    // A store with history and no signing key is one copied or restored
+    // without its key files (or whose keys were lost): a new key would be
+    // a conductor its nodes refuse. Said, not made. (A missing
+    // conductor.kem is a store from before sealing, which gets one.)
+    if store.snapshot()?.audit_head()?.0 > 1 && !dir.join(CONDUCTOR_SECRET_FILE).exists() {
+        return Err(StartError::MissingKey {
+            dir: dir.display().to_string(),
+        });
+    }
     let key = conductor_key(&dir)?;
     let sealing = sealing::load_or_create(&dir)?;
     let conductor = Conductor::new(store, key, sealing, config, now)?;

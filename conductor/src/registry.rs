@@ -102,7 +102,12 @@ fn compute(c: &Conductor, now: u64) -> Result<(RegistrySnapshot, u64), StoreErro
     drop(nodes);
     // Routes from manifests move the index too (not in the snapshot
     // itself, whose fields older routers decode: they read `/v1/routes`).
-    let routes = c.store.snapshot()?.routes()?;
+    // A route record that cannot be read leaves the routes out of the
+    // index rather than the whole registry unanswered.
+    let routes = c.store.snapshot()?.routes().unwrap_or_else(|e| {
+        crate::throttle::INDEX.warn(&e);
+        Vec::new()
+    });
     let digest = Sha256::digest(skr8tr_proto::wire::encode(&(&apps, &routes)));
     let mut index = [0u8; 8];
     index.copy_from_slice(&digest[..8]);

@@ -96,6 +96,21 @@ mod tests {
             dir.path().join(skr8tr_store::DB_FILE),
         )
         .unwrap();
+        // Without its key files a store with history does not start.
+        let missing = crate::open(crate::Config::new(dir.path().to_path_buf()), None);
+        assert!(
+            matches!(missing, Err(crate::StartError::MissingKey { .. })),
+            "a keyless store with history starts"
+        );
+        // With them (as the conductor that wrote it had), it does.
+        skr8tr_proto::keys::write_key_files(
+            dir.path(),
+            crate::CONDUCTOR_SECRET_FILE,
+            crate::CONDUCTOR_PUBLIC_FILE,
+            &skr8tr_proto::keys::SecretKey::from_seed(&[9; 32]),
+            false,
+        )
+        .unwrap();
         let c = crate::open(crate::Config::new(dir.path().to_path_buf()), None).unwrap();
         let spec = c
             .store

@@ -5,7 +5,8 @@
 //! Layout:
 //! - this file: [`Config`] and [`run`] (accept loop, registry watcher on
 //!   `skr8tr_net::Client`).
-//! - `routes`: longest-prefix route matching.
+//! - `routes`: the route table (`--route` flags and manifest routes), by
+//!   host then longest prefix.
 //! - `proxy`: one request: route, backend choice, retries, `Upgrade`
 //!   passthrough, access log.
 //! - [`headers`]: hop-by-hop removal, `X-Forwarded-*`, `Forwarded`,
@@ -164,7 +165,19 @@ const REGISTRY_POLL_TIMEOUT: Duration = Duration::from_secs(35);
 async fn watch(shared: Arc<Shared>, conductor: Client) {
     let mut index = 0u64;
     let mut backoff = Duration::from_millis(100);
+    // Set when the registry's index moved and the routes are still to be
+    // read: retried until they are.
+    let mut routes_stale = false;
     loop {
+        if routes_stale {
+            if refresh_routes(&shared, &conductor).await {
+                routes_stale = false;
+            } else {
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(2));
+                continue;
+            }
+        }
         match fetch(&conductor, index).await {
             Ok(snapshot) => {
                 backoff = Duration::from_millis(100);
@@ -178,7 +191,7 @@ async fn watch(shared: Arc<Shared>, conductor: Client) {
                     index = snapshot.index;
                     shared.set_registry(snapshot);
                     // The index also moves when manifest routes change.
-                    refresh_routes(&shared, &conductor).await;
+                    routes_stale = true;
                 }
                 continue;
             }
@@ -189,18 +202,28 @@ async fn watch(shared: Arc<Shared>, conductor: Client) {
     }
 }
 
-/// Reads the apps' manifest routes; keeps the last ones on any failure
-/// (a conductor of an older release has none to give: 404).
-async fn refresh_routes(shared: &Shared, conductor: &Client) {
+/// Reads the apps' manifest routes; false (the last ones kept, to be
+/// tried again) on any failure but a 404 (a conductor of an older release
+/// has none to give).
+async fn refresh_routes(shared: &Shared, conductor: &Client) -> bool {
     let answer = conductor.get("/v1/routes", Duration::from_secs(10)).await;
     let routes: Vec<wire::RouteView> = match answer {
         Ok((status, body)) if status.is_success() => match wire::decode(&body) {
             Ok(r) => r,
-            Err(e) => return tracing::warn!("routes: unreadable answer: {e}"),
+            Err(e) => {
+                tracing::warn!("routes: unreadable answer: {e}");
+                return false;
+            }
         },
-        Ok((status, _)) if status == hyper::StatusCode::NOT_FOUND => return,
-        Ok((status, _)) => return tracing::warn!("routes: conductor answered {status}"),
-        Err(e) => return tracing::warn!("routes: {e}; keeping the last ones"),
+        Ok((status, _)) if status == hyper::StatusCode::NOT_FOUND => return true,
+        Ok((status, _)) => {
+            tracing::warn!("routes: conductor answered {status}; keeping the last ones");
+            return false;
+        }
+        Err(e) => {
+            tracing::warn!("routes: {e}; keeping the last ones");
+            return false;
+        }
     };
     let manifest: Vec<Route> = routes
         .into_iter()
@@ -221,6 +244,7 @@ async fn refresh_routes(shared: &Shared, conductor: &Client) {
         tracing::info!("routes: {}", shown.join(", "));
         shared.set_manifest_routes(&manifest);
     }
+    true
 }
 
 async fn fetch(conductor: &Client, index: u64) -> Result<RegistrySnapshot, String> {

@@ -79,14 +79,27 @@ fn malformed(req: &Request<Incoming>) -> Option<&'static str> {
     {
         return Some("an HTTP/1.1 request needs a Host header");
     }
-    if req.version() == hyper::Version::HTTP_2
-        && let (Some(host), Some(authority)) = (
-            req.headers().get(hyper::header::HOST),
-            req.uri().authority(),
-        )
+    let mut hosts = req.headers().get_all(hyper::header::HOST).iter();
+    let host = hosts.next();
+    if hosts.next().is_some() {
+        return Some("the request has two Host headers (RFC 9112 3.2); send one");
+    }
+    // Routing is by host: a Host the ingress cannot read is refused, not
+    // passed on for the app to read another way.
+    if let Some(h) = host
+        && h.to_str()
+            .ok()
+            .and_then(|h| h.parse::<hyper::http::uri::Authority>().ok())
+            .is_none_or(|a| a.as_str().contains('@'))
+    {
+        return Some("the Host header is not a host[:port]; send one");
+    }
+    // An absolute-form target (HTTP/1.1) or `:authority` (HTTP/2) must
+    // name the same host as `Host`: the app and the ingress route alike.
+    if let (Some(host), Some(authority)) = (host, req.uri().authority())
         && host.as_bytes() != authority.as_str().as_bytes()
     {
-        return Some("the Host header and :authority differ (RFC 9113 8.3.1); send one host");
+        return Some("the Host header and the request's authority differ; send one host");
     }
     if has_dot_segments(req.uri().path()) {
         return Some(

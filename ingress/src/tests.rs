@@ -421,6 +421,23 @@ async fn malformed_requests_are_refused_before_routing() {
         .await;
         assert!(answer.starts_with("HTTP/1.1 400"), "{path}: {answer}");
     }
+    // One host, readable, the same as the target's: or 400.
+    for (head, why) in [
+        (
+            "GET / HTTP/1.1\r\nhost: a\r\nhost: b\r\n",
+            "two Host headers",
+        ),
+        (
+            "GET / HTTP/1.1\r\nhost: b.test:1@a.test\r\n",
+            "not a host[:port]",
+        ),
+        ("GET / HTTP/1.1\r\nhost: a b\r\n", "not a host[:port]"),
+        ("GET http://a.test/ HTTP/1.1\r\nhost: b.test\r\n", "differ"),
+    ] {
+        let answer = raw(addr, &format!("{head}connection: close\r\n\r\n")).await;
+        assert!(answer.starts_with("HTTP/1.1 400"), "{head}: {answer}");
+        assert!(answer.contains(why), "{head}: {answer}");
+    }
     // `Connection: host` does not take Host away.
     let answer = raw(
         addr,

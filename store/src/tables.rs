@@ -221,7 +221,6 @@ macro_rules! read_api {
                 str_range(&self.txn.open_table(NODE_KEYS)?, "", None)
             }
 
-            /// Nodes cordoned by `node drain`, by name.
             /// Every app's `route`/`host`, by app.
             pub fn routes(&self) -> Result<Vec<(String, RouteRecord)>, StoreError> {
                 match self.txn.open_table(ROUTES) {
@@ -240,6 +239,7 @@ macro_rules! read_api {
                 }
             }
 
+            /// Nodes cordoned by `node drain`, by name.
             pub fn cordoned(&self) -> Result<Vec<(String, CordonRecord)>, StoreError> {
                 str_range(&self.txn.open_table(CORDONED)?, "", None)
             }

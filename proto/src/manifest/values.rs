@@ -136,16 +136,20 @@ pub(crate) fn label_key(text: &str) -> Result<String, ValueError> {
 
 /// `route /api`: a path prefix the ingress sends to the app.
 pub(crate) fn route_path(text: &str) -> Result<String, ValueError> {
+    // No `%` and no `.`/`..` segments: the ingress refuses requests with
+    // those, so such a route could never match.
     let ok = text.starts_with('/')
         && text.len() <= 256
         && !text.contains("//")
+        && !text.split('/').any(|seg| seg == "." || seg == "..")
         && text
             .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"/-._~%!$&'()*+,;=:@".contains(&b));
+            .all(|b| b.is_ascii_alphanumeric() || b"/-._~!$&'()*+,;=:@".contains(&b));
     if !ok {
         return Err(ValueError::new(
             format!("`{text}` is not a route"),
-            "write a path prefix of at most 256 characters, like `/api` (`/` for everything)",
+            "write a path prefix of at most 256 characters without `%` or `.`/`..` \
+             segments, like `/api` (`/` for everything)",
         ));
     }
     let trimmed = if text.len() > 1 {
