@@ -321,6 +321,20 @@ impl Cluster {
         self.conductor.as_ref().map(Child::id)
     }
 
+    /// Makes a join ticket for `name` and starts the node with it and
+    /// `extra` flags (later starts of the same node need no ticket).
+    pub fn start_admitted(&mut self, name: &str, extra: &[&str]) {
+        let ticket = self
+            .dir
+            .join(format!("{name}.ticket"))
+            .display()
+            .to_string();
+        self.ok(&["ticket", name, "--out", &ticket]);
+        let mut args = vec!["--ticket", ticket.as_str()];
+        args.extend_from_slice(extra);
+        self.start_node_with(name, &args);
+    }
+
     /// Makes a join ticket for `name` and starts the node with it.
     pub fn start_node(&mut self, name: &str) {
         let ticket = self.dir.join(format!("{name}.ticket"));

@@ -137,3 +137,41 @@ pub fn kill9(pid: u32) {
         .expect("run kill");
     assert!(ok.success(), "kill -9 {pid} failed");
 }
+
+/// A self-signed P-256 certificate and key for `subject_alt_name`
+/// (`DNS:a.test`, `DNS:localhost,IP:127.0.0.1`), made by openssl in `dir`
+/// as `NAME.crt` and `NAME.key`; their paths.
+pub fn self_signed(
+    dir: &std::path::Path,
+    name: &str,
+    subject_alt_name: &str,
+) -> (std::path::PathBuf, std::path::PathBuf) {
+    let (crt, key) = (
+        dir.join(format!("{name}.crt")),
+        dir.join(format!("{name}.key")),
+    );
+    let made = std::process::Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt"])
+        .args([
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+        ])
+        .arg(format!("/CN={name}"))
+        .arg("-addext")
+        .arg(format!("subjectAltName={subject_alt_name}"))
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&crt)
+        .output()
+        .expect("run openssl (.ci/run installs it)");
+    assert!(
+        made.status.success(),
+        "openssl: {}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    (crt, key)
+}

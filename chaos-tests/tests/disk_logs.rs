@@ -34,20 +34,12 @@ fn runs(text: &str) -> Vec<u32> {
         .collect()
 }
 
-fn start_admitted(c: &mut Cluster, name: &str, extra: &[&str]) {
-    let ticket = c.dir.join(format!("{name}.ticket")).display().to_string();
-    c.ok(&["ticket", name, "--out", &ticket]);
-    let mut args = vec!["--ticket", ticket.as_str()];
-    args.extend_from_slice(extra);
-    c.start_node_with(name, &args);
-}
-
 #[test]
 fn previous_shows_a_crashed_runs_last_words_and_logs_outlive_the_agent_and_the_process() {
     let mut c = Cluster::start("disk-logs");
     // Short files: a crash loop rotates them quickly, within three.
     let flags = ["--grace", "3s", "--log-file-mib", "1", "--log-files", "2"];
-    start_admitted(&mut c, "n1", &flags);
+    c.start_admitted("n1", &flags);
     let counter = c.dir.join("runs");
     c.ok(&[
         "up",

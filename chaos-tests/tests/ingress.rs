@@ -158,36 +158,8 @@ fn tls_is_terminated_with_a_pem_certificate_and_key() {
     c.start_node("n1");
     c.ok(&["up", c.manifest("web.skr8tr", &web("v1")).to_str().unwrap()]);
     c.wait_ready("web", 3, WAIT);
-    let (cert, key) = (c.dir.join("cert.pem"), c.dir.join("key.pem"));
-    let made = std::process::Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-days",
-            "1",
-        ])
-        .args([
-            "-subj",
-            "/CN=localhost",
-            "-addext",
-            "subjectAltName=DNS:localhost,IP:127.0.0.1",
-        ])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .output()
-        .unwrap();
-    assert!(
-        made.status.success(),
-        "{}",
-        String::from_utf8_lossy(&made.stderr)
-    );
+    let (cert, key) =
+        skr8tr_chaos_tests::harness::self_signed(&c.dir, "localhost", "DNS:localhost,IP:127.0.0.1");
     let addr = c.start_ingress_with(
         &["/:web"],
         &[

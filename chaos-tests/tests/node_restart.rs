@@ -30,15 +30,6 @@ fn forker(n: u32) -> String {
     )
 }
 
-/// Admits `name` and starts it with `extra` flags.
-fn start_admitted(c: &mut Cluster, name: &str, extra: &[&str]) {
-    let ticket = c.dir.join(format!("{name}.ticket")).display().to_string();
-    c.ok(&["ticket", name, "--out", &ticket]);
-    let mut args = vec!["--ticket", ticket.as_str()];
-    args.extend_from_slice(extra);
-    c.start_node_with(name, &args);
-}
-
 fn pids(c: &Cluster, app: &str) -> BTreeMap<String, u32> {
     c.replicas(app)
         .into_iter()
@@ -60,7 +51,7 @@ fn an_agent_restarted_after_sigterm_or_sigkill_keeps_every_pid_and_every_request
     let mut c = Cluster::start("node-restart");
     // Well above a restart on a slow machine.
     let grace = ["--grace", "20s"];
-    start_admitted(&mut c, "n1", &grace);
+    c.start_admitted("n1", &grace);
     c.ok(&["up", c.manifest("web.skr8tr", WEB).to_str().unwrap()]);
     c.wait_ready("web", 2, WAIT);
     let ingress = c.start_ingress(&["/:web"]);
@@ -127,7 +118,7 @@ fn an_agent_restarted_after_sigterm_or_sigkill_keeps_every_pid_and_every_request
 #[test]
 fn a_dead_agent_leaves_no_process_of_its_replicas_after_the_grace() {
     let mut c = Cluster::start("node-grace");
-    start_admitted(&mut c, "n1", &["--grace", "2s"]);
+    c.start_admitted("n1", &["--grace", "2s"]);
     c.ok(&[
         "up",
         c.manifest("tree.skr8tr", &forker(1401)).to_str().unwrap(),
@@ -154,7 +145,7 @@ fn a_dead_agent_leaves_no_process_of_its_replicas_after_the_grace() {
 fn a_replica_taken_away_while_its_agent_was_down_is_killed_with_its_tree_on_return() {
     let mut c = Cluster::start("node-moved");
     let grace = ["--grace", "30s"];
-    start_admitted(&mut c, "n1", &grace);
+    c.start_admitted("n1", &grace);
     c.ok(&[
         "up",
         c.manifest("tree.skr8tr", &forker(1402)).to_str().unwrap(),

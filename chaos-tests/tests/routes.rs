@@ -43,37 +43,7 @@ fn served_by(addr: &str, host: &str, path: &str, want: &str) {
 }
 
 fn cert(dir: &std::path::Path, name: &str) -> (String, String) {
-    let (crt, key) = (
-        dir.join(format!("{name}.crt")),
-        dir.join(format!("{name}.key")),
-    );
-    let ok = Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-        ])
-        .arg(format!("/CN={name}"))
-        .arg("-addext")
-        .arg(format!("subjectAltName=DNS:{name}"))
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&crt)
-        .output()
-        .expect("openssl");
-    assert!(
-        ok.status.success(),
-        "{}",
-        String::from_utf8_lossy(&ok.stderr)
-    );
+    let (crt, key) = skr8tr_chaos_tests::harness::self_signed(dir, name, &format!("DNS:{name}"));
     (crt.display().to_string(), key.display().to_string())
 }
 

@@ -174,3 +174,15 @@ pub fn finish(ctx: &Ctx, reply: CommandReply) -> anyhow::Result<std::process::Ex
     }
     Ok(std::process::ExitCode::SUCCESS)
 }
+
+/// The error a refused command's answer says (`refused (CODE): MESSAGE`).
+pub fn refused(bytes: &[u8]) -> anyhow::Error {
+    match wire::decode::<wire::CommandReply>(bytes) {
+        Ok(reply) => anyhow::anyhow!(
+            "refused ({}): {}",
+            crate::show::line(&reply.code.unwrap_or_default()),
+            crate::show::text(&reply.message)
+        ),
+        Err(e) => anyhow::anyhow!("unreadable answer: {e}"),
+    }
+}

@@ -9,7 +9,7 @@ use crate::show;
 use anyhow::bail;
 use http_body_util::BodyExt;
 use skr8tr_proto::command::Command;
-use skr8tr_proto::wire::{self, CommandReply, ReplicaLog};
+use skr8tr_proto::wire::{self, ReplicaLog};
 use std::io::Write;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -60,13 +60,7 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<ExitCode> {
         };
         if !status.is_success() {
             let bytes = whole(body).await?;
-            let reply: CommandReply =
-                wire::decode(&bytes).map_err(|e| anyhow::anyhow!("unreadable answer: {e}"))?;
-            bail!(
-                "refused ({}): {}",
-                show::line(&reply.code.unwrap_or_default()),
-                show::text(&reply.message)
-            );
+            return Err(api::refused(&bytes));
         }
         if !args.follow {
             let bytes = whole(body).await?;

@@ -11,7 +11,7 @@ use anyhow::{Context, bail};
 use http_body_util::BodyExt;
 use sha2::{Digest, Sha256};
 use skr8tr_proto::command::Command;
-use skr8tr_proto::wire::{self, CommandReply, SignedSnapshotHeader};
+use skr8tr_proto::wire::{self, SignedSnapshotHeader};
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -108,13 +108,7 @@ fn save(ctx: &Ctx, file: PathBuf) -> anyhow::Result<ExitCode> {
                 .await
                 .map_err(|e| anyhow::anyhow!("the conductor's answer cannot be read: {e}"))?
                 .to_bytes();
-            let reply: CommandReply =
-                wire::decode(&bytes).map_err(|e| anyhow::anyhow!("unreadable answer: {e}"))?;
-            bail!(
-                "refused ({}): {}",
-                show::line(&reply.code.unwrap_or_default()),
-                show::text(&reply.message)
-            );
+            return Err(api::refused(&bytes));
         }
         let mut out = private_create(&partial)?;
         // Bytes before the header could be read, then the database's.

@@ -29,11 +29,7 @@ pub async fn command(
     bytes: Bytes,
 ) -> Response {
     // Reads with an answer of their own have their own paths.
-    let own_path = skr8tr_proto::wire::decode::<CommandRequest>(&bytes)
-        .ok()
-        .and_then(|r| skr8tr_proto::envelope::Envelope::from_bytes(&r.envelope).ok())
-        .and_then(|e| e.payload_unverified().ok())
-        .is_some_and(|p| matches!(p.command, Command::SnapshotSave));
+    let own_path = claimed(&bytes).is_some_and(|c| matches!(c, Command::SnapshotSave));
     if own_path {
         return super::ApiError::new(
             Code::BadRequest,
@@ -43,6 +39,16 @@ pub async fn command(
     }
     let recorded = record(&c, Peer::ip(peer), bytes).await;
     body(recorded.status, &recorded.reply)
+}
+
+/// The command a request says it carries, before anything in it is
+/// verified: only to send it to the path that serves it.
+pub(super) fn claimed(bytes: &[u8]) -> Option<Command> {
+    skr8tr_proto::wire::decode::<CommandRequest>(bytes)
+        .ok()
+        .and_then(|r| skr8tr_proto::envelope::Envelope::from_bytes(&r.envelope).ok())
+        .and_then(|e| e.payload_unverified().ok())
+        .map(|p| p.command)
 }
 
 /// What recording a command request came to.

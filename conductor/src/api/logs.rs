@@ -37,16 +37,8 @@ pub async fn logs(
 ) -> Response {
     // Only `logs` is served here: anything else is turned away before it is
     // verified or applied (it belongs on /v1/commands).
-    let is_logs = wire::decode::<wire::CommandRequest>(&bytes)
-        .ok()
-        .and_then(|r| skr8tr_proto::envelope::Envelope::from_bytes(&r.envelope).ok())
-        .and_then(|e| e.payload_unverified().ok())
-        .is_some_and(|p| {
-            matches!(
-                p.command,
-                Command::Logs { .. } | Command::PreviousLogs { .. }
-            )
-        });
+    let is_logs = super::commands::claimed(&bytes)
+        .is_some_and(|c| matches!(c, Command::Logs { .. } | Command::PreviousLogs { .. }));
     if !is_logs {
         return super::ApiError::new(
             Code::BadRequest,

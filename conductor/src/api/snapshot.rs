@@ -18,7 +18,7 @@ use axum::response::Response;
 use sha2::{Digest, Sha256};
 use skr8tr_proto::code::Code;
 use skr8tr_proto::command::Command;
-use skr8tr_proto::wire::{self, SignedSnapshotHeader, SnapshotHeader};
+use skr8tr_proto::wire::{SignedSnapshotHeader, SnapshotHeader};
 use std::io::Read;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -40,11 +40,8 @@ pub async fn snapshot(
     peer: Option<Extension<super::Peer>>,
     bytes: Bytes,
 ) -> Response {
-    let is_snapshot = wire::decode::<wire::CommandRequest>(&bytes)
-        .ok()
-        .and_then(|r| skr8tr_proto::envelope::Envelope::from_bytes(&r.envelope).ok())
-        .and_then(|e| e.payload_unverified().ok())
-        .is_some_and(|p| matches!(p.command, Command::SnapshotSave));
+    let is_snapshot =
+        super::commands::claimed(&bytes).is_some_and(|c| matches!(c, Command::SnapshotSave));
     if !is_snapshot {
         return super::ApiError::new(
             Code::BadRequest,

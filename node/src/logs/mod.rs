@@ -75,35 +75,24 @@ impl LogRing {
     /// Appends a line read back from disk as it was kept (already cut to
     /// the limit, its note included), bounded all the same.
     fn restore(&mut self, stream: Stream, text: &str, at_ms: u64) {
-        let mut cut = text.len().min(MAX_LINE_BYTES + 64);
-        while !text.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        if self.lines.len() == self.capacity {
-            self.lines.pop_front();
-        }
-        let seq = self.next_seq;
-        self.next_seq += 1;
-        self.lines.push_back(LogLine {
-            seq,
-            at_ms,
-            stream,
-            text: text[..cut].to_string(),
-        });
+        let cut = boundary(text, MAX_LINE_BYTES + 64);
+        self.append(stream, text[..cut].to_string(), at_ms);
     }
 
     /// Appends a line of which `dropped` bytes were already cut off.
     fn push_cut(&mut self, stream: Stream, text: &str, dropped: usize, at_ms: u64) -> u64 {
-        let mut cut = text.len().min(MAX_LINE_BYTES);
-        while !text.is_char_boundary(cut) {
-            cut -= 1;
-        }
+        let cut = boundary(text, MAX_LINE_BYTES);
         let dropped = dropped + (text.len() - cut);
         let text = if dropped > 0 {
             format!("{} …[{dropped} bytes truncated]", &text[..cut])
         } else {
             text.to_string()
         };
+        self.append(stream, text, at_ms)
+    }
+
+    /// Appends a line as given, dropping the oldest when full.
+    fn append(&mut self, stream: Stream, text: String, at_ms: u64) -> u64 {
         if self.lines.len() == self.capacity {
             self.lines.pop_front();
         }
@@ -147,6 +136,16 @@ impl LogRing {
     pub fn is_empty(&self) -> bool {
         self.lines.is_empty()
     }
+}
+
+/// The longest prefix of `text` within `max` bytes that ends on a char
+/// boundary.
+fn boundary(text: &str, max: usize) -> usize {
+    let mut cut = text.len().min(max);
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    cut
 }
 
 /// A [`LogRing`] shared between the tasks that read a replica's output and
