@@ -8,6 +8,7 @@
 //! - `bin/store-bench.rs`: the store benchmark behind `bench/store`.
 //! - `bin/workload.rs`: `skr8tr-workload`, the replica the cluster tests
 //!   run (identity on `/`, `/healthz`, crash/fail/job flags).
+//! - [`attack`]: slow, holding and flooding strangers against a port.
 //! - [`harness`]: a real cluster (conductor and nodes as `skr8tr`
 //!   processes) with wait-for-condition helpers.
 //! - [`procs`]: one-off HTTP, signed bodies, /proc readings.
@@ -27,6 +28,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 #![forbid(unsafe_code)]
 
+pub mod attack;
 pub mod disk;
 pub mod fleet;
 pub mod harness;

@@ -199,3 +199,73 @@ fn the_status_page_shows_replicas_and_a_rollout_change_without_a_reload() {
     let _ = ui.kill();
     let _ = ui.wait();
 }
+
+/// `skr8tr ui --listen addr`, its stderr in `log`; the page's path.
+fn start_ui(c: &Cluster, addr: &str, log: &std::path::Path) -> (std::process::Child, String) {
+    let mut ui = c
+        .command(&["ui", "--listen", addr])
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .unwrap();
+    let mut said = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(ui.stdout.take().unwrap()),
+        &mut said,
+    )
+    .unwrap();
+    let path = said
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix(&format!("http://{addr}")))
+        .unwrap_or_else(|| panic!("no address in {said:?}"))
+        .to_string();
+    (ui, path)
+}
+
+#[test]
+fn the_status_page_holds_against_strangers_floods_and_slow_heads() {
+    use skr8tr_chaos_tests::attack::{Attack, assert_quiet, pipelined, under_attack, waves};
+    let c = Cluster::start("ui-bounds");
+    let addr = format!("127.0.0.1:{}", free_port());
+    let log = c.dir.join("ui.log");
+    let (mut ui, path) = start_ui(&c, &addr, &log);
+    let target: std::net::SocketAddr = addr.parse().unwrap();
+    let pid = ui.id();
+    // 10,000 requests on one connection from someone without the token:
+    // each answered 404, at a bounded cost.
+    let stranger: &'static [u8] = Box::leak(
+        format!("GET / HTTP/1.1\r\nhost: {addr}\r\n\r\n")
+            .into_bytes()
+            .into_boxed_slice(),
+    );
+    let cpu_before = skr8tr_chaos_tests::harness::cpu_ms(pid).unwrap();
+    let answered = pipelined(
+        target,
+        stranger,
+        b"HTTP/1.1 404",
+        10_000,
+        Duration::from_secs(120),
+    );
+    assert_eq!(answered, 10_000, "every stranger's request is answered 404");
+    let cpu = skr8tr_chaos_tests::harness::cpu_ms(pid).unwrap() - cpu_before;
+    eprintln!("10,000 stranger requests cost the status page {cpu} ms of CPU");
+    assert!(cpu < 10_000, "{cpu} ms of CPU");
+    // Slow heads, slow bodies and held connections from addresses of
+    // their own: the operator's page still loads.
+    let attack = Attack::start(target, &waves());
+    wait_for("the attack to be under way", WAIT, || {
+        (attack.opened() > 12).then_some(())
+    });
+    let watched = under_attack(pid, || match http_get(&addr, &path) {
+        Some((200, body)) if body.contains("id=state") => Ok(()),
+        other => Err(format!("the page: {other:?}")),
+    });
+    drop(attack);
+    assert_quiet(
+        "the status page",
+        &watched,
+        &std::fs::read_to_string(&log).unwrap(),
+    );
+    let _ = ui.kill();
+    let _ = ui.wait();
+}
