@@ -7,31 +7,9 @@
 
 mod util;
 
-use skr8tr_proto::manifest;
-use skr8tr_store::records::*;
 use skr8tr_store::*;
 use std::sync::Arc;
 use util::*;
-
-fn app(generation: u64, replicas: u32) -> AppRecord {
-    AppRecord {
-        generation,
-        previous_generation: generation.checked_sub(1).filter(|g| *g > 0),
-        replicas,
-        status: AppStatus::Active,
-    }
-}
-
-fn spec_record(name: &str) -> SpecRecord {
-    let text = format!("app {name}\n  exec /bin/{name}\n  secret {{ TOKEN hunter2 }}\n");
-    let spec = manifest::parse("t.skr8tr", &text).unwrap().remove(0);
-    SpecRecord {
-        spec,
-        file: "t.skr8tr".into(),
-        manifest: text,
-        hash: [1; 32],
-    }
-}
 
 #[test]
 fn a_backup_taken_while_commands_commit_opens_as_the_same_store() {

@@ -5,6 +5,7 @@
 use skr8tr_proto::command::{ClusterId, Command};
 use skr8tr_proto::envelope::{self, Envelope, Nonce, Payload};
 use skr8tr_proto::keys::SecretKey;
+use skr8tr_store::records::{AppRecord, AppStatus, SpecRecord};
 use skr8tr_store::{CommandEntry, Options, Store};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -76,5 +77,29 @@ pub fn scale(app: &str, n: u32) -> Command {
     Command::Scale {
         app: app.into(),
         replicas: n,
+    }
+}
+
+/// An active app record at `generation` with `replicas`.
+pub fn app(generation: u64, replicas: u32) -> AppRecord {
+    AppRecord {
+        generation,
+        previous_generation: generation.checked_sub(1).filter(|g| *g > 0),
+        replicas,
+        status: AppStatus::Active,
+    }
+}
+
+/// A spec record of app `name` (with a secret), as `up` stores it.
+pub fn spec_record(name: &str) -> SpecRecord {
+    let text = format!("app {name}\n  exec /bin/{name}\n  secret {{ TOKEN hunter2 }}\n");
+    let spec = skr8tr_proto::manifest::parse("t.skr8tr", &text)
+        .unwrap()
+        .remove(0);
+    SpecRecord {
+        spec,
+        file: "t.skr8tr".into(),
+        manifest: text,
+        hash: [1; 32],
     }
 }
