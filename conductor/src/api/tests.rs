@@ -573,3 +573,4 @@ async fn ten_thousand_session_proofs_from_a_stranger_are_refused_within_the_audi
 }
 
 mod delta;
+mod snapshot;
