@@ -93,10 +93,14 @@ pub(super) fn plan(
     let mut warnings = Vec::new();
     let mut refused = Vec::new();
     let mut hidden = 0;
-    for spec in specs {
-        let decision = decide(tx, spec, opening)?;
+    // Decided once: the index hashes the same decisions.
+    let decisions = specs
+        .iter()
+        .map(|spec| decide(tx, spec, opening))
+        .collect::<Result<Vec<_>, _>>()?;
+    for (spec, decision) in specs.iter().zip(&decisions) {
         let mut block = Vec::new();
-        match &decision {
+        match decision {
             Decision::Create { generation } => {
                 block.push(format!(
                     "+ app {}: create, generation {generation}, {}",
@@ -195,7 +199,7 @@ pub(super) fn plan(
     if !refused.is_empty() {
         out.push(format!("{REFUSED_NOW} {}", refused.join("; ")));
     }
-    let index = index(tx, specs, routing, opening)?;
+    let index = index_of(tx, specs, &decisions, routing)?;
     // The CLI adds how to apply it, with the path it was given.
     out.push(format!("index {index}"));
     Ok(out.join("\n"))
@@ -293,16 +297,30 @@ fn index(
     routing: &[Routing],
     opening: &OpeningKey,
 ) -> Result<u64, EffectError> {
+    let decisions = specs
+        .iter()
+        .map(|spec| decide(tx, spec, opening))
+        .collect::<Result<Vec<_>, _>>()?;
+    index_of(tx, specs, &decisions, routing)
+}
+
+/// [`index`] from decisions already made, one per spec.
+fn index_of(
+    tx: &Tx<'_>,
+    specs: &[AppSpec],
+    decisions: &[Decision],
+    routing: &[Routing],
+) -> Result<u64, EffectError> {
     let mut h = Sha256::new();
     h.update(tx.cluster_id()?.0);
     for r in routing {
         let (have, want) = route_change(tx, r)?;
         h.update(skr8tr_proto::wire::encode(&(&r.app, &have, &want)));
     }
-    for spec in specs {
+    for (spec, decision) in specs.iter().zip(decisions) {
         h.update(skr8tr_proto::wire::encode(&spec.name));
         let fields = flatten(spec);
-        match decide(tx, spec, opening)? {
+        match decision {
             Decision::Create { generation } => {
                 h.update(skr8tr_proto::wire::encode(&("create", generation, &fields)));
             }
